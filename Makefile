@@ -1,0 +1,65 @@
+# ModelTemplate operator — developer entry points. Every target does its own set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
+PYTEST_ARGS ?=
+
+.PHONY: help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the package and test dependencies
+
+binaries: ## build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
+	@hack/build-control-plane.sh >/dev/null
+
+test: $(STAMP) binaries ## all unit and integration tests (starts its own local control plane)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## unit tests only
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+integration: $(STAMP) binaries ## integration tests only
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format operator tests
+	$(VENV)/bin/ruff check --fix operator tests
+
+cluster-up: $(STAMP) binaries ## start the local control plane with fake GPU nodes
+	$(PY) -m modeltemplate_operator.localcluster up
+
+cluster-down: $(STAMP) ## stop every process of the local control plane
+	$(PY) -m modeltemplate_operator.localcluster down
+
+cluster-status: $(STAMP)
+	$(PY) -m modeltemplate_operator.localcluster status
+
+demo: cluster-up ## local cluster, fake GPU nodes, and the demo
+	$(PY) -m modeltemplate_operator.localcluster nodes
+
+kind-up: ## kind cluster + kwok fake GPU nodes (needs Docker)
+	hack/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name modeltemplate
+
+crds: $(STAMP) ## regenerate crds/ from the pydantic models
+	$(PY) -m modeltemplate_operator.crdgen crds/
+
+bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
+	$(PY) benchmarks/bench_forwarder.py

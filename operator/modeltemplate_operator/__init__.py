@@ -1,0 +1,9 @@
+"""ModelTemplate operator: serves SGP Model Templates as Launch-style Kubernetes workloads."""
+
+GROUP = "launch.modelops.dev"
+VERSION = "v1alpha1"
+KIND = "ModelTemplate"
+PLURAL = "modeltemplates"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+__version__ = "0.1.0"
