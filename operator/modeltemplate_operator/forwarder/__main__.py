@@ -1,0 +1,47 @@
+"""``modeltemplate-forwarder`` console script."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from .app import Forwarder
+from .config import ConfigError, parse_config
+
+
+def _runner(choice: str):
+    """The event loop to run on: uvloop when asked, or on ``auto`` when it is installed."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("--event-loop uvloop: uvloop is not installed") from None
+        else:
+            return uvloop.run
+    return asyncio.run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse_config(argv)
+        run = _runner(config.event_loop)
+    except ConfigError as exc:
+        print(f"modeltemplate-forwarder: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        run(Forwarder(config).serve_forever())
+    except OSError as exc:
+        logging.getLogger("modeltemplate_operator.forwarder").error("cannot serve: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

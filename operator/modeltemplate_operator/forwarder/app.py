@@ -1,0 +1,458 @@
+"""The forwarder: aiohttp's low-level server in front, an aiohttp client session to the model.
+
+One handler does the dispatch (a dict lookup on the path), so every answer, 404 and 405
+included, is the forwarder's own JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .config import Config
+from .limiter import ConcurrencyLimiter
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import ForwarderMetrics
+from .routes import OWN_ROUTES, Route, routes_for
+
+log = logging.getLogger("modeltemplate_operator.forwarder")
+
+# Headers that describe one hop, not the message: never forwarded either way.
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+        "Expect",
+    )
+)
+# Upstream answers at most this large with a Content-Length are read whole and sent with a
+# Content-Length; everything else (SSE, chunked, big bodies) is passed through as it arrives.
+BUFFER_LIMIT = 1024 * 1024
+CLIENT_CLOSED = 499  # status recorded in metrics when the client went away first
+
+
+def _error(status: int, error: str, message: str, headers=None, **extra: Any) -> web.Response:
+    body = {"error": error, "message": message, "status": status}
+    body.update(extra)
+    resp = web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+    resp.content_type = "application/json"
+    return resp
+
+
+class _Abort(Exception):
+    """Carries a ready error response out of the proxy steps."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+
+
+class Forwarder:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.routes = routes_for(config.protocol)
+        self.limiter = ConcurrencyLimiter(config.per_worker, config.concurrency_wait_seconds)
+        self.metrics = ForwarderMetrics(config.per_worker, lambda: self.limiter.active)
+        self.draining = False
+        self.port: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.ServerRunner | None = None
+        self._health_checked_at = -1e9
+        self._health_ok = False
+        self._health_task: asyncio.Future | None = None
+        base = config.upstream
+        self._upstream_urls = {}
+        for path, route in self.routes.items():
+            if route.upstream == "predict":
+                self._upstream_urls[path] = base + config.predict_route
+            elif route.upstream == "stream":
+                self._upstream_urls[path] = base + config.streaming_predict_route
+            else:
+                self._upstream_urls[path] = base + path
+        self._health_url = base + config.healthcheck_route
+        self._retry_after = str(config.retry_after_seconds)
+        self._schema = config.request_parameters_schema
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> int:
+        cfg = self.config
+        connector = aiohttp.TCPConnector(
+            limit=0, keepalive_timeout=cfg.upstream_keepalive_seconds or None, ttl_dns_cache=60
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=cfg.upstream_connect_timeout_seconds,
+                sock_read=cfg.upstream_timeout_seconds,
+            ),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+        server = web.Server(
+            self.handle,
+            handler_cancellation=True,
+            access_log=logging.getLogger("modeltemplate_operator.forwarder.access")
+            if cfg.access_log
+            else None,
+        )
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=cfg.grace_period_seconds
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1] if sockets else cfg.port
+        log.info(
+            "forwarding :%s -> %s (protocol %s, perWorker %s)",
+            self.port,
+            cfg.upstream,
+            cfg.protocol,
+            cfg.per_worker,
+        )
+        return self.port
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, close."""
+        self.draining = True
+        if self._runner is not None:
+            log.info(
+                "draining: %d request(s) in flight, grace period %ss",
+                self.metrics.concurrency,
+                self.config.grace_period_seconds,
+            )
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        log.info("stopped")
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+            log.info("signal received, shutting down")
+        finally:
+            await self.shutdown()
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        route = self.routes.get(path)
+        try:
+            if route is not None:
+                if request.method not in route.methods:
+                    return self._not_allowed(request, route.methods)
+                return await self.proxy(request, route)
+            own = OWN_ROUTES.get(path)
+            if own is not None:
+                if request.method not in own:
+                    return self._not_allowed(request, own)
+                if path == "/healthz":
+                    return _error_ok({"status": "ok"})
+                if path == "/readyz":
+                    return await self.readyz()
+                return web.Response(
+                    body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+                )
+            return _error(
+                404,
+                "not_found",
+                f"no route {request.method} {path} on this forwarder (protocol "
+                f"{self.config.protocol})",
+                routes=sorted(
+                    [f"{m} {p}" for p, r in self.routes.items() for m in r.methods]
+                    + [f"{m} {p}" for p, ms in OWN_ROUTES.items() for m in ms if m != "HEAD"]
+                ),
+            )
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", request.method, path)
+            return _error(500, "internal_error", "the forwarder failed to handle this request")
+
+    def _not_allowed(self, request: web.BaseRequest, methods) -> web.Response:
+        return _error(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}",
+            headers={"Allow": ", ".join(methods)},
+        )
+
+    # -- health ---------------------------------------------------------------------------
+    async def readyz(self) -> web.Response:
+        if self.draining:
+            return _error(503, "draining", "the forwarder is shutting down")
+        ok = await self.upstream_healthy()
+        if ok:
+            return _error_ok({"status": "ready"})
+        return _error(
+            503,
+            "upstream_not_ready",
+            f"model container's healthcheck {self.config.healthcheck_route} did not answer 200",
+        )
+
+    async def upstream_healthy(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._health_checked_at < self.config.health_cache_seconds:
+            return self._health_ok
+        if self._health_task is None or self._health_task.done():
+            self._health_task = asyncio.ensure_future(self._check_health())
+        return await asyncio.shield(self._health_task)
+
+    async def _check_health(self) -> bool:
+        ok = False
+        try:
+            assert self._session is not None
+            async with self._session.get(
+                self._health_url,
+                timeout=aiohttp.ClientTimeout(total=self.config.health_timeout_seconds),
+                allow_redirects=False,
+            ) as resp:
+                await resp.read()
+                ok = resp.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = False
+        self._health_ok = ok
+        self._health_checked_at = asyncio.get_running_loop().time()
+        self.metrics.upstream_ready = 1 if ok else 0
+        return ok
+
+    # -- proxy ----------------------------------------------------------------------------
+    async def proxy(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
+        loop_time = asyncio.get_running_loop().time
+        t0 = loop_time()
+        metrics = self.metrics
+        capped = route.capped
+        status = 500
+        if capped:
+            metrics.enter()
+        try:
+            try:
+                resp = await self._proxy(request, route, t0)
+            except _Abort as abort:
+                resp = abort.response
+            status = resp.status
+            return resp
+        except (asyncio.CancelledError, ConnectionResetError):
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            if capped:
+                metrics.leave()
+            metrics.observe(route.path, status, loop_time() - t0)
+
+    async def _read_body(self, request: web.BaseRequest, route: Route) -> bytes:
+        limit = self.config.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise _Abort(
+                _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
+            )
+        body = await request.content.read()
+        if len(body) > limit:
+            raise _Abort(
+                _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
+            )
+        ctype = request.headers.get("Content-Type", "")
+        if body and (not ctype or "json" in ctype):
+            try:
+                doc = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _Abort(
+                    _error(400, "malformed_json", f"request body is not valid JSON: {exc}")
+                ) from None
+        elif not body:
+            doc = {}
+        else:
+            return body  # not JSON: nothing to check
+        if self._schema:
+            problems = self._schema.check(doc, require_key=route.params == "required")
+            if problems:
+                fields = ", ".join(p["field"] for p in problems)
+                raise _Abort(
+                    _error(
+                        422,
+                        "invalid_request_parameters",
+                        f"invalid model_request_parameters: {fields}",
+                        errors=problems,
+                    )
+                )
+        return body
+
+    async def _proxy(self, request: web.BaseRequest, route: Route, t0: float):
+        body = await self._read_body(request, route) if request.can_read_body else b""
+        if route.params == "required" and not body and self._schema.has_required:
+            problems = self._schema.check({}, require_key=True)
+            raise _Abort(
+                _error(
+                    422,
+                    "invalid_request_parameters",
+                    "invalid model_request_parameters: " + ", ".join(p["field"] for p in problems),
+                    errors=problems,
+                )
+            )
+        if route.capped:
+            if not await self.limiter.acquire():
+                raise _Abort(
+                    _error(
+                        429,
+                        "too_many_requests",
+                        f"{self.config.per_worker} requests already in flight (perWorker) and "
+                        f"no slot freed within {self.config.concurrency_wait_seconds}s",
+                        headers={"Retry-After": self._retry_after},
+                    )
+                )
+            try:
+                return await self._exchange(request, route, body, t0)
+            finally:
+                self.limiter.release()
+        return await self._exchange(request, route, body, t0)
+
+    async def _exchange(self, request: web.BaseRequest, route: Route, body: bytes, t0: float):
+        url = self._upstream_urls[route.path]
+        qs = request.query_string
+        if qs:
+            url = url + "?" + qs
+        headers = CIMultiDict()
+        for k, v in request.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                headers.add(k, v)
+        assert self._session is not None
+        up = await self._send(request.method, url, body, headers)
+        try:
+            return await self._relay(request, route, up, t0)
+        finally:
+            up.release()
+
+    async def _send(self, method: str, url: str, body: bytes, headers) -> aiohttp.ClientResponse:
+        assert self._session is not None
+        for attempt in (1, 2):
+            try:
+                return await self._session._request(
+                    method, url, data=body or None, headers=headers, allow_redirects=False
+                )
+            except aiohttp.ServerDisconnectedError:
+                # Typically a kept-alive connection the model closed as we reused it: try once
+                # more on a fresh one.
+                if attempt == 2:
+                    raise _Abort(
+                        _error(
+                            502, "upstream_disconnected", "model container closed the connection"
+                        )
+                    ) from None
+            except aiohttp.ConnectionTimeoutError:
+                raise _Abort(
+                    _error(
+                        503,
+                        "upstream_unavailable",
+                        f"model container at {self.config.upstream} did not accept a connection "
+                        f"within {self.config.upstream_connect_timeout_seconds}s",
+                    )
+                ) from None
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise _Abort(_timeout_error(self.config.upstream_timeout_seconds)) from None
+            except (aiohttp.ClientConnectorError, ConnectionRefusedError):
+                raise _Abort(
+                    _error(
+                        503,
+                        "upstream_unavailable",
+                        f"model container at {self.config.upstream} is not accepting connections",
+                    )
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _Abort(
+                    _error(502, "upstream_error", f"model container request failed: {exc!r}")
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def _relay(self, request, route: Route, up: aiohttp.ClientResponse, t0: float):
+        loop_time = asyncio.get_running_loop().time
+        headers = CIMultiDict()
+        for k, v in up.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                headers.add(k, v)
+        length = up.content_length
+        ctype = up.headers.get("Content-Type", "")
+        if (
+            length is not None
+            and length <= BUFFER_LIMIT
+            and not ctype.startswith("text/event-stream")
+        ):
+            try:
+                data = await up.read()
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                raise _Abort(_timeout_error(self.config.upstream_timeout_seconds)) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _Abort(
+                    _error(502, "upstream_error", f"model container response broke off: {exc!r}")
+                ) from None
+            self.metrics.observe_ttfb(route.path, loop_time() - t0)
+            return web.Response(status=up.status, body=data, headers=headers)
+        resp = web.StreamResponse(status=up.status, headers=headers)
+        if length is not None:
+            resp.content_length = length
+        await resp.prepare(request)
+        content = up.content
+        first = True
+        while True:
+            try:
+                chunk = await content.readany()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                # The model broke off or stalled mid-response: the status line is already out,
+                # so the only honest signal left is to cut the client's connection.
+                log.warning("upstream response on %s broke off: %r", route.path, exc)
+                up.close()
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
+            if not chunk:
+                break
+            if first:
+                first = False
+                self.metrics.observe_ttfb(route.path, loop_time() - t0)
+            try:
+                await resp.write(chunk)
+            except (ConnectionError, aiohttp.ClientConnectionResetError):
+                # The client went away: drop the model's response too.
+                up.close()
+                raise ConnectionResetError("client disconnected") from None
+        await resp.write_eof()
+        return resp
+
+
+def _timeout_error(seconds: float) -> web.Response:
+    return _error(
+        504,
+        "upstream_timeout",
+        f"model container sent nothing for {seconds}s (--upstream-timeout-seconds)",
+    )
+
+
+def _error_ok(doc: dict) -> web.Response:
+    resp = web.Response(status=200, body=json.dumps(doc).encode())
+    resp.content_type = "application/json"
+    return resp
