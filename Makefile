@@ -52,7 +52,7 @@ cluster-status: $(STAMP)
 demo: cluster-up ## local cluster, fake GPU nodes, and the demo
 	$(PY) -m modeltemplate_operator.localcluster nodes
 
-kind-up: ## kind cluster + kwok fake GPU nodes (needs Docker)
+kind-up: $(STAMP) ## kind cluster + kwok fake GPU nodes (needs Docker)
 	hack/kind-up.sh
 
 kind-down: ## delete the kind cluster

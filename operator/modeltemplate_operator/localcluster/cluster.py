@@ -1,0 +1,441 @@
+"""Start, check and stop the local control plane as plain processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .nodes import load_node_manifests
+from .pki import CertificateAuthority, write_service_account_keys
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+# Order matters: each component needs the ones before it.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def find_bin_dir() -> Path:
+    """The cached binaries for the pinned versions, built on first use."""
+    explicit = os.environ.get("MODELTEMPLATE_BIN_DIR")
+    if explicit:
+        return Path(explicit)
+    out = subprocess.run(
+        [str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout.strip()
+    return Path(out.splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    }
+
+
+def run_kubectl(
+    kubectl: str,
+    kubeconfig: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    cmd = [kubectl, f"--kubeconfig={kubeconfig}", *args]
+    proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise ClusterError(
+            f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
+        )
+    return proc
+
+
+@dataclass
+class ExistingCluster:
+    """A cluster someone else runs (kind, a dev cluster): only its kubeconfig is known."""
+
+    kubeconfig: Path
+    kubectl_binary: str = field(default_factory=lambda: shutil.which("kubectl") or "kubectl")
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ):
+        return run_kubectl(
+            self.kubectl_binary, self.kubeconfig, *args, input=input, check=check, timeout=timeout
+        )
+
+
+@dataclass
+class LocalCluster:
+    """A control plane rooted at ``root`` (pki, data, logs, kubeconfig, state.json)."""
+
+    root: Path
+    bin_dir: Path | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    def binary(self, name: str) -> str:
+        if self.bin_dir is None:
+            self.bin_dir = find_bin_dir()
+        return str(self.bin_dir / name)
+
+    # -- state ---------------------------------------------------------------
+    def _load_state(self) -> bool:
+        if not self._state_file.exists():
+            return False
+        state = json.loads(self._state_file.read_text())
+        self.ports, self.pids = state["ports"], state["pids"]
+        self.bin_dir = Path(state["bin_dir"])
+        return True
+
+    def _save_state(self) -> None:
+        self._state_file.write_text(
+            json.dumps(
+                {"ports": self.ports, "pids": self.pids, "bin_dir": str(self.bin_dir)}, indent=2
+            )
+        )
+
+    def running(self) -> bool:
+        """True when every component of a previous ``up`` is alive and the API answers."""
+        if not self._load_state():
+            return False
+        if set(self.pids) != set(COMPONENTS) or not all(_alive(p) for p in self.pids.values()):
+            return False
+        try:
+            return self._api_ready() and self._nodes_ready()
+        except OSError:
+            return False
+
+    # -- lifecycle -----------------------------------------------------------
+    def up(self, *, timeout: float = 120) -> LocalCluster:
+        """Start every component (or keep the running ones) and wait until nodes are Ready."""
+        if self.running():
+            return self
+        self.down()
+        self.bin_dir = self.bin_dir or find_bin_dir()
+        for d in ("pki", "data", "logs"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        self.ports = {
+            name: _free_port()
+            for name in (
+                "etcd",
+                "etcd_peer",
+                "apiserver",
+                "controller_manager",
+                "scheduler",
+                "kwok",
+            )
+        }
+        self._write_pki()
+        deadline = time.monotonic() + timeout
+        try:
+            self._start("etcd", self._etcd_args())
+            self._wait(lambda: self._etcd_ready(), deadline, "etcd")
+            self._start("kube-apiserver", self._apiserver_args())
+            self._wait(self._api_ready, deadline, "kube-apiserver")
+            self._start("kube-controller-manager", self._controller_manager_args())
+            self._start("kube-scheduler", self._scheduler_args())
+            self._start("kwok", self._kwok_args())
+            self._save_state()
+            self._create_nodes()
+            self._wait(self._nodes_ready, deadline, "fake nodes Ready")
+            self._wait(self._default_service_account, deadline, "default ServiceAccount")
+        except BaseException:
+            self.down()  # nothing half-started is left behind; logs stay
+            raise
+        return self
+
+    def down(self) -> None:
+        """Stop every process this cluster started and remove its state and data."""
+        self._load_state()
+        for name in reversed(COMPONENTS):
+            pid = self.pids.get(name)
+            if pid and _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for pid in self.pids.values():
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.pids = {}
+        for d in ("data", "pki"):
+            shutil.rmtree(self.root / d, ignore_errors=True)
+        for f in (self._state_file, self.kubeconfig):
+            f.unlink(missing_ok=True)
+
+    # -- helpers for users of the cluster -----------------------------------
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ):
+        return run_kubectl(
+            self.binary("kubectl"),
+            self.kubeconfig,
+            *args,
+            input=input,
+            check=check,
+            timeout=timeout,
+        )
+
+    # -- internals -----------------------------------------------------------
+    def _start(self, name: str, args: list[str]) -> None:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [self.binary(name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.root,
+        )
+        log.close()
+        self.pids[name] = proc.pid
+
+    def _wait(self, check, deadline: float, what: str) -> None:
+        while time.monotonic() < deadline:
+            for name, pid in self.pids.items():
+                if not _alive(pid):
+                    raise ClusterError(
+                        f"{name} exited while waiting for {what}; see {self.logs / (name + '.log')}"
+                    )
+            try:
+                if check():
+                    return
+            except Exception:  # noqa: BLE001 - not ready yet
+                pass
+            time.sleep(0.25)
+        raise ClusterError(f"timed out waiting for {what}; logs in {self.logs}")
+
+    def _write_pki(self) -> None:
+        pki = self.root / "pki"
+        ca = CertificateAuthority(pki)
+        self.ca_path = ca.cert_path
+        ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            server_names=[
+                "127.0.0.1",
+                "localhost",
+                "10.96.0.1",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+        )
+        write_service_account_keys(pki)
+        server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        users = {
+            "kubeconfig": ("admin", "kubernetes-admin", "system:masters"),
+            "pki/controller-manager.kubeconfig": (
+                "controller-manager",
+                "system:kube-controller-manager",
+                None,
+            ),
+            "pki/scheduler.kubeconfig": ("scheduler", "system:kube-scheduler", None),
+        }
+        for path, (stem, cn, org) in users.items():
+            cert, key = ca.issue(stem, cn, org=org)
+            config = _kubeconfig(server, ca.cert_path, cert, key, stem)
+            (self.root / path).write_text(yaml.safe_dump(config, sort_keys=False))
+            (self.root / path).chmod(0o600)
+
+    def _etcd_args(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer = f"http://127.0.0.1:{self.ports['etcd_peer']}"
+        return [
+            "--name=local",
+            f"--data-dir={self.root / 'data' / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=local={peer}",
+            "--listen-metrics-urls=",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self) -> list[str]:
+        pki = self.root / "pki"
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=Node,RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _component_auth_args(self, kubeconfig: Path) -> list[str]:
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
+
+    def _controller_manager_args(self) -> list[str]:
+        pki = self.root / "pki"
+        return [
+            *self._component_auth_args(pki / "controller-manager.kubeconfig"),
+            f"--secure-port={self.ports['controller_manager']}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--cluster-cidr={POD_CIDR}",
+            "--v=1",
+        ]
+
+    def _scheduler_args(self) -> list[str]:
+        pki = self.root / "pki"
+        return [
+            *self._component_auth_args(pki / "scheduler.kubeconfig"),
+            f"--secure-port={self.ports['scheduler']}",
+            "--v=1",
+        ]
+
+    def _kwok_args(self) -> list[str]:
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--manage-nodes-with-label-selector=",
+            "--manage-single-node=",
+            "--cidr=10.244.0.0/16",
+            "--node-ip=10.0.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            f"--config={self.root / 'kwok.yaml'}",
+        ]
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        pki = self.root / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return ctx
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.server + path)
+        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=5) as resp:  # noqa: S310
+            return resp.status, resp.read()
+
+    def _etcd_ready(self) -> bool:
+        url = f"http://127.0.0.1:{self.ports['etcd']}/health"
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+            return json.loads(resp.read()).get("health") == "true"
+
+    def _api_ready(self) -> bool:
+        status, body = self._get("/readyz")
+        return status == 200 and body.strip() == b"ok"
+
+    def _create_nodes(self) -> None:
+        (self.root / "kwok.yaml").touch()
+        manifests = {"apiVersion": "v1", "kind": "List", "items": load_node_manifests()}
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--field-manager=localcluster",
+            "-f",
+            "-",
+            input=json.dumps(manifests),
+        )
+
+    def _nodes_ready(self) -> bool:
+        status, body = self._get("/api/v1/nodes")
+        nodes = json.loads(body)["items"]
+        expected = len(load_node_manifests())
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        return len(ready) >= expected
+
+    def _default_service_account(self) -> bool:
+        status, _ = self._get("/api/v1/namespaces/default/serviceaccounts/default")
+        return status == 200

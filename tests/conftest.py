@@ -1,0 +1,104 @@
+"""Shared fixtures: the Kubernetes cluster the integration tests run against.
+
+By default a local control plane (etcd, kube-apiserver, controller-manager,
+scheduler, kwok fake GPU nodes) is started once per session under
+``.local-cluster/pytest``. With ``USE_EXISTING_CLUSTER=1`` the cluster of
+``$KUBECONFIG`` is used instead (e.g. a kind cluster from ``make kind-up``).
+On failures the control-plane logs are kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from modeltemplate_operator.localcluster import ExistingCluster, LocalCluster
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+def pytest_collection_modifyitems(items):
+    """Tests under tests/integration are integration tests; everything else is unit."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+        elif not item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def cluster(request):
+    if os.environ.get("USE_EXISTING_CLUSTER") == "1":
+        kubeconfig = os.environ.get("KUBECONFIG")
+        if not kubeconfig:
+            pytest.fail("USE_EXISTING_CLUSTER=1 needs KUBECONFIG to point at the cluster")
+        yield ExistingCluster(Path(kubeconfig.split(os.pathsep)[0]))
+        return
+    local = LocalCluster(root=REPO_ROOT / ".local-cluster" / "pytest")
+    local.down()  # leftovers of an interrupted run
+    try:
+        local.up(timeout=180)
+    except Exception:
+        _keep_logs(local)
+        raise
+    yield local
+    if request.session.testsfailed:
+        _keep_logs(local)
+    local.down()
+
+
+def _keep_logs(local: LocalCluster) -> None:
+    target = ARTIFACTS / "control-plane-logs"
+    shutil.rmtree(target, ignore_errors=True)
+    if local.logs.exists():
+        shutil.copytree(local.logs, target)
+        print(f"\ncontrol-plane logs kept in {target}")
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster):
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(cluster):
+    """A fresh namespace (with its default ServiceAccount), deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no default ServiceAccount in {name} after 30s")
+        time.sleep(0.2)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crd_installed(cluster):
+    """Everything in crds/ applied server-side and Established."""
+    crd_dir = REPO_ROOT / "crds"
+    files = sorted(crd_dir.glob("*.yaml"))
+    if not files:
+        pytest.fail("crds/ is empty: run `make crds`")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_dir))
+    names = []
+    for f in files:
+        out = cluster.kubectl("create", "--dry-run=client", "-o", "json", "-f", str(f)).stdout
+        doc = json.loads(out)
+        names += [i["metadata"]["name"] for i in doc.get("items", [doc])]
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
+    )
+    return names
