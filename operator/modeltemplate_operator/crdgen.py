@@ -1,0 +1,336 @@
+"""Generate the ModelTemplate CustomResourceDefinition from the pydantic models.
+
+    python -m modeltemplate_operator.crdgen crds/      # writes crds/<CRD_FILENAME>
+
+:func:`crd_dict` returns the CRD as a plain dict (used by the tests and the operator);
+:func:`crd_yaml` its deterministic YAML text. The schema is derived from
+``ModelTemplate.model_json_schema()``: ``$ref`` inlined, optionals made plain optional fields,
+``int | str`` turned into ``x-kubernetes-int-or-string``, pydantic-only keywords dropped, the
+models' :class:`~modeltemplate_operator.models.XRule` s emitted as ``x-kubernetes-validations``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from . import GROUP, KIND, PLURAL, VERSION
+from .models import ModelTemplate
+from .models.rules import XRule
+
+__all__ = [
+    "CRD_NAME",
+    "CRD_FILENAME",
+    "crd_dict",
+    "crd_yaml",
+    "openapi_schema",
+    "write_crds",
+    "main",
+]
+
+CRD_NAME = f"{PLURAL}.{GROUP}"
+CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
+SHORT_NAMES = ["mt"]
+CATEGORIES = ["modelops"]
+
+_EC = ".spec.vendorConfiguration.endpointConfig"
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Endpoint",
+        "type": "string",
+        "jsonPath": ".spec.endpointType",
+        "description": "Endpoint type",
+    },
+    {"name": "Model", "type": "string", "jsonPath": ".spec.modelType", "description": "Model type"},
+    {
+        "name": "GPU",
+        "type": "string",
+        "jsonPath": f"{_EC}.gpuType",
+        "description": "GPU type of a worker",
+    },
+    {
+        "name": "GPUs",
+        "type": "integer",
+        "jsonPath": f"{_EC}.gpus",
+        "description": "GPUs per worker",
+    },
+    {
+        "name": "Min",
+        "type": "integer",
+        "jsonPath": f"{_EC}.minWorkers",
+        "description": "Minimum workers",
+    },
+    {
+        "name": "Max",
+        "type": "integer",
+        "jsonPath": f"{_EC}.maxWorkers",
+        "description": "Maximum workers",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Ready condition",
+    },
+    {
+        "name": "Protocol",
+        "type": "string",
+        "jsonPath": ".spec.endpointProtocol",
+        "priority": 1,
+        "description": "Endpoint protocol",
+    },
+    {
+        "name": "Workers",
+        "type": "integer",
+        "jsonPath": ".status.workers.ready",
+        "priority": 1,
+        "description": "Ready workers",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+# Output order of schema keywords (anything else is dropped).
+_KEY_ORDER = (
+    "description",
+    "type",
+    "format",
+    "enum",
+    "default",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "items",
+    "additionalProperties",
+    "properties",
+    "required",
+    "x-kubernetes-validations",
+)
+
+
+def _model_classes(root: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """All pydantic model classes reachable from ``root``, by class name (= $defs key)."""
+    found: dict[str, type[BaseModel]] = {}
+
+    def visit(tp: Any) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp.__name__ in found:
+                return
+            found[tp.__name__] = tp
+            for field in tp.model_fields.values():
+                visit(field.annotation)
+            return
+        for arg in getattr(tp, "__args__", ()) or ():
+            visit(arg)
+        origin = getattr(tp, "__origin__", None)
+        if origin is not None and origin is not tp:
+            visit(origin)
+
+    visit(root)
+    return found
+
+
+def _class_rules(cls: type[BaseModel] | None) -> list[dict[str, str]]:
+    rules: tuple[XRule, ...] = getattr(cls, "__x_rules__", ()) if cls else ()
+    return [r.to_cel() for r in rules if r.rule]
+
+
+_RULE_KEYS = ("rule", "message", "messageExpression", "fieldPath", "reason")
+
+
+def _ordered_rule(rule: dict[str, str]) -> dict[str, str]:
+    return {k: rule[k] for k in _RULE_KEYS if k in rule}
+
+
+def _description(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _Converter:
+    def __init__(self, schema: dict[str, Any], classes: dict[str, type[BaseModel]]):
+        self.defs: dict[str, Any] = schema.get("$defs", {})
+        self.classes = classes
+
+    def convert(self, node: dict[str, Any], cls_name: str | None = None) -> dict[str, Any]:
+        node = dict(node)
+        if "$ref" in node:
+            name = node.pop("$ref").rsplit("/", 1)[-1]
+            base = self.convert(self.defs[name], cls_name=name)
+            overlay = (
+                self.convert({k: v for k, v in node.items() if k != "title"}, None) if node else {}
+            )
+            merged = {
+                **base,
+                **{k: v for k, v in overlay.items() if k != "x-kubernetes-validations"},
+            }
+            rules = base.get("x-kubernetes-validations", []) + overlay.get(
+                "x-kubernetes-validations", []
+            )
+            if rules:
+                merged["x-kubernetes-validations"] = rules
+            return self._ordered(merged)
+        if "anyOf" in node:
+            variants = [v for v in node.pop("anyOf") if v.get("type") != "null"]
+            if node.get("default", "unset") is None:
+                node.pop("default")
+            if len(variants) == 1:
+                inner = variants[0]
+                return self.convert({**inner, **node} if "$ref" not in inner else {**node, **inner})
+            types = sorted(v.get("type") for v in variants)
+            if types == ["integer", "string"]:
+                out = {k: v for k, v in node.items()}
+                out["x-kubernetes-int-or-string"] = True
+                for v in variants:
+                    if v.get("type") == "string" and "maxLength" in v:
+                        out["maxLength"] = v["maxLength"]
+                return self._ordered(out)
+            raise ValueError(f"unsupported union in schema: {variants}")
+
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("title", "const") or (key == "default" and value is None):
+                continue
+            if key == "description":
+                out[key] = _description(value)
+            elif key == "properties":
+                out[key] = {k: self.convert(v) for k, v in value.items()}
+            elif key == "items":
+                out[key] = self.convert(value)
+            elif key == "additionalProperties":
+                if value is True:
+                    out["x-kubernetes-preserve-unknown-fields"] = True
+                elif isinstance(value, dict):
+                    out[key] = self.convert(value)
+            elif key == "propertyNames":
+                continue
+            elif key == "x-kubernetes-validations":
+                out[key] = [_ordered_rule(r) for r in value]
+            else:
+                out[key] = value
+        rules = _class_rules(self.classes.get(cls_name)) if cls_name else []
+        if rules:
+            out["x-kubernetes-validations"] = out.get("x-kubernetes-validations", []) + rules
+        if "enum" in out and "type" not in out:
+            out["type"] = "string"
+        return self._ordered(out)
+
+    @staticmethod
+    def _ordered(node: dict[str, Any]) -> dict[str, Any]:
+        return {k: node[k] for k in _KEY_ORDER if k in node}
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The structural openAPIV3Schema of the ModelTemplate resource."""
+    raw = ModelTemplate.model_json_schema(by_alias=True, mode="validation")
+    classes = _model_classes(ModelTemplate)
+    conv = _Converter(raw, classes)
+    props = raw["properties"]
+    root: dict[str, Any] = {
+        "description": _description(ModelTemplate.__doc__ or ""),
+        "type": "object",
+        "properties": {
+            "apiVersion": {
+                "description": "APIVersion defines the versioned schema of this representation "
+                "of an object.",
+                "type": "string",
+            },
+            "kind": {
+                "description": "Kind is a string value representing the REST resource this "
+                "object represents.",
+                "type": "string",
+            },
+            "metadata": {"type": "object"},
+            "spec": conv.convert(props["spec"]),
+            "status": conv.convert(props["status"]),
+        },
+        "required": ["spec"],
+    }
+    # status is written by the operator; keep fields the models do not know yet.
+    root["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] = True
+    root["properties"]["status"] = _Converter._ordered(root["properties"]["status"])
+    rules = _class_rules(ModelTemplate)
+    if rules:
+        root["x-kubernetes-validations"] = rules
+    return root
+
+
+def crd_dict() -> dict[str, Any]:
+    """The ModelTemplate CustomResourceDefinition as a dict (deterministic key order)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {"app.kubernetes.io/name": "modeltemplate-operator"},
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:  # never emit &anchors / *aliases
+        return True
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `make crds` (python -m modeltemplate_operator.crdgen) — do not edit.\n"
+    return header + yaml.dump(
+        crd_dict(), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
+
+
+def write_crds(directory: str | Path) -> Path:
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CRD_FILENAME
+    path.write_text(crd_yaml(), encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", default="crds", help="output directory")
+    args = parser.parse_args(argv)
+    path = write_crds(args.directory)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

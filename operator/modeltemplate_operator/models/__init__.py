@@ -1,0 +1,124 @@
+"""Pydantic models of the ModelTemplate resource — the one source of the CRD schema.
+
+Main classes (python attributes are snake_case, manifest keys are their camelCase aliases):
+
+- :class:`ModelTemplate` — ``api_version``, ``kind``, ``metadata`` (:class:`ObjectMeta`),
+  ``spec`` (:class:`ModelTemplateSpec`), ``status`` (:class:`ModelTemplateStatus` | None).
+  Parse a manifest dict with ``ModelTemplate.model_validate(d)`` (or ``from_manifest``).
+- :class:`ModelTemplateSpec` — ``endpoint_type``, ``model_type``, ``endpoint_protocol``,
+  ``vendor_configuration``, ``model_creation_parameters_schema``,
+  ``model_request_parameters_schema``; shortcuts ``bundle_config`` and ``endpoint_config``.
+- :class:`VendorConfiguration` — ``vendor``, ``bundle_config``, ``endpoint_config``,
+  ``fine_tuning_job_bundle_config``.
+- :class:`BundleConfig` — ``registry``, ``image``, ``tag``, ``command``, ``env``,
+  ``secret_env`` (list of :class:`SecretEnvVar`), ``image_pull_secrets`` (list of
+  :class:`LocalObjectReference`), ``streaming_command``, ``readiness_initial_delay_seconds``,
+  ``healthcheck_route``, ``predict_route``, ``streaming_predict_route``.
+- :class:`EndpointConfig` — ``cpus``, ``memory``, ``storage`` (int | quantity str), ``gpus``,
+  ``gpu_type`` (:class:`GpuType` | None), ``min_workers``, ``max_workers``, ``per_worker``,
+  ``endpoint_type``, ``high_priority``.
+- :class:`FineTuningJobBundleConfig` (with :class:`FineTuningResources`),
+  :class:`ParametersSchema` / :class:`ModelParameter`.
+- Status: :class:`ModelTemplateStatus`, :class:`Condition`, :class:`WorkersStatus`,
+  :class:`EndpointsStatus`, :class:`SchedulingStatus`.
+
+Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`, :data:`PARAMETER_TYPES`,
+:data:`GPU_TYPE_CAPS`, :data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
+"""
+
+from .constants import (
+    CPU_ONLY_CAPS,
+    ENV_NAME_PATTERN,
+    GPU_TYPE_CAPS,
+    IDENTIFIER_PATTERN,
+    MAX_WORKERS_LIMIT,
+    PARAMETER_TYPES,
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PREFIXES,
+    ResourceCaps,
+)
+from .quantity import QuantityError, is_quantity, parse_quantity
+from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
+from .rules import X_RULE_ERROR, K8sModel, XRule
+from .spec import (
+    PATTERN_HELP,
+    BundleConfig,
+    EndpointConfig,
+    EndpointProtocol,
+    EndpointType,
+    FineTuningJobBundleConfig,
+    FineTuningResources,
+    GpuType,
+    LocalObjectReference,
+    ModelParameter,
+    ModelTemplateSpec,
+    ModelType,
+    ParametersSchema,
+    ParameterType,
+    SecretEnvVar,
+    SecretKeySelector,
+    TrainingDatasetSchemaType,
+    Vendor,
+    VendorConfiguration,
+    caps_for,
+    is_reserved_env_name,
+)
+from .status import (
+    Condition,
+    ConditionStatus,
+    EndpointsStatus,
+    IdentityType,
+    ModelTemplateStatus,
+    SchedulingStatus,
+    WorkersStatus,
+)
+
+__all__ = [
+    "BundleConfig",
+    "CPU_ONLY_CAPS",
+    "Condition",
+    "ConditionStatus",
+    "ENV_NAME_PATTERN",
+    "EndpointConfig",
+    "EndpointProtocol",
+    "EndpointType",
+    "EndpointsStatus",
+    "FineTuningJobBundleConfig",
+    "FineTuningResources",
+    "GPU_TYPE_CAPS",
+    "GpuType",
+    "IDENTIFIER_PATTERN",
+    "IdentityType",
+    "K8sModel",
+    "LocalObjectReference",
+    "MAX_WORKERS_LIMIT",
+    "ModelParameter",
+    "ModelTemplate",
+    "ModelTemplateSpec",
+    "ModelTemplateStatus",
+    "ModelType",
+    "NAME_MAX_LENGTH",
+    "NAME_PATTERN",
+    "ObjectMeta",
+    "PARAMETER_TYPES",
+    "PATTERN_HELP",
+    "ParameterType",
+    "ParametersSchema",
+    "QuantityError",
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
+    "ResourceCaps",
+    "SchedulingStatus",
+    "SecretEnvVar",
+    "SecretKeySelector",
+    "TrainingDatasetSchemaType",
+    "Vendor",
+    "VendorConfiguration",
+    "WorkersStatus",
+    "XRule",
+    "X_RULE_ERROR",
+    "caps_for",
+    "is_quantity",
+    "is_reserved_env_name",
+    "parse_quantity",
+]

@@ -1,0 +1,78 @@
+"""Constants of the ModelTemplate API shared by the models, the CRD generator and the renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "IDENTIFIER_PATTERN",
+    "ENV_NAME_PATTERN",
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
+    "PARAMETER_TYPES",
+    "ResourceCaps",
+    "GPU_TYPE_CAPS",
+    "CPU_ONLY_CAPS",
+    "MAX_WORKERS_LIMIT",
+    "MAX_GPUS",
+    "MAX_ENV_VARS",
+    "MAX_PARAMETERS",
+]
+
+#: Parameter names of the creation/request parameter schemas.
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: Names of environment variables (``bundleConfig.env`` keys and ``secretEnv[].name``).
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+#: Environment variable names a template may not set, because the rendered Launch-style pod
+#: sets them itself (or the node's GPU runtime does):
+#:
+#: - ``PORT``: the port the ``main`` container must listen on (5005);
+#: - ``HEALTHCHECK_ROUTE``, ``PREDICT_ROUTE``, ``STREAMING_PREDICT_ROUTE``: the routes of the
+#:   bundle, passed to the containers from ``bundleConfig``;
+#: - ``NVIDIA_VISIBLE_DEVICES``, ``CUDA_VISIBLE_DEVICES``: set by the GPU device plugin; a
+#:   template setting them would use GPUs it was not allocated.
+RESERVED_ENV_NAMES: tuple[str, ...] = (
+    "PORT",
+    "HEALTHCHECK_ROUTE",
+    "PREDICT_ROUTE",
+    "STREAMING_PREDICT_ROUTE",
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES",
+)
+#: Reserved prefixes: ``MODELTEMPLATE_`` is the settings namespace of the operator and of the
+#: ``http-forwarder`` sidecar; ``KUBERNETES_`` is injected by the kubelet.
+RESERVED_ENV_PREFIXES: tuple[str, ...] = ("MODELTEMPLATE_", "KUBERNETES_")
+
+#: The documented set of parameter types of ``modelCreationParametersSchema`` and
+#: ``modelRequestParametersSchema`` (Python type names, as in the SGP API: ``"str"``).
+PARAMETER_TYPES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict")
+
+
+@dataclass(frozen=True)
+class ResourceCaps:
+    """Upper bounds (Kubernetes quantities) for one worker of a GPU type."""
+
+    cpus: str
+    memory: str
+    storage: str
+
+
+#: Per-GPU-type caps Launch enforces for one worker (``cpus``/``memory``/``storage``).
+GPU_TYPE_CAPS: dict[str, ResourceCaps] = {
+    "nvidia-tesla-t4": ResourceCaps("63", "250Gi", "640Gi"),
+    "nvidia-ampere-a10": ResourceCaps("63", "250Gi", "640Gi"),
+    "nvidia-ampere-a100": ResourceCaps("95", "1000Gi", "640Gi"),
+    "nvidia-ampere-a100e": ResourceCaps("95", "1000Gi", "640Gi"),
+    "nvidia-hopper-h100": ResourceCaps("191", "2000Gi", "1300Gi"),
+    "nvidia-hopper-h100-1g20gb": ResourceCaps("47", "500Gi", "640Gi"),
+    "nvidia-hopper-h100-3g40gb": ResourceCaps("95", "1000Gi", "640Gi"),
+}
+#: Caps of a worker without GPUs (no ``gpuType``).
+CPU_ONLY_CAPS = ResourceCaps("7", "30Gi", "640Gi")
+
+MAX_WORKERS_LIMIT = 250
+#: Upper bound of ``gpus`` per worker (8 GPUs x 7 MIG slices fits).
+MAX_GPUS = 64
+MAX_ENV_VARS = 128
+MAX_PARAMETERS = 64

@@ -1,0 +1,88 @@
+"""The ModelTemplate resource: apiVersion, kind, metadata, spec, status."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .. import API_VERSION, KIND
+from .rules import K8sModel, XRule
+from .spec import ModelTemplateSpec
+from .status import ModelTemplateStatus
+
+__all__ = ["ObjectMeta", "ModelTemplate", "NAME_PATTERN", "NAME_MAX_LENGTH"]
+
+#: metadata.name is the SGP model template name and names the rendered Service: a DNS-1035
+#: label of at most 63 characters.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MAX_LENGTH = 63
+
+
+class ObjectMeta(BaseModel):
+    """The parts of Kubernetes object metadata the operator reads; everything else is kept."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str | None = None
+    generate_name: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: str | None = None
+
+
+def _name_ok(name: str | None) -> bool:
+    import re
+
+    return name is None or (
+        len(name) <= NAME_MAX_LENGTH
+        and re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name) is not None
+    )
+
+
+_NAME_RULE = XRule(
+    rule=(
+        f"!has(self.metadata.name) || (size(self.metadata.name) <= {NAME_MAX_LENGTH} && "
+        f"self.metadata.name.matches('{NAME_PATTERN}'))"
+    ),
+    check=lambda o: _name_ok(o.metadata.name),
+    describe=lambda o: (
+        f"metadata.name ({o.metadata.name}) must be a DNS-1035 label of at most "
+        "63 characters (lowercase letters, digits and -, starting with a letter)"
+    ),
+    message_expression=(
+        "'metadata.name (%s) must be a DNS-1035 label of at most 63 characters (lowercase "
+        "letters, digits and -, starting with a letter)'.format([self.metadata.name])"
+    ),
+)
+
+
+class ModelTemplate(K8sModel):
+    """An SGP Model Template served by the operator as a Launch-style workload."""
+
+    __x_rules__ = (_NAME_RULE,)
+
+    api_version: Literal["launch.modelops.dev/v1alpha1"] = Field(
+        API_VERSION, description="launch.modelops.dev/v1alpha1"
+    )
+    kind: Literal["ModelTemplate"] = Field(KIND, description="ModelTemplate")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ModelTemplateSpec = Field(description="The SGP model template, in camelCase.")
+    status: ModelTemplateStatus | None = Field(
+        None, description="Observed state, written by the operator."
+    )
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> ModelTemplate:
+        """Parse (and validate) a manifest dict; raises pydantic.ValidationError."""
+        return cls.model_validate(manifest)
+
+    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
+        """The manifest as a plain dict (camelCase, defaults filled, unset optionals omitted)."""
+        exclude = None if include_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
