@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,13 @@ from .limiter import ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
 from .routes import OWN_ROUTES, Route, routes_for
+from .upstream import (
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger("modeltemplate_operator.forwarder")
 
@@ -45,6 +53,7 @@ HOP_BY_HOP = frozenset(
 # Upstream answers at most this large with a Content-Length are read whole and sent with a
 # Content-Length; everything else (SSE, chunked, big bodies) is passed through as it arrives.
 BUFFER_LIMIT = 1024 * 1024
+HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
 CLIENT_CLOSED = 499  # status recorded in metrics when the client went away first
 
 
@@ -71,39 +80,33 @@ class Forwarder:
         self.metrics = ForwarderMetrics(config.per_worker, lambda: self.limiter.active)
         self.draining = False
         self.port: int | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._runner: web.ServerRunner | None = None
         self._health_checked_at = -1e9
         self._health_ok = False
         self._health_task: asyncio.Future | None = None
-        base = config.upstream
-        self._upstream_urls = {}
+        prefix = urlsplit(config.upstream).path.rstrip("/")
+        self._upstream_targets: dict[str, bytes] = {}
         for path, route in self.routes.items():
             if route.upstream == "predict":
-                self._upstream_urls[path] = base + config.predict_route
+                target = config.predict_route
             elif route.upstream == "stream":
-                self._upstream_urls[path] = base + config.streaming_predict_route
+                target = config.streaming_predict_route
             else:
-                self._upstream_urls[path] = base + path
-        self._health_url = base + config.healthcheck_route
+                target = path
+            self._upstream_targets[path] = (prefix + target).encode()
+        self._health_target = (prefix + config.healthcheck_route).encode()
         self._retry_after = str(config.retry_after_seconds)
         self._schema = config.request_parameters_schema
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> int:
         cfg = self.config
-        connector = aiohttp.TCPConnector(
-            limit=0, keepalive_timeout=cfg.upstream_keepalive_seconds or None, ttl_dns_cache=60
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                sock_connect=cfg.upstream_connect_timeout_seconds,
-                sock_read=cfg.upstream_timeout_seconds,
-            ),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        self._pool = UpstreamPool(
+            cfg.upstream,
+            connect_timeout=cfg.upstream_connect_timeout_seconds,
+            read_timeout=cfg.upstream_timeout_seconds,
+            keepalive=cfg.upstream_keepalive_seconds,
         )
         server = web.Server(
             self.handle,
@@ -140,9 +143,9 @@ class Forwarder:
             )
             await self._runner.cleanup()
             self._runner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         log.info("stopped")
 
     async def serve_forever(self) -> None:
@@ -225,16 +228,19 @@ class Forwarder:
 
     async def _check_health(self) -> bool:
         ok = False
+        timeout = self.config.health_timeout_seconds
         try:
-            assert self._session is not None
-            async with self._session.get(
-                self._health_url,
-                timeout=aiohttp.ClientTimeout(total=self.config.health_timeout_seconds),
-                allow_redirects=False,
-            ) as resp:
-                await resp.read()
-                ok = resp.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            assert self._pool is not None
+            up = await asyncio.wait_for(
+                self._pool.request(b"GET", self._health_target, [], b"", timeout=timeout),
+                timeout,
+            )
+            try:
+                await up.read(timeout)
+                ok = up.status == 200
+            finally:
+                up.release()
+        except (UpstreamError, TimeoutError, OSError):
             ok = False
         self._health_ok = ok
         self._health_checked_at = asyncio.get_running_loop().time()
@@ -333,82 +339,61 @@ class Forwarder:
         return await self._exchange(request, route, body, t0)
 
     async def _exchange(self, request: web.BaseRequest, route: Route, body: bytes, t0: float):
-        url = self._upstream_urls[route.path]
+        target = self._upstream_targets[route.path]
         qs = request.query_string
         if qs:
-            url = url + "?" + qs
-        headers = CIMultiDict()
-        for k, v in request.headers.items():
-            if k.lower() not in HOP_BY_HOP:
-                headers.add(k, v)
-        assert self._session is not None
-        up = await self._send(request.method, url, body, headers)
+            target = target + b"?" + qs.encode()
+        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP_B]
+        assert self._pool is not None
+        try:
+            up = await self._pool.request(request.method.encode(), target, headers, body)
+        except UpstreamTimeout:
+            raise _Abort(_timeout_error(self.config.upstream_timeout_seconds)) from None
+        except UpstreamUnavailable as exc:
+            raise _Abort(
+                _error(
+                    503,
+                    "upstream_unavailable",
+                    f"model container at {self.config.upstream} is not accepting connections "
+                    f"({exc})",
+                )
+            ) from None
+        except UpstreamError as exc:
+            raise _Abort(
+                _error(502, "upstream_error", f"model container failed to answer: {exc}")
+            ) from None
         try:
             return await self._relay(request, route, up, t0)
         finally:
             up.release()
 
-    async def _send(self, method: str, url: str, body: bytes, headers) -> aiohttp.ClientResponse:
-        assert self._session is not None
-        for attempt in (1, 2):
-            try:
-                return await self._session._request(
-                    method, url, data=body or None, headers=headers, allow_redirects=False
-                )
-            except aiohttp.ServerDisconnectedError:
-                # Typically a kept-alive connection the model closed as we reused it: try once
-                # more on a fresh one.
-                if attempt == 2:
-                    raise _Abort(
-                        _error(
-                            502, "upstream_disconnected", "model container closed the connection"
-                        )
-                    ) from None
-            except aiohttp.ConnectionTimeoutError:
-                raise _Abort(
-                    _error(
-                        503,
-                        "upstream_unavailable",
-                        f"model container at {self.config.upstream} did not accept a connection "
-                        f"within {self.config.upstream_connect_timeout_seconds}s",
-                    )
-                ) from None
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                raise _Abort(_timeout_error(self.config.upstream_timeout_seconds)) from None
-            except (aiohttp.ClientConnectorError, ConnectionRefusedError):
-                raise _Abort(
-                    _error(
-                        503,
-                        "upstream_unavailable",
-                        f"model container at {self.config.upstream} is not accepting connections",
-                    )
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise _Abort(
-                    _error(502, "upstream_error", f"model container request failed: {exc!r}")
-                ) from None
-        raise AssertionError("unreachable")
-
-    async def _relay(self, request, route: Route, up: aiohttp.ClientResponse, t0: float):
+    async def _relay(self, request, route: Route, up: UpstreamResponse, t0: float):
         loop_time = asyncio.get_running_loop().time
+        timeout = self.config.upstream_timeout_seconds
         headers = CIMultiDict()
-        for k, v in up.headers.items():
-            if k.lower() not in HOP_BY_HOP:
-                headers.add(k, v)
-        length = up.content_length
-        ctype = up.headers.get("Content-Type", "")
-        if (
-            length is not None
-            and length <= BUFFER_LIMIT
-            and not ctype.startswith("text/event-stream")
-        ):
+        length = None
+        is_sse = False
+        for k, v in up.headers:
+            low = k.lower()
+            if low == b"content-length":
+                try:
+                    length = int(v)
+                except ValueError:
+                    length = None
+                continue
+            if low in HOP_BY_HOP_B:
+                continue
+            if low == b"content-type" and v.startswith(b"text/event-stream"):
+                is_sse = True
+            headers.add(k.decode("latin-1"), v.decode("latin-1"))
+        if length is not None and length <= BUFFER_LIMIT and not is_sse:
             try:
-                data = await up.read()
-            except (TimeoutError, aiohttp.ServerTimeoutError):
-                raise _Abort(_timeout_error(self.config.upstream_timeout_seconds)) from None
-            except (aiohttp.ClientError, OSError) as exc:
+                data = await up.read(timeout)
+            except UpstreamTimeout:
+                raise _Abort(_timeout_error(timeout)) from None
+            except UpstreamError as exc:
                 raise _Abort(
-                    _error(502, "upstream_error", f"model container response broke off: {exc!r}")
+                    _error(502, "upstream_error", f"model container response broke off: {exc}")
                 ) from None
             self.metrics.observe_ttfb(route.path, loop_time() - t0)
             return web.Response(status=up.status, body=data, headers=headers)
@@ -416,16 +401,14 @@ class Forwarder:
         if length is not None:
             resp.content_length = length
         await resp.prepare(request)
-        content = up.content
         first = True
         while True:
             try:
-                chunk = await content.readany()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                chunk = await up.next_chunk(timeout)
+            except UpstreamError as exc:
                 # The model broke off or stalled mid-response: the status line is already out,
                 # so the only honest signal left is to cut the client's connection.
                 log.warning("upstream response on %s broke off: %r", route.path, exc)
-                up.close()
                 if request.transport is not None:
                     request.transport.close()
                 return resp
@@ -437,8 +420,8 @@ class Forwarder:
             try:
                 await resp.write(chunk)
             except (ConnectionError, aiohttp.ClientConnectionResetError):
-                # The client went away: drop the model's response too.
-                up.close()
+                # The client went away: the model's response is dropped with it (release()
+                # closes an unfinished upstream connection).
                 raise ConnectionResetError("client disconnected") from None
         await resp.write_eof()
         return resp
