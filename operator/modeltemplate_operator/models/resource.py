@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from .. import API_VERSION, KIND
-from .rules import K8sModel, XRule
+from .rules import X_RULE_ERROR, K8sModel, XRule
 from .spec import ModelTemplateSpec
 from .status import ModelTemplateStatus
 
@@ -35,6 +36,18 @@ class ObjectMeta(BaseModel):
     resource_version: str | None = None
     creation_timestamp: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str | None) -> str | None:
+        # Python twin of the CRD's root rule (_NAME_RULE); checked here so that it runs even
+        # when the spec has errors, as the API server does.
+        if not _name_ok(name):
+            text = _name_message(name)
+            raise PydanticCustomError(
+                X_RULE_ERROR, "{message}", {"message": text, "messages": [text], "field": True}
+            )
+        return name
+
 
 def _name_ok(name: str | None) -> bool:
     import re
@@ -42,6 +55,13 @@ def _name_ok(name: str | None) -> bool:
     return name is None or (
         len(name) <= NAME_MAX_LENGTH
         and re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name) is not None
+    )
+
+
+def _name_message(name: str | None) -> str:
+    return (
+        f"name ({name}) must be a DNS-1035 label of at most 63 characters (lowercase letters, "
+        "digits and -, starting with a letter)"
     )
 
 

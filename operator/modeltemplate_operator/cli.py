@@ -1,0 +1,204 @@
+"""``modeltemplate`` command line: offline validation and SGP conversion.
+
+    modeltemplate validate FILE...                   # YAML (multi-document) or JSON; - = stdin
+    modeltemplate convert --to manifest sgp.json     # SGP JSON -> ModelTemplate YAML
+    modeltemplate convert --to sgp template.yaml     # ModelTemplate YAML -> SGP JSON
+
+``validate`` needs no cluster: it applies the rules of the CRD (via the same pydantic models)
+and exits 1 when any document has an error. ``convert --to manifest`` also accepts a JSON list
+of templates or an SGP list response (``{"items": [...]}``) and writes one YAML document each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from . import KIND
+from .convert import manifest_to_sgp, sgp_to_manifest
+from .validation import validate_manifest
+
+__all__ = ["main", "load_documents", "DuplicateKeyError"]
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping repeats a key (the API server refuses such documents)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            mark = key_node.start_mark
+            raise DuplicateKeyError(f"line {mark.line + 1}: duplicate key {key!r}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    return Path(name).read_text(encoding="utf-8")
+
+
+def load_documents(text: str) -> Iterator[Any]:
+    """The non-empty documents of a YAML (or JSON) text; ``kind: List`` is expanded."""
+    for doc in yaml.load_all(text, Loader=_StrictLoader):  # noqa: S506 - safe loader subclass
+        if doc is None:
+            continue
+        if (
+            isinstance(doc, dict)
+            and doc.get("kind") == "List"
+            and isinstance(doc.get("items"), list)
+        ):
+            yield from doc["items"]
+        else:
+            yield doc
+
+
+def _label(doc: Any, index: int) -> str:
+    name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+    name = name if isinstance(name, str) else None
+    return f"document {index + 1}" + (f" ({name})" if name else "")
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    failed = 0
+    checked = 0
+    for name in args.files:
+        try:
+            docs = list(load_documents(_read(name)))
+        except (OSError, yaml.YAMLError) as exc:
+            print(f"{name}: {exc}", file=err)
+            failed += 1
+            continue
+        if not docs:
+            print(f"{name}: no documents", file=err)
+            failed += 1
+            continue
+        for i, doc in enumerate(docs):
+            checked += 1
+            label = _label(doc, i)
+            if (
+                isinstance(doc, dict)
+                and doc.get("kind") not in (KIND, None)
+                and args.skip_other_kinds
+            ):
+                continue
+            errors = validate_manifest(doc)
+            if errors:
+                failed += 1
+                for e in errors:
+                    print(f"{name}: {label}: {e}", file=out)
+            elif not args.quiet:
+                print(f"{name}: {label}: valid", file=out)
+    if not args.quiet:
+        print(f"{checked} document(s) checked, {failed} with errors", file=err)
+    return 1 if failed else 0
+
+
+def _load_sgp(text: str) -> list[dict[str, Any]]:
+    data = json.loads(text) if text.lstrip().startswith(("{", "[")) else yaml.safe_load(text)
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        return data["items"]
+    if isinstance(data, list):
+        return data
+    return [data]
+
+
+def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    text = _read(args.file)
+    status = 0
+    if args.to == "manifest":
+        try:
+            templates = _load_sgp(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            print(f"{args.file}: {exc}", file=err)
+            return 1
+        docs = []
+        for i, sgp in enumerate(templates):
+            try:
+                manifest = sgp_to_manifest(sgp, namespace=args.namespace)
+            except ValueError as exc:
+                print(f"{args.file}: item {i + 1}: {exc}", file=err)
+                return 1
+            for e in validate_manifest(manifest):
+                print(f"{args.file}: item {i + 1}: warning: {e}", file=err)
+                status = 1 if args.strict else status
+            docs.append(manifest)
+        out.write(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=len(docs) > 1))
+        return status
+    try:
+        docs = list(load_documents(text))
+    except yaml.YAMLError as exc:
+        print(f"{args.file}: {exc}", file=err)
+        return 1
+    results = []
+    for i, doc in enumerate(docs):
+        for e in validate_manifest(doc):
+            print(f"{args.file}: {_label(doc, i)}: warning: {e}", file=err)
+            status = 1 if args.strict else status
+        try:
+            sgp, warnings = manifest_to_sgp(doc, keep_extensions=args.keep_extensions)
+        except ValueError as exc:
+            print(f"{args.file}: {_label(doc, i)}: {exc}", file=err)
+            return 1
+        for w in warnings:
+            print(f"{args.file}: {_label(doc, i)}: warning: {w}", file=err)
+        results.append(sgp)
+    payload: Any = results[0] if len(results) == 1 else results
+    out.write(json.dumps(payload, indent=2) + "\n")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modeltemplate", description="ModelTemplate tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="validate ModelTemplate manifests offline")
+    v.add_argument("files", nargs="+", metavar="FILE", help="YAML/JSON files (- for stdin)")
+    v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    v.add_argument(
+        "--skip-other-kinds",
+        action="store_true",
+        help="ignore documents of other kinds instead of reporting them",
+    )
+    c = sub.add_parser("convert", help="convert SGP JSON <-> ModelTemplate manifest")
+    c.add_argument("--to", choices=("manifest", "sgp"), required=True)
+    c.add_argument("file", metavar="FILE", help="input file (- for stdin)")
+    c.add_argument("-o", "--output", help="output file (default: stdout)")
+    c.add_argument("-n", "--namespace", help="metadata.namespace of generated manifests")
+    c.add_argument(
+        "--keep-extensions",
+        action="store_true",
+        help="keep secretEnv/imagePullSecrets (as secret_env/image_pull_secrets) in SGP output",
+    )
+    c.add_argument("--strict", action="store_true", help="exit 1 when the result is invalid")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return cmd_validate(args, sys.stdout, sys.stderr)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            return cmd_convert(args, fh, sys.stderr)
+    return cmd_convert(args, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""Conversion between SGP model template JSON (snake_case) and ModelTemplate manifests.
+
+Mapping (1:1, driven by the pydantic models' field names and aliases):
+
+- ``name`` <-> ``metadata.name``;
+- every spec field: ``snake_case`` <-> ``camelCase`` (``vendor_configuration.bundle_config.
+  healthcheck_route`` <-> ``spec.vendorConfiguration.bundleConfig.healthcheckRoute``);
+  map values (``env``) and list items are converted key by key, env names are kept as written;
+- the SGP read-only fields ``id``, ``created_at``, ``account_id``, ``created_by_user_id``,
+  ``created_by_identity_type`` <-> ``status.{id,createdAt,accountId,createdByUserId,
+  createdByIdentityType}`` (ignored by ``kubectl apply``: status is a subresource);
+- the Kubernetes-only extensions ``secretEnv`` and ``imagePullSecrets`` have no SGP field: they
+  are dropped with a warning when converting to SGP unless ``keep_extensions`` is set (then they
+  are written as ``secret_env`` / ``image_pull_secrets``).
+
+Only keys are renamed: defaults are not filled in, so a round trip returns the input. Unknown
+keys are kept as they are, for the validator to report.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import API_VERSION, KIND
+from .models import ModelTemplateSpec, ModelTemplateStatus
+
+__all__ = [
+    "SGP_READ_ONLY_FIELDS",
+    "EXTENSION_FIELDS",
+    "sgp_to_manifest",
+    "manifest_to_sgp",
+    "spec_to_sgp",
+    "spec_from_sgp",
+]
+
+SGP_READ_ONLY_FIELDS = (
+    "id",
+    "created_at",
+    "account_id",
+    "created_by_user_id",
+    "created_by_identity_type",
+)
+#: Manifest fields (python names) with no SGP counterpart.
+EXTENSION_FIELDS = ("secret_env", "image_pull_secrets")
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``X``, ``X | None``, ``list[X]``, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return None
+    if origin in (typing.Union, types.UnionType, list, typing.Annotated) or origin is not None:
+        for arg in typing.get_args(annotation):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _rename(
+    data: Any,
+    model: type[BaseModel],
+    *,
+    to_manifest: bool,
+    dropped: list[str],
+    keep_ext: bool,
+    path: str,
+) -> Any:
+    if isinstance(data, list):
+        return [
+            _rename(
+                v,
+                model,
+                to_manifest=to_manifest,
+                dropped=dropped,
+                keep_ext=keep_ext,
+                path=f"{path}[{i}]",
+            )
+            for i, v in enumerate(data)
+        ]
+    if not isinstance(data, dict):
+        return data
+    by_key = {}
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        by_key[name if to_manifest else alias] = (name, alias, field)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in by_key:
+            out[key] = value
+            continue
+        name, alias, field = by_key[key]
+        if not to_manifest and name in EXTENSION_FIELDS and not keep_ext:
+            dropped.append(f"{path}.{key}" if path else key)
+            continue
+        new_key = alias if to_manifest else name
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            value = _rename(
+                value,
+                sub,
+                to_manifest=to_manifest,
+                dropped=dropped,
+                keep_ext=keep_ext,
+                path=f"{path}.{key}" if path else key,
+            )
+        out[new_key] = value
+    return out
+
+
+def spec_from_sgp(sgp_spec: dict[str, Any]) -> dict[str, Any]:
+    """Rename the spec part of an SGP model template (snake_case) to camelCase."""
+    return _rename(
+        sgp_spec, ModelTemplateSpec, to_manifest=True, dropped=[], keep_ext=True, path=""
+    )
+
+
+def spec_to_sgp(
+    spec: dict[str, Any], *, keep_extensions: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """Rename a manifest spec to SGP snake_case; returns (spec, dropped extension paths)."""
+    dropped: list[str] = []
+    out = _rename(
+        spec,
+        ModelTemplateSpec,
+        to_manifest=False,
+        dropped=dropped,
+        keep_ext=keep_extensions,
+        path="spec",
+    )
+    return out, dropped
+
+
+def sgp_to_manifest(sgp: dict[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+    """An SGP model template (as returned by the SGP API) as a ModelTemplate manifest."""
+    if not isinstance(sgp, dict):
+        raise ValueError("an SGP model template must be a JSON object")
+    metadata: dict[str, Any] = {}
+    if "name" in sgp:
+        metadata["name"] = sgp["name"]
+    if namespace:
+        metadata["namespace"] = namespace
+    spec_in = {k: v for k, v in sgp.items() if k != "name" and k not in SGP_READ_ONLY_FIELDS}
+    status_in = {k: sgp[k] for k in SGP_READ_ONLY_FIELDS if k in sgp}
+    manifest: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": spec_from_sgp(spec_in),
+    }
+    if status_in:
+        manifest["status"] = _rename(
+            status_in, ModelTemplateStatus, to_manifest=True, dropped=[], keep_ext=True, path=""
+        )
+    return manifest
+
+
+def manifest_to_sgp(
+    manifest: dict[str, Any], *, keep_extensions: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """A ModelTemplate manifest as an SGP model template; returns (sgp, warnings)."""
+    if not isinstance(manifest, dict):
+        raise ValueError("a manifest must be a mapping")
+    warnings: list[str] = []
+    sgp: dict[str, Any] = {}
+    name = (manifest.get("metadata") or {}).get("name")
+    if name is not None:
+        sgp["name"] = name
+    spec, dropped = spec_to_sgp(manifest.get("spec") or {}, keep_extensions=keep_extensions)
+    sgp.update(spec)
+    for path in dropped:
+        warnings.append(f"{path} has no SGP field: dropped (use --keep-extensions to keep it)")
+    status = manifest.get("status") or {}
+    renamed = _rename(
+        status, ModelTemplateStatus, to_manifest=False, dropped=[], keep_ext=True, path=""
+    )
+    for key in SGP_READ_ONLY_FIELDS:
+        if key in renamed:
+            sgp[key] = renamed[key]
+    return sgp, warnings
