@@ -1,0 +1,150 @@
+"""Shared pieces of the forwarder tests: a real upstream HTTP server and a forwarder, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+
+from aiohttp import web
+
+from modeltemplate_operator.forwarder import Forwarder, parse_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(coro, timeout: float = 30.0):
+    """Run one async scenario with an overall deadline."""
+
+    async def bounded():
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+class Upstream:
+    """A model container stand-in: records what it sees, answers as the test asks."""
+
+    def __init__(self) -> None:
+        self.healthy = True
+        self.active = 0
+        self.max_active = 0
+        self.calls: list[dict] = []
+        self.delay = 0.0
+        self.cancelled = asyncio.Event()
+        self.stream_started = asyncio.Event()
+        self.release_stream = asyncio.Event()
+        self.all_active: asyncio.Event | None = None
+        self.expect_active = 0
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, port: int = 0) -> int:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.calls.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "body": body,
+                "headers": request.headers.copy(),
+            }
+        )
+        if request.path in ("/readyz", "/health"):
+            return web.Response(status=200 if self.healthy else 500, text="ok")
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        if self.all_active is not None and self.active >= self.expect_active:
+            self.all_active.set()
+        try:
+            if request.path in ("/generate_streaming", "/v1/stream-custom"):
+                return await self._stream(request)
+            if request.path == "/hang":
+                await asyncio.sleep(60)
+            if request.path == "/break":
+                request.transport.close()
+                await asyncio.sleep(1)
+            delay = float(request.query.get("sleep", self.delay))
+            if delay:
+                await asyncio.sleep(delay)
+            return web.json_response(
+                {
+                    "path": request.path,
+                    "query": request.query_string,
+                    "echo": json.loads(body) if body else None,
+                }
+            )
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        finally:
+            self.active -= 1
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        n = int(request.query.get("n", "5"))
+        interval = float(request.query.get("interval", "0.01"))
+        hold = request.query.get("hold") == "1"
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for i in range(n):
+                await resp.write(f"data: event {i}\n\n".encode())
+                if i == 0:
+                    self.stream_started.set()
+                    if hold:
+                        # The rest waits until the test has seen the first event: proof that
+                        # the forwarder does not buffer the stream.
+                        await self.release_stream.wait()
+                await asyncio.sleep(interval)
+            await resp.write_eof()
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.cancelled.set()
+            raise
+        return resp
+
+
+@contextlib.asynccontextmanager
+async def stack(*flags: str, upstream: Upstream | None = None, env: dict | None = None):
+    """An upstream (unless given) and a forwarder in front of it; yields (forwarder, upstream)."""
+    own = upstream is None
+    up = upstream or Upstream()
+    if own:
+        await up.start()
+    cfg = parse_config(
+        ["--host", "127.0.0.1", "--port", "0", "--upstream", up.url, *flags], env or {}
+    )
+    fwd = Forwarder(cfg)
+    await fwd.start()
+    try:
+        yield fwd, up
+    finally:
+        await fwd.shutdown()
+        if own:
+            await up.stop()
+
+
+def base(fwd: Forwarder) -> str:
+    return f"http://127.0.0.1:{fwd.port}"
