@@ -83,6 +83,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _show_typed(value: Any) -> str:
+    """Like _show, but strings always quoted (``"120"`` is not ``120``)."""
+    return json.dumps(value) if isinstance(value, str) else _show(value)
+
+
 def _type_of(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -146,7 +151,7 @@ def _message(err: dict[str, Any]) -> list[str]:
     if kind == "less_than":
         return [f"{path} ({_show(value)}) must be < {ctx['lt']}"]
     if kind in _TYPE_NAMES:
-        return [f"{path} must be {_TYPE_NAMES[kind]} (got {_type_of(value)} {_show(value)})"]
+        return [f"{path} must be {_TYPE_NAMES[kind]} (got {_type_of(value)} {_show_typed(value)})"]
     return [f"{path} ({_show(value)}): {err['msg']}"]
 
 
@@ -170,7 +175,7 @@ def format_errors(exc: ValidationError) -> list[str]:
             value = errs[0].get("input")
             out.append(
                 f"{format_path(loc)} must be an integer or a quantity string "
-                f"(got {_type_of(value)} {_show(value)})"
+                f"(got {_type_of(value)} {_show_typed(value)})"
             )
     return list(dict.fromkeys(out))
 
