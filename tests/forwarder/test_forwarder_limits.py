@@ -194,9 +194,9 @@ def test_metrics_in_flight_gauge_requests_by_route_and_status_latency_and_ttfb()
                 ]
                 await asyncio.wait_for(up.all_active.wait(), 5)
                 text = await (await s.get(base(fwd) + "/metrics")).text()
-                assert _sample(text, "forwarder_request_concurrency") == 6
-                assert _sample(text, "forwarder_upstream_in_flight") == 6
-                assert _sample(text, "forwarder_per_worker") == 10
+                assert _sample(text, "modeltemplate_forwarder_requests_in_flight") == 6
+                assert _sample(text, "modeltemplate_forwarder_upstream_in_flight") == 6
+                assert _sample(text, "modeltemplate_forwarder_per_worker") == 10
                 for r in await asyncio.gather(*pending):
                     assert r.status == 200
                 up.delay = 0
@@ -209,18 +209,41 @@ def test_metrics_in_flight_gauge_requests_by_route_and_status_latency_and_ttfb()
                 r = await s.get(base(fwd) + "/metrics")
                 assert r.headers["Content-Type"].startswith("text/plain")
                 text = await r.text()
-        assert _sample(text, "forwarder_request_concurrency") == 0
-        assert _sample(text, "forwarder_requests_total", 'route="/predict",status="200"') == 6
-        assert _sample(text, "forwarder_requests_total", 'route="/predict",status="400"') == 1
-        assert _sample(text, "forwarder_requests_total", 'route="/stream",status="200"') == 1
-        # six requests of ~0.5 s each were in flight together: ~3 request-seconds
-        assert 2.5 < _sample(text, "forwarder_request_concurrency_seconds_total") < 10
-        assert _sample(text, "forwarder_request_duration_seconds_count", 'route="/predict"') == 7
+        assert _sample(text, "modeltemplate_forwarder_requests_in_flight") == 0
         assert (
-            _sample(text, "forwarder_request_duration_seconds_bucket", 'le="0.25",route="/predict"')
+            _sample(text, "modeltemplate_forwarder_requests_total", 'route="/predict",status="200"')
+            == 6
+        )
+        assert (
+            _sample(text, "modeltemplate_forwarder_requests_total", 'route="/predict",status="400"')
             == 1
         )
-        assert _sample(text, "forwarder_time_to_first_byte_seconds_count", 'route="/stream"') == 1
+        assert (
+            _sample(text, "modeltemplate_forwarder_requests_total", 'route="/stream",status="200"')
+            == 1
+        )
+        # six requests of ~0.5 s each were in flight together: ~3 request-seconds
+        assert 2.5 < _sample(text, "modeltemplate_forwarder_requests_in_flight_seconds_total") < 10
+        assert (
+            _sample(
+                text, "modeltemplate_forwarder_request_duration_seconds_count", 'route="/predict"'
+            )
+            == 7
+        )
+        assert (
+            _sample(
+                text,
+                "modeltemplate_forwarder_request_duration_seconds_bucket",
+                'le="0.25",route="/predict"',
+            )
+            == 1
+        )
+        assert (
+            _sample(
+                text, "modeltemplate_forwarder_time_to_first_byte_seconds_count", 'route="/stream"'
+            )
+            == 1
+        )
         assert _sample(text, "process_resident_memory_bytes") > 0
 
     run(scenario())

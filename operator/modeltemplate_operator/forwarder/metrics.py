@@ -5,18 +5,18 @@ Prometheus text is built at scrape time by a collector, in prometheus-client's e
 
 Exposed series (see docs/forwarder.md):
 
-- ``forwarder_request_concurrency`` (gauge): inference requests being handled now, waiting for
+- ``modeltemplate_forwarder_requests_in_flight`` (gauge): inference requests being handled now, waiting for
   a ``perWorker`` slot or in flight to the model. The per-pod series behind the HPA metric
   ``request-concurrency-average``.
-- ``forwarder_request_concurrency_seconds_total`` (counter): the time integral of that gauge;
+- ``modeltemplate_forwarder_requests_in_flight_seconds_total`` (counter): the time integral of that gauge;
   ``rate()`` of it over a window is the exact average concurrency in the window.
-- ``forwarder_upstream_in_flight`` (gauge): requests holding a slot (never above perWorker).
-- ``forwarder_per_worker`` (gauge): the configured cap.
-- ``forwarder_requests_total{route,status}`` (counter).
-- ``forwarder_request_duration_seconds{route}`` (histogram): arrival to last byte sent.
-- ``forwarder_time_to_first_byte_seconds{route}`` (histogram): arrival to the first body byte
+- ``modeltemplate_forwarder_upstream_in_flight`` (gauge): requests holding a slot (never above perWorker).
+- ``modeltemplate_forwarder_per_worker`` (gauge): the configured cap.
+- ``modeltemplate_forwarder_requests_total{route,status}`` (counter).
+- ``modeltemplate_forwarder_request_duration_seconds{route}`` (histogram): arrival to last byte sent.
+- ``modeltemplate_forwarder_time_to_first_byte_seconds{route}`` (histogram): arrival to the first body byte
   from the model being written to the client.
-- ``forwarder_upstream_ready`` (gauge): result of the last upstream health check (1/0).
+- ``modeltemplate_forwarder_upstream_ready`` (gauge): result of the last upstream health check (1/0).
 - ``process_*``: the forwarder process (RSS, CPU, open fds).
 """
 
@@ -139,30 +139,32 @@ class _Collector:
     def collect(self):
         m = self.m
         yield GaugeMetricFamily(
-            "forwarder_request_concurrency",
+            "modeltemplate_forwarder_requests_in_flight",
             "Inference requests being handled (waiting for a perWorker slot or in flight).",
             value=m.concurrency,
         )
         yield CounterMetricFamily(
-            "forwarder_request_concurrency_seconds",
-            "Time integral of forwarder_request_concurrency; rate() is the average concurrency.",
+            "modeltemplate_forwarder_requests_in_flight_seconds",
+            "Time integral of modeltemplate_forwarder_requests_in_flight; rate() is the average concurrency.",
             value=m.concurrency_seconds(),
         )
         yield GaugeMetricFamily(
-            "forwarder_upstream_in_flight",
+            "modeltemplate_forwarder_upstream_in_flight",
             "Requests in flight to the model container (at most perWorker).",
             value=m.in_flight(),
         )
         yield GaugeMetricFamily(
-            "forwarder_per_worker", "Configured perWorker concurrency cap.", value=m.per_worker
+            "modeltemplate_forwarder_per_worker",
+            "Configured perWorker concurrency cap.",
+            value=m.per_worker,
         )
         yield GaugeMetricFamily(
-            "forwarder_upstream_ready",
+            "modeltemplate_forwarder_upstream_ready",
             "1 when the model container's healthcheck route last answered 200.",
             value=m.upstream_ready,
         )
         requests = CounterMetricFamily(
-            "forwarder_requests",
+            "modeltemplate_forwarder_requests",
             "Requests answered, by route and status.",
             labels=["route", "status"],
         )
@@ -170,7 +172,7 @@ class _Collector:
             requests.add_metric([route, str(status)], n)
         yield requests
         latency = HistogramMetricFamily(
-            "forwarder_request_duration_seconds",
+            "modeltemplate_forwarder_request_duration_seconds",
             "From request arrival to the last response byte sent.",
             labels=["route"],
         )
@@ -178,7 +180,7 @@ class _Collector:
             latency.add_metric([route], h.buckets(), h.total)
         yield latency
         ttfb = HistogramMetricFamily(
-            "forwarder_time_to_first_byte_seconds",
+            "modeltemplate_forwarder_time_to_first_byte_seconds",
             "From request arrival to the first response body byte of the model sent on.",
             labels=["route"],
         )
