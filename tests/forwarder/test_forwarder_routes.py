@@ -264,3 +264,25 @@ def test_keep_alive_connections_are_reused_and_stale_ones_retried():
                 assert (await s.post(base(fwd) + "/predict", json={})).status == 200
 
     run(scenario())
+
+
+def test_expect_100_continue_gets_continue_before_the_body_is_sent():
+    async def scenario():
+        async with stack() as (fwd, up):
+            reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+            body = b'{"prompt": "long"}'
+            writer.write(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            line = await asyncio.wait_for(reader.readline(), 5)
+            assert line == b"HTTP/1.1 100 Continue\r\n"
+            await reader.readline()
+            writer.write(body)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert up.calls[-1]["body"] == body
+        assert "Expect" not in up.calls[-1]["headers"]
+
+    run(scenario())

@@ -278,6 +278,11 @@ class Forwarder:
             raise _Abort(
                 _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
             )
+        if (
+            request.version >= (1, 1)
+            and request.headers.get("Expect", "").lower() == "100-continue"
+        ):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await request.content.read()
         if len(body) > limit:
             raise _Abort(
