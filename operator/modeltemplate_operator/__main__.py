@@ -1,0 +1,50 @@
+"""``python -m modeltemplate_operator`` runs the operator against $KUBECONFIG (or in-cluster).
+
+Settings: environment variables with the ``MODELTEMPLATE_`` prefix (see config.py).
+``--standalone`` skips peering (a single replica for development and tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+from .config import ConfigError, OperatorConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modeltemplate-operator", description=__doc__)
+    parser.add_argument("--standalone", action="store_true", help="no peering with other replicas")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    args = parser.parse_args(argv)
+    try:
+        config = OperatorConfig.load()
+    except (ConfigError, OSError) as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=config.namespace is None,
+            namespaces=[config.namespace] if config.namespace else [],
+            standalone=args.standalone,
+            peering_name="modeltemplate-operator",
+            liveness_endpoint=args.liveness,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Apply: server-side apply of desired children, skipping what already matches, pruning the rest.
+
+One field manager owns every field the operator renders. A child whose live state already
+contains every rendered field (quantities compared by value) is not written at all, so a
+resync of a converged template makes no write request. A manual edit of a rendered field makes
+the live state differ and is reverted by the next apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from .kube import APPLY_PATCH, request
+from .models import QuantityError, parse_quantity
+
+FIELD_MANAGER = "modeltemplate-operator"
+log = logging.getLogger(__name__)
+
+#: (apiVersion, kind) -> plural, for every kind render can produce.
+PLURALS: dict[tuple[str, str], str] = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("batch/v1", "Job"): "jobs",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+}
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
+    return f"{path}/{name}" if name else path
+
+
+def _same_scalar(want: Any, have: Any) -> bool:
+    if want == have:
+        return True
+    if isinstance(want, str) and isinstance(have, str | int):
+        try:
+            return parse_quantity(want) == parse_quantity(str(have))
+        except (QuantityError, ValueError, ArithmeticError):
+            return False
+    if isinstance(want, int | Decimal) and isinstance(have, str):
+        try:
+            return Decimal(want) == parse_quantity(have)
+        except (QuantityError, ValueError, ArithmeticError):
+            return False
+    return False
+
+
+def is_subset(want: Any, have: Any) -> bool:
+    """Does the live object ``have`` already hold every field of ``want``?"""
+    if isinstance(want, Mapping):
+        return isinstance(have, Mapping) and all(k in have and is_subset(v, have[k]) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
+    return _same_scalar(want, have)
+
+
+def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+@dataclass
+class ApplyResult:
+    applied: list[str]
+    pruned: list[str]
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self.applied or self.pruned)
+
+
+class Applier:
+    def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER):
+        self.api = api
+        self.field_manager = field_manager
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        query = [("fieldManager", self.field_manager), ("force", "true")]
+        return request(self.api, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
+
+    def delete(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        try:
+            request(self.api, "DELETE", path, body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def sync(self, desired: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
+             owner_uid: str) -> ApplyResult:
+        """Make the children owned by ``owner_uid`` exactly ``desired``."""
+        live_by_key = {key_of(o): o for o in live if _owned_by(o, owner_uid)}
+        applied, pruned = [], []
+        desired = list(desired)
+        for obj in desired:
+            current = live_by_key.get(key_of(obj))
+            if current is not None and is_subset(obj, current):
+                continue
+            try:
+                self.apply(obj)
+            except ApiException as exc:
+                if exc.status == 422 and obj["kind"] == "Job" and "immutable" in (exc.body or ""):
+                    # A Job's pod template cannot change: replace the Job.
+                    self.delete(obj)
+                    pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
+                    raise JobReplaced(obj["metadata"]["name"]) from None
+                raise
+            applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        wanted = {key_of(o) for o in desired}
+        for key, obj in sorted(live_by_key.items()):
+            if key not in wanted:
+                self.delete(obj)
+                pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        return ApplyResult(applied, pruned)
+
+
+class JobReplaced(RuntimeError):
+    """The batch Job was deleted to be re-created with a new template; retry shortly."""
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)

@@ -1,0 +1,126 @@
+"""Operator configuration: one environment prefix, plus a YAML file (the mounted ConfigMap).
+
+Precedence: built-in defaults < the config file < environment variables.
+
+================================  ==========================================================
+environment variable              meaning (config file key)
+================================  ==========================================================
+MODELTEMPLATE_CONFIG_FILE         path of the YAML config file (the ConfigMap's config.yaml)
+MODELTEMPLATE_GPU_PRESET          node labelling preset: launch | nvidia-gfd | gke (gpuPreset)
+MODELTEMPLATE_MIG_STRATEGY        single | mixed (migStrategy)
+MODELTEMPLATE_FORWARDER_IMAGE     image of the http-forwarder sidecar (forwarderImage)
+MODELTEMPLATE_PRIORITY_CLASS_HIGH     PriorityClass of highPriority templates (priorityClasses.high)
+MODELTEMPLATE_PRIORITY_CLASS_DEFAULT  PriorityClass of the others (priorityClasses.default)
+MODELTEMPLATE_KEDA_PROMETHEUS_URL Prometheus the KEDA trigger queries (keda.prometheusUrl)
+MODELTEMPLATE_CLUSTER_DOMAIN      DNS domain of Service URLs in status (clusterDomain)
+MODELTEMPLATE_NAMESPACE           watch only this namespace (default: all)
+MODELTEMPLATE_LOG_FORMAT          json | text
+================================  ==========================================================
+
+``gpuClasses`` in the file overrides the preset per gpuType::
+
+    gpuClasses:
+      nvidia-hopper-h100:
+        resourceName: nvidia.com/gpu
+        nodeSelector: {node.example.com/gpu: h100}
+        tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "MODELTEMPLATE_"
+GPU_PRESETS = ("launch", "nvidia-gfd", "gke")
+MIG_STRATEGIES = ("single", "mixed")
+
+
+class ConfigError(ValueError):
+    """Operator configuration that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class GpuClassOverride:
+    resource_name: str | None = None
+    node_selector: Mapping[str, str] | None = None
+    tolerations: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    gpu_preset: str = "launch"
+    mig_strategy: str = "mixed"
+    gpu_classes: Mapping[str, GpuClassOverride] = field(default_factory=dict)
+    forwarder_image: str = "ghcr.io/modelops-dev/modeltemplate-operator:0.1.0"
+    priority_class_high: str = "modeltemplate-high-priority"
+    priority_class_default: str = "modeltemplate-default-priority"
+    keda_prometheus_url: str = "http://prometheus-server.monitoring.svc.cluster.local"
+    cluster_domain: str = "cluster.local"
+    namespace: str | None = None
+    log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        if self.gpu_preset not in GPU_PRESETS:
+            raise ConfigError(f"gpuPreset ({self.gpu_preset}) must be one of {', '.join(GPU_PRESETS)}")
+        if self.mig_strategy not in MIG_STRATEGIES:
+            raise ConfigError(
+                f"migStrategy ({self.mig_strategy}) must be one of {', '.join(MIG_STRATEGIES)}"
+            )
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if env is None else env
+        path = env.get(f"{ENV_PREFIX}CONFIG_FILE")
+        data = yaml.safe_load(Path(path).read_text()) if path else None
+        return cls.from_sources(data or {}, env)
+
+    @classmethod
+    def from_sources(cls, data: Mapping[str, Any], env: Mapping[str, str]) -> OperatorConfig:
+        known = {"gpuPreset", "migStrategy", "gpuClasses", "forwarderImage", "priorityClasses",
+                 "keda", "clusterDomain"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        priorities = data.get("priorityClasses") or {}
+        values: dict[str, Any] = {
+            "gpu_preset": data.get("gpuPreset"),
+            "mig_strategy": data.get("migStrategy"),
+            "gpu_classes": _gpu_classes(data.get("gpuClasses") or {}),
+            "forwarder_image": data.get("forwarderImage"),
+            "priority_class_high": priorities.get("high"),
+            "priority_class_default": priorities.get("default"),
+            "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
+            "cluster_domain": data.get("clusterDomain"),
+        }
+        for attr in ("gpu_preset", "mig_strategy", "forwarder_image", "priority_class_high",
+                     "priority_class_default", "keda_prometheus_url", "cluster_domain",
+                     "namespace", "log_format"):
+            from_env = env.get(ENV_PREFIX + attr.upper())
+            if from_env:
+                values[attr] = from_env
+        return replace(cls(), **{k: v for k, v in values.items() if v is not None})
+
+
+def _gpu_classes(raw: Mapping[str, Any]) -> dict[str, GpuClassOverride]:
+    from .models import GpuType
+
+    out = {}
+    for gpu_type, entry in raw.items():
+        if gpu_type not in {t.value for t in GpuType}:
+            raise ConfigError(f"gpuClasses.{gpu_type}: not a known gpuType")
+        extra = set(entry) - {"resourceName", "nodeSelector", "tolerations"}
+        if extra:
+            raise ConfigError(f"gpuClasses.{gpu_type}: unknown keys {', '.join(sorted(extra))}")
+        tolerations = entry.get("tolerations")
+        out[gpu_type] = GpuClassOverride(
+            resource_name=entry.get("resourceName"),
+            node_selector=entry.get("nodeSelector"),
+            tolerations=tuple(tolerations) if tolerations is not None else None,
+        )
+    return out

@@ -1,0 +1,127 @@
+"""Kopf wiring: watch events in, :class:`Reconciler` calls, nothing else.
+
+Children are kept in Kopf indices (in-memory watch caches keyed by ``(namespace, template)``),
+so a reconcile reads nothing from the API server and a converged template writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+from kubernetes import config as k8s_config
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, PLURAL, VERSION
+from .config import OperatorConfig
+from .kube import request
+from .reconciler import Children, Reconciler
+from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+RESYNC_SECONDS = float(os.environ.get("MODELTEMPLATE_RESYNC_SECONDS", "300"))
+CHILD_KINDS = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("batch", "v1", "jobs"),
+)
+log = logging.getLogger(__name__)
+
+
+def _api_client() -> ApiClient:
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()
+    return ApiClient()
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = OperatorConfig.load()
+    settings.posting.enabled = False  # our own Events only, on condition changes
+    settings.execution.max_workers = 32
+    settings.watching.server_timeout = 600
+    api = _api_client()
+    api.configuration.connection_pool_maxsize = 32
+    if not settings.peering.standalone:
+        ensure_peering_object(api, settings.peering.name, config.namespace)
+    memo.reconciler = Reconciler(api, config)
+    log.info("configuration: %s", config)
+
+
+def ensure_peering_object(api: ApiClient, name: str, namespace: str | None) -> None:
+    """Kopf elects the active replica through a peering object; create it when missing."""
+    kind, path = ("ClusterKopfPeering", "/apis/kopf.dev/v1/clusterkopfpeerings")
+    if namespace:
+        kind, path = ("KopfPeering", f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings")
+    body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+    try:
+        request(api, "POST", path, body=body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+# -- indices: the watch caches of children and templates ---------------------------------------
+def _child_key(namespace: str | None, labels: dict[str, str]) -> tuple[str | None, str | None]:
+    return (namespace, labels.get(INSTANCE_LABEL))
+
+
+def _index_child(namespace, labels, body, **_):
+    return {_child_key(namespace, labels): dict(body)}
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    kopf.index(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_idx")(_index_child)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def pods_idx(namespace, labels, body, **_):
+    return {_child_key(namespace, labels): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def templates_idx(namespace, name, body, **_):
+    return {(namespace, name): dict(body)}
+
+
+def _children(key: tuple[str, str], indices: dict[str, Any]) -> Children:
+    objects = []
+    for _group, _version, plural in CHILD_KINDS:
+        objects.extend(indices[f"{plural}_idx"].get(key, []))
+    return Children(objects=objects, pods=list(indices["pods_idx"].get(key, [])))
+
+
+def _reconcile(memo: kopf.Memo, body, key: tuple[str, str], indices: dict[str, Any]) -> None:
+    memo.reconciler.reconcile(body, _children(key, indices))
+
+
+# -- templates: every event and a periodic resync -------------------------------------------------
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
+    if event.get("type") == "DELETED":
+        memo.reconciler.forget(namespace, name)  # children go by garbage collection
+        return
+    _reconcile(memo, body, (namespace, name), indices)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+def template_resync(body, namespace, name, memo: kopf.Memo, **indices):
+    _reconcile(memo, body, (namespace, name), indices)
+
+
+# -- children: a change of any child re-reconciles its template ----------------------------------
+def _child_event(event, namespace, labels, memo: kopf.Memo, **indices):
+    key = _child_key(namespace, labels)
+    for template in indices["templates_idx"].get(key, []):
+        _reconcile(memo, template, key, indices)
+
+
+for _group, _version, _plural in (*CHILD_KINDS, ("", "v1", "pods")):
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_event")(_child_event)

@@ -1,0 +1,311 @@
+"""Render: a resolved plan -> the desired Kubernetes objects, as plain dicts (pure).
+
+SYNC / STREAMING  Deployment (``main`` on 5005 + ``http-forwarder`` on 5000), Service 80 -> 5000,
+                  the autoscaler of the scaling mode (HPA or KEDA ScaledObject), a PDB.
+BATCH             an Indexed Job (completions = parallelism = maxWorkers).
+ASYNC             nothing yet: a task queue is needed (status says so).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import API_VERSION, KIND
+from .config import OperatorConfig
+from .models import EndpointType, ModelTemplate, ModelTemplateSpec
+from .resolution import ScalingMode, Scheduling, Workers, resolve_gpu, resolve_workers
+
+MAIN_PORT = 5005
+FORWARDER_PORT = 5000
+SERVICE_PORT = 80
+HPA_METRIC = "request-concurrency-average"
+GRACE_PERIOD_SECONDS = {EndpointType.ASYNC: 1800}
+DEFAULT_GRACE_PERIOD_SECONDS = 600
+FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
+MANAGED_BY = "modeltemplate-operator"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything render needs: the template's identity, its spec and the resolved decisions."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: ModelTemplateSpec
+    scheduling: Scheduling
+    workers: Workers
+    config: OperatorConfig
+
+
+def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bool) -> Plan:
+    ec = template.spec.endpoint_config
+    gpu_type = ec.gpu_type.value if ec.gpu_type else None
+    return Plan(
+        name=template.metadata.name or "",
+        namespace=template.metadata.namespace or "",
+        uid=template.metadata.uid or "",
+        spec=template.spec,
+        scheduling=resolve_gpu(gpu_type, ec.gpus, config),
+        workers=resolve_workers(ec.min_workers, ec.max_workers, ec.per_worker, keda_installed),
+        config=config,
+    )
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "modeltemplate", INSTANCE_LABEL: name}
+
+
+def _labels(plan: Plan, component: str) -> dict[str, str]:
+    return {**selector_labels(plan.name), MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/component": component}
+
+
+def _meta(plan: Plan, component: str) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "labels": _labels(plan, component),
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": plan.name,
+                "uid": plan.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def _quantity(value: int | str) -> str:
+    return str(value)
+
+
+def _main_container(plan: Plan) -> dict[str, Any]:
+    bundle = plan.spec.bundle_config
+    ec = plan.spec.endpoint_config
+    streaming = plan.spec.endpoint_type is EndpointType.STREAMING
+    command = (bundle.streaming_command or bundle.command) if streaming else bundle.command
+    resources = {
+        "cpu": _quantity(ec.cpus),
+        "memory": _quantity(ec.memory),
+        "ephemeral-storage": _quantity(ec.storage),
+    }
+    if plan.scheduling.resource:
+        resources[plan.scheduling.resource] = str(plan.scheduling.count)
+    env = [
+        {"name": "PORT", "value": str(MAIN_PORT)},
+        {"name": "HEALTHCHECK_ROUTE", "value": bundle.healthcheck_route},
+        {"name": "PREDICT_ROUTE", "value": bundle.predict_route},
+        {"name": "STREAMING_PREDICT_ROUTE", "value": bundle.streaming_predict_route},
+    ]
+    env += [{"name": k, "value": v} for k, v in (bundle.env or {}).items()]
+    for ref in bundle.secret_env or []:
+        selector = {"name": ref.secret_key_ref.name, "key": ref.secret_key_ref.key}
+        if ref.secret_key_ref.optional is not None:
+            selector["optional"] = ref.secret_key_ref.optional
+        env.append({"name": ref.name, "valueFrom": {"secretKeyRef": selector}})
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": f"{bundle.registry}/{bundle.image}:{bundle.tag}",
+        "env": env,
+        "resources": {"requests": resources, "limits": dict(resources)},
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    if command:
+        container["command"] = list(command)
+    return container
+
+
+def _forwarder_container(plan: Plan) -> dict[str, Any]:
+    bundle = plan.spec.bundle_config
+    args = [
+        f"--port={FORWARDER_PORT}",
+        f"--upstream=http://127.0.0.1:{MAIN_PORT}",
+        f"--predict-route={bundle.predict_route}",
+        f"--streaming-predict-route={bundle.streaming_predict_route}",
+        f"--healthcheck-route={bundle.healthcheck_route}",
+        f"--protocol={plan.spec.endpoint_protocol.value}",
+        f"--per-worker={plan.spec.endpoint_config.per_worker}",
+    ]
+    schema = plan.spec.model_request_parameters_schema
+    if schema is not None:
+        payload = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
+        args.append("--request-parameters-schema=" + json.dumps(payload, separators=(",", ":")))
+    return {
+        "name": "http-forwarder",
+        "image": plan.config.forwarder_image,
+        "command": ["modeltemplate-forwarder"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": FORWARDER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": FORWARDER_PORT},
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": FORWARDER_PORT},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "resources": {"requests": dict(FORWARDER_RESOURCES), "limits": dict(FORWARDER_RESOURCES)},
+    }
+
+
+def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    high = plan.spec.endpoint_config.high_priority
+    spec: dict[str, Any] = {
+        "containers": containers,
+        "priorityClassName": plan.config.priority_class_high if high else plan.config.priority_class_default,
+        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS.get(
+            plan.spec.endpoint_type, DEFAULT_GRACE_PERIOD_SECONDS
+        ),
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+    }
+    if plan.scheduling.node_selector:
+        spec["nodeSelector"] = dict(plan.scheduling.node_selector)
+    if plan.scheduling.tolerations:
+        spec["tolerations"] = [dict(t) for t in plan.scheduling.tolerations]
+    pull_secrets = plan.spec.bundle_config.image_pull_secrets
+    if pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s.name} for s in pull_secrets]
+    return spec
+
+
+def _deployment(plan: Plan) -> dict[str, Any]:
+    main = _main_container(plan)
+    main["ports"] = [{"name": "http-main", "containerPort": MAIN_PORT, "protocol": "TCP"}]
+    bundle = plan.spec.bundle_config
+    main["readinessProbe"] = {
+        "httpGet": {"path": bundle.healthcheck_route, "port": MAIN_PORT},
+        "initialDelaySeconds": bundle.readiness_initial_delay_seconds,
+        "periodSeconds": 5,
+        "timeoutSeconds": 5,
+    }
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(plan.name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {
+            "metadata": {"labels": _labels(plan, "endpoint")},
+            "spec": _pod_spec(plan, [main, _forwarder_container(plan)]),
+        },
+    }
+    replicas = plan.workers.fixed_replicas
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(plan, "endpoint"), "spec": spec}
+
+
+def _service(plan: Plan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(plan, "endpoint"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(plan.name),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": FORWARDER_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def _scale_target(plan: Plan) -> dict[str, str]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name}
+
+
+def _hpa(plan: Plan) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(plan, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": _scale_target(plan),
+            "minReplicas": plan.workers.min,
+            "maxReplicas": plan.workers.max,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": HPA_METRIC},
+                        "target": {"type": "AverageValue", "averageValue": str(plan.workers.per_worker)},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _scaled_object(plan: Plan) -> dict[str, Any]:
+    query = (
+        "sum(modeltemplate_forwarder_requests_in_flight"
+        f'{{namespace="{plan.namespace}",modeltemplate="{plan.name}"}})'
+    )
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _meta(plan, "autoscaler"),
+        "spec": {
+            "scaleTargetRef": _scale_target(plan),
+            "minReplicaCount": plan.workers.min,
+            "maxReplicaCount": plan.workers.max,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": plan.config.keda_prometheus_url,
+                        "query": query,
+                        "threshold": str(plan.workers.per_worker),
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _pdb(plan: Plan) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(plan, "endpoint"),
+        "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan.name)}},
+    }
+
+
+def _job(plan: Plan) -> dict[str, Any]:
+    workers = max(1, plan.workers.max)
+    pod_spec = _pod_spec(plan, [_main_container(plan)])
+    pod_spec["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta(plan, "batch"),
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": workers,
+            "parallelism": workers,
+            "backoffLimit": 3,
+            "template": {"metadata": {"labels": _labels(plan, "batch")}, "spec": pod_spec},
+        },
+    }
+
+
+def render(plan: Plan) -> list[dict[str, Any]]:
+    """Desired children of a template, in apply order."""
+    endpoint_type = plan.spec.endpoint_type
+    if endpoint_type is EndpointType.ASYNC:
+        return []
+    if endpoint_type is EndpointType.BATCH:
+        return [_job(plan)]
+    objects = [_deployment(plan), _service(plan)]
+    if plan.workers.mode is ScalingMode.HPA:
+        objects.append(_hpa(plan))
+    elif plan.workers.mode is ScalingMode.KEDA:
+        objects.append(_scaled_object(plan))
+    objects.append(_pdb(plan))
+    return objects

@@ -1,0 +1,138 @@
+"""Resolution: spec + operator configuration -> scheduling and scaling decisions (pure).
+
+GPU classes
+    Each SGP ``gpuType`` maps to a device-plugin resource, node-selector labels and
+    tolerations. The labels depend on how the cluster labels its GPU nodes (the preset):
+
+    ``launch``      ``k8s.amazonaws.com/accelerator: <gpuType>`` (what Launch itself does)
+    ``nvidia-gfd``  ``nvidia.com/gpu.product: <product>`` (NVIDIA GPU Feature Discovery)
+    ``gke``         ``cloud.google.com/gke-accelerator: <accelerator>``
+
+    MIG types (``nvidia-hopper-h100-1g20gb``, ``-3g40gb``) follow the MIG strategy of the
+    cluster: ``mixed`` requests ``nvidia.com/mig-<profile>`` on nodes of the parent GPU;
+    ``single`` requests ``nvidia.com/gpu`` on nodes labelled with the MIG profile.
+
+Workers
+    min == max -> fixed replicas; min >= 1 -> HPA on ``request-concurrency-average``;
+    min == 0 -> KEDA ScaledObject when KEDA is installed, else 1 worker and a condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from .config import OperatorConfig
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+LAUNCH_LABEL = "k8s.amazonaws.com/accelerator"
+GFD_LABEL = "nvidia.com/gpu.product"
+GKE_LABEL = "cloud.google.com/gke-accelerator"
+GKE_PARTITION_LABEL = "cloud.google.com/gke-gpu-partition-size"
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    gfd_product: str
+    gke_accelerator: str
+    parent: str | None = None  # the full GPU a MIG slice is cut from
+    mig_profile: str | None = None
+
+
+GPU_MODELS: dict[str, GpuModel] = {
+    "nvidia-tesla-t4": GpuModel("Tesla-T4", "nvidia-tesla-t4"),
+    "nvidia-ampere-a10": GpuModel("NVIDIA-A10G", "nvidia-a10g"),
+    "nvidia-ampere-a100": GpuModel("NVIDIA-A100-SXM4-40GB", "nvidia-tesla-a100"),
+    "nvidia-ampere-a100e": GpuModel("NVIDIA-A100-SXM4-80GB", "nvidia-a100-80gb"),
+    "nvidia-hopper-h100": GpuModel("NVIDIA-H100-80GB-HBM3", "nvidia-h100-80gb"),
+    "nvidia-hopper-h100-1g20gb": GpuModel(
+        "NVIDIA-H100-80GB-HBM3-MIG-1g.20gb", "nvidia-h100-80gb", "nvidia-hopper-h100", "1g.20gb"
+    ),
+    "nvidia-hopper-h100-3g40gb": GpuModel(
+        "NVIDIA-H100-80GB-HBM3-MIG-3g.40gb", "nvidia-h100-80gb", "nvidia-hopper-h100", "3g.40gb"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """Where a worker runs and which accelerator resource it requests."""
+
+    resource: str | None = None
+    count: int = 0
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _preset_selector(gpu_type: str, preset: str, mig_strategy: str) -> dict[str, str]:
+    model = GPU_MODELS[gpu_type]
+    # Mixed strategy: the slice is its own resource, the node is labelled as its parent GPU.
+    labelled_as = model.parent if (model.parent and mig_strategy == "mixed") else gpu_type
+    labelled = GPU_MODELS[labelled_as]
+    if preset == "launch":
+        return {LAUNCH_LABEL: labelled_as}
+    if preset == "nvidia-gfd":
+        return {GFD_LABEL: labelled.gfd_product}
+    selector = {GKE_LABEL: labelled.gke_accelerator}
+    if model.mig_profile and mig_strategy == "single":
+        selector[GKE_PARTITION_LABEL] = model.mig_profile
+    return selector
+
+
+def resolve_gpu(gpu_type: str | None, gpus: int, config: OperatorConfig) -> Scheduling:
+    """Scheduling of one worker; CPU-only workers get no GPU resource, selector or toleration."""
+    if not gpu_type or gpus <= 0:
+        return Scheduling()
+    model = GPU_MODELS[gpu_type]
+    resource = GPU_RESOURCE
+    if model.mig_profile and config.mig_strategy == "mixed":
+        resource = f"nvidia.com/mig-{model.mig_profile}"
+    selector = _preset_selector(gpu_type, config.gpu_preset, config.mig_strategy)
+    tolerations = [dict(GPU_TOLERATION)]
+    override = config.gpu_classes.get(gpu_type)
+    if override:
+        resource = override.resource_name or resource
+        if override.node_selector is not None:
+            selector = dict(override.node_selector)
+        if override.tolerations is not None:
+            tolerations = [dict(t) for t in override.tolerations]
+    return Scheduling(resource, gpus, selector, tolerations)
+
+
+class ScalingMode(StrEnum):
+    FIXED = "Fixed"
+    HPA = "HPA"
+    KEDA = "KEDA"
+    #: min == 0 requested but KEDA is missing: one worker, reported in a condition.
+    NO_SCALE_TO_ZERO = "NoScaleToZero"
+
+
+@dataclass(frozen=True)
+class Workers:
+    mode: ScalingMode
+    min: int
+    max: int
+    per_worker: int
+
+    @property
+    def fixed_replicas(self) -> int | None:
+        """Replicas the operator owns; None when an autoscaler owns them."""
+        if self.mode is ScalingMode.FIXED:
+            return self.min
+        if self.mode is ScalingMode.NO_SCALE_TO_ZERO:
+            return 1
+        return None
+
+
+def resolve_workers(min_workers: int, max_workers: int, per_worker: int, keda_installed: bool) -> Workers:
+    if min_workers == max_workers:
+        mode = ScalingMode.FIXED
+    elif min_workers >= 1:
+        mode = ScalingMode.HPA
+    elif keda_installed:
+        mode = ScalingMode.KEDA
+    else:
+        mode = ScalingMode.NO_SCALE_TO_ZERO
+    return Workers(mode, min_workers, max_workers, per_worker)

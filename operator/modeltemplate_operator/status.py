@@ -1,0 +1,268 @@
+"""Status: observed children -> conditions, workers, endpoints (a pure fold).
+
+Conditions (kstatus style, each with ``observedGeneration``):
+
+``Valid``        the spec passed every check (False: ``InvalidSpec``, nothing rendered).
+``Ready``        the endpoint serves: all desired workers ready and up to date. False
+                 reasons name the cause: ``Unschedulable``, ``ImagePullBackOff`` (and the other
+                 container waiting reasons), ``WorkersNotReady``, ``RollingOut``,
+                 ``AsyncNotSupported``, ``JobFailed``, ``InvalidSpec``, ``Pending``.
+``Autoscaling``  the scaling the spec asks for is in place (False: ``NoScaleToZero`` when
+                 minWorkers is 0 and KEDA is not installed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import EndpointType
+from .render import SERVICE_PORT, Plan
+from .resolution import ScalingMode
+
+FAILED_WAITING_REASONS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+#: Ready=False reasons worth a Warning event when they appear.
+WARNING_REASONS = FAILED_WAITING_REASONS | {"Unschedulable", "InvalidSpec", "JobFailed"}
+CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
+CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
+
+
+@dataclass
+class Observed:
+    """The children of one template as last seen."""
+
+    deployment: dict[str, Any] | None = None
+    job: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+    message: str
+
+
+def _conditions_of(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
+    """The first reason a pod cannot serve: unschedulable, image pull, crash, ..."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        name = pod["metadata"]["name"]
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        scheduled = _conditions_of(pod).get("PodScheduled")
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            return Verdict("False", "Unschedulable", f"pod {name}: {scheduled.get('message', '')}".strip())
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FAILED_WAITING_REASONS:
+                detail = waiting.get("message") or waiting["reason"]
+                return Verdict("False", waiting["reason"], f"pod {name} container {cs['name']}: {detail}")
+    return None
+
+
+def _not_ready_containers(pods: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if not cs.get("ready"):
+                out.append(f"{pod['metadata']['name']}/{cs['name']}")
+    return sorted(out)
+
+
+def _deployment_verdict(plan: Plan, generation: int | None, observed: Observed) -> Verdict:
+    dep = observed.deployment
+    if dep is None:
+        return Verdict("False", "Pending", "waiting for the Deployment to be created")
+    spec, st = dep.get("spec") or {}, dep.get("status") or {}
+    desired = spec.get("replicas", 1)
+    ready = st.get("readyReplicas", 0)
+    updated = st.get("updatedReplicas", 0)
+    problem = pod_problem(observed.pods)
+    if problem:
+        return problem
+    if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
+        return Verdict("False", "RollingOut", "the Deployment controller has not seen the latest spec yet")
+    if updated < desired or st.get("replicas", 0) > desired:
+        return Verdict("False", "RollingOut", f"rolling out: {updated} of {desired} workers updated")
+    if desired == 0:
+        return Verdict("True", "ScaledToZero", "no workers: scaled to zero until requests arrive")
+    if ready >= desired:
+        return Verdict("True", "WorkersReady", f"{ready}/{desired} workers ready")
+    waiting = _not_ready_containers(observed.pods)
+    detail = f"; not ready: {', '.join(waiting[:5])}" if waiting else ""
+    return Verdict("False", "WorkersNotReady", f"{ready}/{desired} workers ready{detail}")
+
+
+def _job_verdict(observed: Observed) -> Verdict:
+    job = observed.job
+    if job is None:
+        return Verdict("False", "Pending", "waiting for the Job to be created")
+    conditions = _conditions_of(job)
+    if conditions.get("Complete", {}).get("status") == "True":
+        return Verdict("True", "Completed", "all batch workers completed")
+    failed = conditions.get("Failed", {})
+    if failed.get("status") == "True":
+        return Verdict("False", "JobFailed", failed.get("message") or "the batch Job failed")
+    problem = pod_problem(observed.pods)
+    if problem:
+        return problem
+    st = job.get("status") or {}
+    active, ready = st.get("active", 0), st.get("ready", 0)
+    if active and ready >= active:
+        return Verdict("True", "Running", f"{ready} batch workers running, {st.get('succeeded', 0)} done")
+    return Verdict("False", "WorkersNotReady", f"{ready}/{active} batch workers ready")
+
+
+def ready_verdict(plan: Plan, generation: int | None, observed: Observed) -> Verdict:
+    if plan.spec.endpoint_type is EndpointType.ASYNC:
+        return Verdict(
+            "False",
+            "AsyncNotSupported",
+            "ASYNC endpoints need a task queue that this operator does not provide yet; "
+            "the template is valid and stored, but nothing is deployed",
+        )
+    if plan.spec.endpoint_type is EndpointType.BATCH:
+        return _job_verdict(observed)
+    return _deployment_verdict(plan, generation, observed)
+
+
+def autoscaling_verdict(plan: Plan) -> Verdict | None:
+    if plan.spec.endpoint_type in (EndpointType.ASYNC, EndpointType.BATCH):
+        return None
+    w = plan.workers
+    if w.mode is ScalingMode.NO_SCALE_TO_ZERO:
+        return Verdict(
+            "False",
+            "NoScaleToZero",
+            "minWorkers is 0 but KEDA is not installed: running 1 worker without scale-to-zero; "
+            "install KEDA to scale between 0 and maxWorkers",
+        )
+    messages = {
+        ScalingMode.FIXED: f"fixed at {w.min} workers (minWorkers == maxWorkers)",
+        ScalingMode.HPA: f"HorizontalPodAutoscaler: {w.min}-{w.max} workers, {w.per_worker} concurrent requests each",
+        ScalingMode.KEDA: f"KEDA ScaledObject: {w.min}-{w.max} workers, {w.per_worker} concurrent requests each",
+    }
+    return Verdict("True", w.mode.value, messages[w.mode])
+
+
+def _condition(ctype: str, verdict: Verdict, generation: int | None, previous: dict, now: str) -> dict:
+    old = previous.get(ctype)
+    changed = old is None or old.get("status") != verdict.status
+    return {
+        "type": ctype,
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "message": verdict.message,
+        "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+        "observedGeneration": generation,
+    }
+
+
+def _identity(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    out = {
+        "id": meta.get("uid"),
+        "createdAt": meta.get("creationTimestamp"),
+        "accountId": meta.get("namespace"),
+        "createdByUserId": annotations.get(CREATED_BY_USER_ANNOTATION),
+        "createdByIdentityType": annotations.get(CREATED_BY_TYPE_ANNOTATION),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def compute_status(
+    body: dict[str, Any],
+    plan: Plan | None,
+    errors: list[str],
+    observed: Observed,
+    now: str,
+) -> dict[str, Any]:
+    """The whole ``status`` of a template; ``plan`` is None when the spec is invalid."""
+    meta = body.get("metadata") or {}
+    generation = meta.get("generation")
+    previous_status = body.get("status") or {}
+    previous = {c["type"]: c for c in previous_status.get("conditions") or []}
+
+    if plan is None:
+        message = "; ".join(errors)
+        conditions = [
+            _condition("Valid", Verdict("False", "InvalidSpec", message), generation, previous, now),
+            _condition("Ready", Verdict("False", "InvalidSpec", message), generation, previous, now),
+        ]
+        status = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
+        # What was resolved for the last valid spec still describes the running children.
+        for key in ("workers", "endpoints", "scheduling"):
+            if key in previous_status:
+                status[key] = previous_status[key]
+        return status
+
+    conditions = [
+        _condition("Valid", Verdict("True", "Valid", "the spec passed validation"), generation, previous, now),
+        _condition("Ready", ready_verdict(plan, generation, observed), generation, previous, now),
+    ]
+    scaling = autoscaling_verdict(plan)
+    if scaling:
+        conditions.append(_condition("Autoscaling", scaling, generation, previous, now))
+
+    status: dict[str, Any] = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
+    status["workers"] = _workers(plan, observed)
+    if plan.spec.endpoint_type in (EndpointType.SYNC, EndpointType.STREAMING):
+        status["endpoints"] = endpoint_urls(plan)
+    scheduling: dict[str, Any] = {}
+    if plan.scheduling.resource:
+        scheduling["resource"] = f"{plan.scheduling.resource}: {plan.scheduling.count}"
+    if plan.scheduling.node_selector:
+        scheduling["nodeSelector"] = dict(plan.scheduling.node_selector)
+    if scheduling:
+        status["scheduling"] = scheduling
+    return status
+
+
+def _workers(plan: Plan, observed: Observed) -> dict[str, int]:
+    if plan.spec.endpoint_type is EndpointType.BATCH:
+        st = (observed.job or {}).get("status") or {}
+        spec = (observed.job or {}).get("spec") or {}
+        return {"desired": spec.get("parallelism", 0), "ready": st.get("ready", 0)}
+    if observed.deployment is None:
+        return {"desired": 0, "ready": 0}
+    return {
+        "desired": (observed.deployment.get("spec") or {}).get("replicas", 0),
+        "ready": (observed.deployment.get("status") or {}).get("readyReplicas", 0),
+    }
+
+
+def endpoint_urls(plan: Plan) -> dict[str, str]:
+    base = f"http://{plan.name}.{plan.namespace}.svc.{plan.config.cluster_domain}"
+    if SERVICE_PORT != 80:
+        base += f":{SERVICE_PORT}"
+    urls = {"predict": f"{base}/predict", "health": f"{base}/readyz"}
+    if plan.spec.endpoint_type is EndpointType.STREAMING:
+        urls["streaming"] = f"{base}/stream"
+    return urls
+
+
+def transition_events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Kubernetes Events (type, reason, message) for a change of the Ready condition."""
+    def ready(status):
+        return {c["type"]: c for c in (status or {}).get("conditions") or []}.get("Ready") or {}
+
+    before, after = ready(old), ready(new)
+    if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
+        return []
+    if after.get("status") == "True":
+        return [("Normal", "Ready", after.get("message", ""))]
+    if after.get("reason") in WARNING_REASONS:
+        return [("Warning", after["reason"], after.get("message", ""))]
+    return []
