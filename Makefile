@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder
+.PHONY: run help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ cluster-status: $(STAMP)
 
 demo: cluster-up ## local cluster, fake GPU nodes, and the demo
 	$(PY) -m modeltemplate_operator.localcluster nodes
+
+run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
+	KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)} $(PY) -m modeltemplate_operator $(RUN_ARGS)
 
 kind-up: $(STAMP) ## kind cluster + kwok fake GPU nodes (needs Docker)
 	hack/kind-up.sh
