@@ -36,15 +36,6 @@ PREDICT_BODY = json.dumps(
 ).encode()
 
 
-def _pick_loop():
-    try:
-        import uvloop
-
-        return uvloop.run
-    except ImportError:
-        return asyncio.run
-
-
 # ------------------------------------------------------------------------------------------
 # test upstream
 # ------------------------------------------------------------------------------------------
@@ -484,7 +475,9 @@ def main() -> int:
 
 
 def _sub(argv: list[str]) -> None:
-    run = _pick_loop()
+    # The upstream and the load generator always run on plain asyncio, whatever the forwarder
+    # runs on, so that comparisons between forwarder set-ups keep the same helpers.
+    run = asyncio.run
     if argv[0] == "upstream":
         run(run_upstream(int(argv[1])))
     elif argv[0] == "loadgen" and argv[1] == "predict":
