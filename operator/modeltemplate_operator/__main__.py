@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modeltemplate-operator", description=__doc__)
     parser.add_argument("--standalone", action="store_true", help="no peering with other replicas")
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
     args = parser.parse_args(argv)
     try:
         config = OperatorConfig.load()

@@ -59,7 +59,9 @@ def _same_scalar(want: Any, have: Any) -> bool:
 def is_subset(want: Any, have: Any) -> bool:
     """Does the live object ``have`` already hold every field of ``want``?"""
     if isinstance(want, Mapping):
-        return isinstance(have, Mapping) and all(k in have and is_subset(v, have[k]) for k, v in want.items())
+        return isinstance(have, Mapping) and all(
+            k in have and is_subset(v, have[k]) for k, v in want.items()
+        )
     if isinstance(want, list):
         return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
     return _same_scalar(want, have)
@@ -99,8 +101,12 @@ class Applier:
             if exc.status != 404:
                 raise
 
-    def sync(self, desired: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
-             owner_uid: str) -> ApplyResult:
+    def sync(
+        self,
+        desired: Iterable[Mapping[str, Any]],
+        live: Iterable[Mapping[str, Any]],
+        owner_uid: str,
+    ) -> ApplyResult:
         """Make the children owned by ``owner_uid`` exactly ``desired``."""
         live_by_key = {key_of(o): o for o in live if _owned_by(o, owner_uid)}
         applied, pruned = [], []

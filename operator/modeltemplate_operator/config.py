@@ -67,7 +67,9 @@ class OperatorConfig:
 
     def __post_init__(self) -> None:
         if self.gpu_preset not in GPU_PRESETS:
-            raise ConfigError(f"gpuPreset ({self.gpu_preset}) must be one of {', '.join(GPU_PRESETS)}")
+            raise ConfigError(
+                f"gpuPreset ({self.gpu_preset}) must be one of {', '.join(GPU_PRESETS)}"
+            )
         if self.mig_strategy not in MIG_STRATEGIES:
             raise ConfigError(
                 f"migStrategy ({self.mig_strategy}) must be one of {', '.join(MIG_STRATEGIES)}"
@@ -82,8 +84,15 @@ class OperatorConfig:
 
     @classmethod
     def from_sources(cls, data: Mapping[str, Any], env: Mapping[str, str]) -> OperatorConfig:
-        known = {"gpuPreset", "migStrategy", "gpuClasses", "forwarderImage", "priorityClasses",
-                 "keda", "clusterDomain"}
+        known = {
+            "gpuPreset",
+            "migStrategy",
+            "gpuClasses",
+            "forwarderImage",
+            "priorityClasses",
+            "keda",
+            "clusterDomain",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
@@ -98,9 +107,17 @@ class OperatorConfig:
             "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
             "cluster_domain": data.get("clusterDomain"),
         }
-        for attr in ("gpu_preset", "mig_strategy", "forwarder_image", "priority_class_high",
-                     "priority_class_default", "keda_prometheus_url", "cluster_domain",
-                     "namespace", "log_format"):
+        for attr in (
+            "gpu_preset",
+            "mig_strategy",
+            "forwarder_image",
+            "priority_class_high",
+            "priority_class_default",
+            "keda_prometheus_url",
+            "cluster_domain",
+            "namespace",
+            "log_format",
+        ):
             from_env = env.get(ENV_PREFIX + attr.upper())
             if from_env:
                 values[attr] = from_env

@@ -111,7 +111,9 @@ def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
     _reconcile(memo, body, (namespace, name), indices)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None)
+@kopf.timer(
+    GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None
+)
 def template_resync(body, namespace, name, memo: kopf.Memo, **indices):
     _reconcile(memo, body, (namespace, name), indices)
 

@@ -59,7 +59,11 @@ class KedaProbe:
     def installed(self) -> bool:
         if self._answer is None or time.monotonic() - self._asked > self.ttl:
             try:
-                request(self.api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{KEDA_CRD}")
+                request(
+                    self.api,
+                    "GET",
+                    f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{KEDA_CRD}",
+                )
                 self._answer = True
             except ApiException as exc:
                 if exc.status not in (403, 404):
@@ -98,7 +102,12 @@ class Reconciler:
 
     def _reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome:
         meta = body["metadata"]
-        manifest = {"apiVersion": API_VERSION, "kind": KIND, "metadata": dict(meta), "spec": body.get("spec")}
+        manifest = {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": dict(meta),
+            "spec": body.get("spec"),
+        }
         try:
             template = parse_manifest(manifest)
         except ManifestInvalid as invalid:
@@ -108,13 +117,21 @@ class Reconciler:
         plan = plan_for(template, self.config, self.keda.installed())
         result = self.applier.sync(render(plan), children.objects, meta["uid"])
         if result.wrote:
-            log.info("applied %s pruned %s", result.applied, result.pruned,
-                     extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]})
-        observed = Observed(children.first("Deployment"), children.first("Job"), [dict(p) for p in children.pods])
+            log.info(
+                "applied %s pruned %s",
+                result.applied,
+                result.pruned,
+                extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]},
+            )
+        observed = Observed(
+            children.first("Deployment"), children.first("Job"), [dict(p) for p in children.pods]
+        )
         status = compute_status(dict(body), plan, [], observed, _now())
         return self._finish(body, status, result)
 
-    def _finish(self, body: Mapping[str, Any], status: dict[str, Any], result: ApplyResult | None) -> Outcome:
+    def _finish(
+        self, body: Mapping[str, Any], status: dict[str, Any], result: ApplyResult | None
+    ) -> Outcome:
         old = dict(body.get("status") or {})
         old.pop("kopf", None)
         written = False
@@ -129,7 +146,9 @@ class Reconciler:
             self._post_event(body, event_type, reason, message)
         return Outcome(status, result, written, events)
 
-    def _post_event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+    def _post_event(
+        self, body: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
         meta = body["metadata"]
         now = dt.datetime.now(dt.UTC)
         event = {

@@ -61,7 +61,11 @@ def selector_labels(name: str) -> dict[str, str]:
 
 
 def _labels(plan: Plan, component: str) -> dict[str, str]:
-    return {**selector_labels(plan.name), MANAGED_BY_LABEL: MANAGED_BY, "app.kubernetes.io/component": component}
+    return {
+        **selector_labels(plan.name),
+        MANAGED_BY_LABEL: MANAGED_BY,
+        "app.kubernetes.io/component": component,
+    }
 
 
 def _meta(plan: Plan, component: str) -> dict[str, Any]:
@@ -162,7 +166,9 @@ def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
     high = plan.spec.endpoint_config.high_priority
     spec: dict[str, Any] = {
         "containers": containers,
-        "priorityClassName": plan.config.priority_class_high if high else plan.config.priority_class_default,
+        "priorityClassName": plan.config.priority_class_high
+        if high
+        else plan.config.priority_class_default,
         "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS.get(
             plan.spec.endpoint_type, DEFAULT_GRACE_PERIOD_SECONDS
         ),
@@ -190,7 +196,10 @@ def _deployment(plan: Plan) -> dict[str, Any]:
     }
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(plan.name)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
         "template": {
             "metadata": {"labels": _labels(plan, "endpoint")},
             "spec": _pod_spec(plan, [main, _forwarder_container(plan)]),
@@ -199,7 +208,12 @@ def _deployment(plan: Plan) -> dict[str, Any]:
     replicas = plan.workers.fixed_replicas
     if replicas is not None:
         spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(plan, "endpoint"), "spec": spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(plan, "endpoint"),
+        "spec": spec,
+    }
 
 
 def _service(plan: Plan) -> dict[str, Any]:
@@ -210,7 +224,14 @@ def _service(plan: Plan) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(plan.name),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": FORWARDER_PORT, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SERVICE_PORT,
+                    "targetPort": FORWARDER_PORT,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
 
@@ -233,7 +254,10 @@ def _hpa(plan: Plan) -> dict[str, Any]:
                     "type": "Pods",
                     "pods": {
                         "metric": {"name": HPA_METRIC},
-                        "target": {"type": "AverageValue", "averageValue": str(plan.workers.per_worker)},
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(plan.workers.per_worker),
+                        },
                     },
                 }
             ],

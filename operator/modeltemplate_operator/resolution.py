@@ -126,7 +126,9 @@ class Workers:
         return None
 
 
-def resolve_workers(min_workers: int, max_workers: int, per_worker: int, keda_installed: bool) -> Workers:
+def resolve_workers(
+    min_workers: int, max_workers: int, per_worker: int, keda_installed: bool
+) -> Workers:
     if min_workers == max_workers:
         mode = ScalingMode.FIXED
     elif min_workers >= 1:

@@ -61,13 +61,21 @@ def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             continue
         scheduled = _conditions_of(pod).get("PodScheduled")
-        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-            return Verdict("False", "Unschedulable", f"pod {name}: {scheduled.get('message', '')}".strip())
+        if (
+            scheduled
+            and scheduled.get("status") == "False"
+            and scheduled.get("reason") == "Unschedulable"
+        ):
+            return Verdict(
+                "False", "Unschedulable", f"pod {name}: {scheduled.get('message', '')}".strip()
+            )
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in FAILED_WAITING_REASONS:
                 detail = waiting.get("message") or waiting["reason"]
-                return Verdict("False", waiting["reason"], f"pod {name} container {cs['name']}: {detail}")
+                return Verdict(
+                    "False", waiting["reason"], f"pod {name} container {cs['name']}: {detail}"
+                )
     return None
 
 
@@ -92,9 +100,13 @@ def _deployment_verdict(plan: Plan, generation: int | None, observed: Observed) 
     if problem:
         return problem
     if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
-        return Verdict("False", "RollingOut", "the Deployment controller has not seen the latest spec yet")
+        return Verdict(
+            "False", "RollingOut", "the Deployment controller has not seen the latest spec yet"
+        )
     if updated < desired or st.get("replicas", 0) > desired:
-        return Verdict("False", "RollingOut", f"rolling out: {updated} of {desired} workers updated")
+        return Verdict(
+            "False", "RollingOut", f"rolling out: {updated} of {desired} workers updated"
+        )
     if desired == 0:
         return Verdict("True", "ScaledToZero", "no workers: scaled to zero until requests arrive")
     if ready >= desired:
@@ -120,7 +132,9 @@ def _job_verdict(observed: Observed) -> Verdict:
     st = job.get("status") or {}
     active, ready = st.get("active", 0), st.get("ready", 0)
     if active and ready >= active:
-        return Verdict("True", "Running", f"{ready} batch workers running, {st.get('succeeded', 0)} done")
+        return Verdict(
+            "True", "Running", f"{ready} batch workers running, {st.get('succeeded', 0)} done"
+        )
     return Verdict("False", "WorkersNotReady", f"{ready}/{active} batch workers ready")
 
 
@@ -156,7 +170,9 @@ def autoscaling_verdict(plan: Plan) -> Verdict | None:
     return Verdict("True", w.mode.value, messages[w.mode])
 
 
-def _condition(ctype: str, verdict: Verdict, generation: int | None, previous: dict, now: str) -> dict:
+def _condition(
+    ctype: str, verdict: Verdict, generation: int | None, previous: dict, now: str
+) -> dict:
     old = previous.get(ctype)
     changed = old is None or old.get("status") != verdict.status
     return {
@@ -198,8 +214,12 @@ def compute_status(
     if plan is None:
         message = "; ".join(errors)
         conditions = [
-            _condition("Valid", Verdict("False", "InvalidSpec", message), generation, previous, now),
-            _condition("Ready", Verdict("False", "InvalidSpec", message), generation, previous, now),
+            _condition(
+                "Valid", Verdict("False", "InvalidSpec", message), generation, previous, now
+            ),
+            _condition(
+                "Ready", Verdict("False", "InvalidSpec", message), generation, previous, now
+            ),
         ]
         status = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
         # What was resolved for the last valid spec still describes the running children.
@@ -209,14 +229,24 @@ def compute_status(
         return status
 
     conditions = [
-        _condition("Valid", Verdict("True", "Valid", "the spec passed validation"), generation, previous, now),
+        _condition(
+            "Valid",
+            Verdict("True", "Valid", "the spec passed validation"),
+            generation,
+            previous,
+            now,
+        ),
         _condition("Ready", ready_verdict(plan, generation, observed), generation, previous, now),
     ]
     scaling = autoscaling_verdict(plan)
     if scaling:
         conditions.append(_condition("Autoscaling", scaling, generation, previous, now))
 
-    status: dict[str, Any] = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
+    status: dict[str, Any] = {
+        **_identity(body),
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
     status["workers"] = _workers(plan, observed)
     if plan.spec.endpoint_type in (EndpointType.SYNC, EndpointType.STREAMING):
         status["endpoints"] = endpoint_urls(plan)
@@ -253,8 +283,11 @@ def endpoint_urls(plan: Plan) -> dict[str, str]:
     return urls
 
 
-def transition_events(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, str, str]]:
+def transition_events(
+    old: dict[str, Any] | None, new: dict[str, Any]
+) -> list[tuple[str, str, str]]:
     """Kubernetes Events (type, reason, message) for a change of the Ready condition."""
+
     def ready(status):
         return {c["type"]: c for c in (status or {}).get("conditions") or []}.get("Ready") or {}
 

@@ -1,0 +1,209 @@
+"""Status fold: conditions, workers, endpoints and events from observed children."""
+
+import copy
+
+from support.templates import BASE, plan
+
+from modeltemplate_operator.status import Observed, compute_status, transition_events
+
+NOW = "2026-02-01T00:00:00Z"
+
+
+def deployment(replicas=1, ready=1, updated=1, generation=2, observed_generation=2):
+    return {
+        "metadata": {"name": "llm", "generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed_generation,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+        },
+    }
+
+
+def pod(name="llm-abc", scheduled=None, waiting=None, ready=True):
+    conditions = []
+    if scheduled:
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": scheduled,
+            }
+        )
+    statuses = [
+        {
+            "name": "main",
+            "ready": ready,
+            "state": {"waiting": waiting} if waiting else {"running": {}},
+        }
+    ]
+    return {
+        "metadata": {"name": name},
+        "status": {"conditions": conditions, "containerStatuses": statuses},
+    }
+
+
+def conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def status_of(observed, p=None, body=None):
+    return compute_status(body or copy.deepcopy(BASE), p or plan(), [], observed, NOW)
+
+
+def test_ready_when_every_desired_worker_is_ready():
+    st = status_of(Observed(deployment(replicas=2, ready=2, updated=2), pods=[pod("a"), pod("b")]))
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "True",
+        "WorkersReady",
+        "2/2 workers ready",
+    )
+    assert ready["observedGeneration"] == 3 and st["observedGeneration"] == 3
+    assert st["workers"] == {"desired": 2, "ready": 2}
+    assert conditions(st)["Valid"]["status"] == "True"
+    assert conditions(st)["Autoscaling"]["reason"] == "HPA"
+
+
+def test_sgp_read_only_fields_come_from_metadata():
+    body = copy.deepcopy(BASE)
+    body["metadata"]["annotations"] = {
+        "launch.modelops.dev/created-by-user-id": "alice",
+        "launch.modelops.dev/created-by-identity-type": "user",
+    }
+    st = status_of(Observed(deployment()), body=body)
+    assert st["id"] == "uid-1"
+    assert st["createdAt"] == "2026-01-02T03:04:05Z"
+    assert st["accountId"] == "team-a"
+    assert st["createdByUserId"] == "alice" and st["createdByIdentityType"] == "user"
+
+
+def test_unschedulable_pod_is_the_reason():
+    msg = "0/7 nodes are available: 1 Insufficient nvidia.com/gpu, 6 node(s) didn't match Pod's node affinity/selector."
+    st = status_of(Observed(deployment(ready=0), pods=[pod(scheduled=msg, ready=False)]))
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in ready["message"] and "llm-abc" in ready["message"]
+
+
+def test_image_pull_failure_is_the_reason():
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "docker.io/x:1"'}
+    st = status_of(Observed(deployment(ready=0), pods=[pod(waiting=waiting, ready=False)]))
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ImagePullBackOff")
+    assert "Back-off pulling image" in ready["message"]
+
+
+def test_readiness_never_passing_names_the_container():
+    st = status_of(Observed(deployment(ready=0), pods=[pod(ready=False)]))
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "WorkersNotReady")
+    assert ready["message"] == "0/1 workers ready; not ready: llm-abc/main"
+
+
+def test_rollout_in_progress():
+    st = status_of(Observed(deployment(replicas=2, ready=2, updated=1)))
+    assert conditions(st)["Ready"]["reason"] == "RollingOut"
+    st = status_of(Observed(deployment(generation=3, observed_generation=2)))
+    assert conditions(st)["Ready"]["reason"] == "RollingOut"
+
+
+def test_async_is_reported_as_not_available():
+    st = status_of(Observed(), p=plan(endpointType="ASYNC"))
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "AsyncNotSupported")
+    assert "Autoscaling" not in conditions(st) and "endpoints" not in st
+
+
+def test_no_scale_to_zero_without_keda_is_a_false_condition():
+    st = status_of(Observed(deployment()), p=plan(endpoint={"minWorkers": 0}))
+    auto = conditions(st)["Autoscaling"]
+    assert (auto["status"], auto["reason"]) == ("False", "NoScaleToZero")
+    assert "KEDA is not installed" in auto["message"]
+
+
+def test_batch_job_states():
+    p = plan(endpointType="BATCH", endpoint={"minWorkers": 2, "maxWorkers": 2})
+    running = {"spec": {"parallelism": 2}, "status": {"active": 2, "ready": 2}}
+    assert conditions(status_of(Observed(job=running), p=p))["Ready"]["reason"] == "Running"
+    done = {
+        "spec": {"parallelism": 2},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    assert conditions(status_of(Observed(job=done), p=p))["Ready"]["reason"] == "Completed"
+    failed = {
+        "status": {
+            "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]
+        }
+    }
+    ready = conditions(status_of(Observed(job=failed), p=p))["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "JobFailed",
+        "BackoffLimitExceeded",
+    )
+
+
+def test_invalid_spec_keeps_last_resolved_fields_and_says_why():
+    body = copy.deepcopy(BASE)
+    body["status"] = {"workers": {"desired": 1, "ready": 1}}
+    st = compute_status(body, None, ["spec.x (1) must be y"], Observed(), NOW)
+    assert conditions(st)["Valid"] == {
+        "type": "Valid",
+        "status": "False",
+        "reason": "InvalidSpec",
+        "message": "spec.x (1) must be y",
+        "lastTransitionTime": NOW,
+        "observedGeneration": 3,
+    }
+    assert conditions(st)["Ready"]["reason"] == "InvalidSpec"
+    assert st["workers"] == {"desired": 1, "ready": 1}
+
+
+def test_endpoint_urls_of_the_service():
+    st = status_of(Observed(deployment()), p=plan(endpointType="STREAMING"))
+    assert st["endpoints"] == {
+        "predict": "http://llm.team-a.svc.cluster.local/predict",
+        "streaming": "http://llm.team-a.svc.cluster.local/stream",
+        "health": "http://llm.team-a.svc.cluster.local/readyz",
+    }
+    assert st["scheduling"] == {
+        "resource": "nvidia.com/gpu: 1",
+        "nodeSelector": {"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"},
+    }
+
+
+def test_steady_state_is_a_fixed_point():
+    """Folding again over the same children gives the identical status (so nothing is written)."""
+    observed = Observed(deployment(), pods=[pod()])
+    first = status_of(observed)
+    body = copy.deepcopy(BASE) | {"status": first}
+    again = compute_status(body, plan(), [], observed, "2030-01-01T00:00:00Z")
+    assert again == first
+
+
+def test_transition_time_moves_only_when_the_status_flips():
+    first = status_of(Observed(deployment(ready=0), pods=[pod(ready=False)]))
+    body = copy.deepcopy(BASE) | {"status": first}
+    later = compute_status(body, plan(), [], Observed(deployment()), "2030-01-01T00:00:00Z")
+    assert conditions(later)["Ready"]["lastTransitionTime"] == "2030-01-01T00:00:00Z"
+    assert conditions(later)["Valid"]["lastTransitionTime"] == NOW
+
+
+def test_events_on_ready_transitions():
+    not_ready = status_of(
+        Observed(deployment(ready=0), pods=[pod(scheduled="0/7 nodes are available", ready=False)])
+    )
+    ready = status_of(Observed(deployment()))
+    assert transition_events({}, not_ready) == [
+        ("Warning", "Unschedulable", conditions(not_ready)["Ready"]["message"])
+    ]
+    assert transition_events(not_ready, not_ready) == []
+    assert transition_events(not_ready, ready) == [("Normal", "Ready", "1/1 workers ready")]
+    assert (
+        transition_events({}, status_of(Observed(deployment(ready=0), pods=[pod(ready=False)])))
+        == []
+    )
