@@ -61,7 +61,7 @@ def test_sigterm_during_50_in_flight_requests_and_a_stream_loses_none():
 
                 async def predict(i):
                     r = await s.post(url + "/predict?sleep=1.5", json={"i": i})
-                    return r.status, await r.json()
+                    return r.status, await r.json(), r.headers.get("Connection")
 
                 async def stream():
                     r = await s.post(url + "/stream?n=30&interval=0.05", json={})
@@ -80,6 +80,7 @@ def test_sigterm_during_50_in_flight_requests_and_a_stream_loses_none():
                 status, body = await stream_task
             assert [r[0] for r in results] == [200] * 50
             assert sorted(r[1]["echo"]["i"] for r in results) == list(range(50))
+            assert {r[2] for r in results} == {"close"}  # draining: do not reuse
             assert status == 200
             assert body == b"".join(b"data: event %d\n\n" % i for i in range(30))
             assert await asyncio.wait_for(proc.wait(), 10) == 0

@@ -169,7 +169,10 @@ class Forwarder:
             if route is not None:
                 if request.method not in route.methods:
                     return self._not_allowed(request, route.methods)
-                return await self.proxy(request, route)
+                resp = await self.proxy(request, route)
+                if self.draining and not resp.prepared:
+                    resp.force_close()  # tells the client not to reuse the connection
+                return resp
             own = OWN_ROUTES.get(path)
             if own is not None:
                 if request.method not in own:
