@@ -231,7 +231,12 @@ class _Converter:
 
     @staticmethod
     def _ordered(node: dict[str, Any]) -> dict[str, Any]:
-        return {k: node[k] for k in _KEY_ORDER if k in node}
+        out = {k: node[k] for k in _KEY_ORDER if k in node}
+        if "x-kubernetes-validations" in out:
+            out["x-kubernetes-validations"] = [
+                _ordered_rule(r) for r in out["x-kubernetes-validations"]
+            ]
+        return out
 
 
 def openapi_schema() -> dict[str, Any]:
