@@ -82,6 +82,8 @@ class Upstream:
         try:
             if request.path in ("/generate_streaming", "/v1/stream-custom"):
                 return await self._stream(request)
+            if request.path == "/big":
+                return await self._big(request)
             if request.path == "/hang":
                 await asyncio.sleep(60)
             if request.path == "/break":
@@ -102,6 +104,15 @@ class Upstream:
             raise
         finally:
             self.active -= 1
+
+    async def _big(self, request: web.Request) -> web.StreamResponse:
+        """A large chunked body (no Content-Length): 4 MiB in 64 KiB pieces."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await resp.prepare(request)
+        for i in range(64):
+            await resp.write(bytes([i]) * 65536)
+        await resp.write_eof()
+        return resp
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         n = int(request.query.get("n", "5"))

@@ -286,3 +286,21 @@ def test_expect_100_continue_gets_continue_before_the_body_is_sent():
         assert "Expect" not in up.calls[-1]["headers"]
 
     run(scenario())
+
+
+def test_large_streamed_body_reaches_a_slow_client_intact():
+    async def scenario():
+        async with stack("--predict-route", "/big") as (fwd, _):
+            async with aiohttp.ClientSession() as s:
+                r = await s.post(base(fwd) + "/predict", json={})
+                assert r.status == 200
+                got = bytearray()
+                while True:
+                    piece = await r.content.read(100_000)
+                    if not piece:
+                        break
+                    got += piece
+                    await asyncio.sleep(0.002)  # slower than the upstream: reading pauses
+        assert bytes(got) == b"".join(bytes([i]) * 65536 for i in range(64))
+
+    run(scenario())
