@@ -96,7 +96,7 @@ class Upstream:
                 {
                     "path": request.path,
                     "query": request.query_string,
-                    "echo": json.loads(body) if body else None,
+                    "echo": _decode(body),
                 }
             )
         except asyncio.CancelledError:
@@ -135,6 +135,15 @@ class Upstream:
             self.cancelled.set()
             raise
         return resp
+
+
+def _decode(body: bytes):
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("latin-1")
 
 
 @contextlib.asynccontextmanager

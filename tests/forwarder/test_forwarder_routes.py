@@ -304,3 +304,17 @@ def test_large_streamed_body_reaches_a_slow_client_intact():
         assert bytes(got) == b"".join(bytes([i]) * 65536 for i in range(64))
 
     run(scenario())
+
+
+def test_non_json_bodies_are_passed_through_unparsed():
+    async def scenario():
+        async with stack("--predict-route", "/raw") as (fwd, _):
+            async with aiohttp.ClientSession() as s:
+                for ctype in ("application/x-ndjson", "text/plain"):
+                    r = await s.post(
+                        base(fwd) + "/predict", data=b"{not json", headers={"Content-Type": ctype}
+                    )
+                    assert r.status == 200
+                    assert (await r.json())["echo"] == "{not json"
+
+    run(scenario())

@@ -291,8 +291,8 @@ class Forwarder:
             raise _Abort(
                 _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
             )
-        ctype = request.headers.get("Content-Type", "")
-        if body and (not ctype or "json" in ctype):
+        mime = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        if body and (not mime or mime == "application/json" or mime.endswith("+json")):
             try:
                 doc = json.loads(body)
             except (ValueError, UnicodeDecodeError) as exc:
