@@ -1,0 +1,71 @@
+-- Argo CD health of a launch.modelops.dev ModelTemplate, from its Ready condition.
+--   Healthy      Ready=True for the current generation
+--   Progressing  no status yet, the operator has not observed the current generation, Ready
+--                is Unknown, or Ready=False for a passing reason (Pending, RollingOut,
+--                WorkersNotReady, ...)
+--   Degraded     Ready=False for a reason that needs a person: the spec, the image, the
+--                container or the cluster cannot make it ready
+--   Suspended    Ready=False with AsyncNotSupported: valid and stored, nothing deployed, and
+--                nothing will change until the operator supports ASYNC endpoints
+-- Kept in sync with argocd-cm.yaml beside it (tests/unit/test_argocd_health.py checks).
+local degraded_reasons = {
+  InvalidSpec = true,
+  Unschedulable = true,
+  ErrImagePull = true,
+  ImagePullBackOff = true,
+  InvalidImageName = true,
+  CrashLoopBackOff = true,
+  CreateContainerConfigError = true,
+  CreateContainerError = true,
+  JobFailed = true,
+}
+local suspended_reasons = {
+  AsyncNotSupported = true,
+}
+
+local function health(status, message)
+  return { status = status, message = message }
+end
+
+local function describe(condition, fallback)
+  local text = condition.reason or fallback
+  if condition.message ~= nil and condition.message ~= "" then
+    text = text .. ": " .. condition.message
+  end
+  return text
+end
+
+local function evaluate(obj)
+  local generation = (obj.metadata or {}).generation
+  local status = obj.status
+  if status == nil then
+    return health("Progressing", "Waiting for the operator to report status")
+  end
+  if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+    return health("Progressing", "Waiting for the operator to observe generation " .. tostring(generation))
+  end
+  local ready = nil
+  for _, condition in ipairs(status.conditions or {}) do
+    if condition.type == "Ready" then
+      ready = condition
+    end
+  end
+  if ready == nil then
+    return health("Progressing", "Waiting for the Ready condition")
+  end
+  if generation ~= nil and ready.observedGeneration ~= nil and ready.observedGeneration < generation then
+    return health("Progressing", "Waiting for the operator to observe generation " .. tostring(generation))
+  end
+  if ready.status == "True" then
+    return health("Healthy", describe(ready, "Ready"))
+  end
+  if ready.status == "False" and degraded_reasons[ready.reason] then
+    return health("Degraded", describe(ready, "NotReady"))
+  end
+  if ready.status == "False" and suspended_reasons[ready.reason] then
+    return health("Suspended", describe(ready, "NotReady"))
+  end
+  return health("Progressing", describe(ready, "NotReady"))
+end
+
+return evaluate(obj)
