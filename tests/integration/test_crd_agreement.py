@@ -1,0 +1,69 @@
+"""Hypothesis: the API server (CRD schema + CEL), the models and the offline validator agree on
+which manifests are valid; for valid ones the server's defaulting equals the models'."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
+
+from modeltemplate_operator import GROUP, PLURAL, VERSION
+from modeltemplate_operator.models import ModelTemplate
+from modeltemplate_operator.models.testing import manifests
+from modeltemplate_operator.validation import validate_manifest
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
+
+
+def server_dry_run(api: client.CustomObjectsApi, manifest: dict) -> tuple[dict | None, str | None]:
+    try:
+        created = api.create_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, manifest, dry_run="All", field_validation="Strict"
+        )
+        return created, None
+    except ApiException as exc:
+        if exc.status not in (400, 422):
+            raise
+        body = json.loads(exc.body) if exc.body else {}
+        return None, body.get("message", str(exc))
+
+
+@pytest.fixture(scope="module")
+def custom_api(api_client, crd_installed):
+    return client.CustomObjectsApi(api_client)
+
+
+def test_models_crd_and_validator_agree(custom_api):
+    counts = {"valid": 0, "invalid": 0}
+
+    @settings(
+        max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(manifests())
+    def check(manifest):
+        errors = validate_manifest(manifest)
+        try:
+            model = ModelTemplate.model_validate(manifest)
+        except ValidationError:
+            model = None
+        created, server_error = server_dry_run(custom_api, manifest)
+        assert (model is not None) == (errors == []), errors
+        assert (created is not None) == (errors == []), (
+            f"validator: {errors or 'valid'}\nAPI server: {server_error or 'valid'}\n"
+            f"spec: {json.dumps(manifest['spec'])}"
+        )
+        if created is not None:
+            counts["valid"] += 1
+            assert created["spec"] == model.to_manifest()["spec"]
+        else:
+            counts["invalid"] += 1
+
+    check()
+    assert counts["valid"] and counts["invalid"], counts
