@@ -15,6 +15,8 @@ import kopf
 
 from .config import ConfigError, OperatorConfig
 
+PEERING_NAME = "modeltemplate-operator"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modeltemplate-operator", description=__doc__)
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=config.namespace is None,
             namespaces=[config.namespace] if config.namespace else [],
             standalone=args.standalone,
-            peering_name="modeltemplate-operator",
+            peering_name=None if args.standalone else PEERING_NAME,
             liveness_endpoint=args.liveness,
         )
     )

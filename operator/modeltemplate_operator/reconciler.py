@@ -98,7 +98,16 @@ class Reconciler:
     def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome:
         meta = body["metadata"]
         with self._lock((meta["namespace"], meta["name"])):
-            return self._reconcile(body, children)
+            outcome = self._reconcile(body, children)
+        log.debug(
+            "reconciled %s/%s: applied=%s pruned=%s status_written=%s",
+            meta["namespace"],
+            meta["name"],
+            outcome.applied.applied if outcome.applied else [],
+            outcome.applied.pruned if outcome.applied else [],
+            outcome.status_written,
+        )
+        return outcome
 
     def _reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome:
         meta = body["metadata"]

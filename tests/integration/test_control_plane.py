@@ -5,29 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 from kubernetes.utils import parse_quantity
+from support.k8s import get_json, wait_for
 
 from modeltemplate_operator.localcluster import LocalCluster, load_node_manifests
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def get_json(cluster, *args):
-    return json.loads(cluster.kubectl("get", "-o", "json", *args).stdout)
 
 
 def deployment(

@@ -129,6 +129,11 @@ class LocalCluster:
         return self.root / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """JSON lines, one per write request (create/update/patch/delete) the API server served."""
+        return self.logs / "audit.log"
+
+    @property
     def _state_file(self) -> Path:
         return self.root / "state.json"
 
@@ -343,8 +348,29 @@ class LocalCluster:
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--audit-policy-file={self._write_audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-maxsize=200",
+            "--audit-log-format=json",
             "--v=1",
         ]
+
+    def _write_audit_policy(self) -> Path:
+        path = self.root / "pki" / "audit-policy.yaml"
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [
+                {
+                    "level": "Metadata",
+                    "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+                },
+                {"level": "None"},
+            ],
+        }
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        return path
 
     def _component_auth_args(self, kubeconfig: Path) -> list[str]:
         return [
