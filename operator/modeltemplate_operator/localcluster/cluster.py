@@ -63,6 +63,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _node_schedulable(node: dict) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    taints = (node.get("spec") or {}).get("taints") or []
+    return ready and not any(t["key"].startswith("node.kubernetes.io/") for t in taints)
+
+
 def _kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> dict:
     return {
         "apiVersion": "v1",
@@ -449,17 +456,11 @@ class LocalCluster:
         )
 
     def _nodes_ready(self) -> bool:
+        """Every fake node Ready and untainted by the node lifecycle controller."""
         status, body = self._get("/api/v1/nodes")
         nodes = json.loads(body)["items"]
         expected = len(load_node_manifests())
-        ready = [
-            n
-            for n in nodes
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
-        ]
+        ready = [n for n in nodes if _node_schedulable(n)]
         return len(ready) >= expected
 
     def _default_service_account(self) -> bool:
