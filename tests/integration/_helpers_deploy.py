@@ -1,0 +1,167 @@
+"""Helpers of test_deploy.py: render deploy/, mint a ServiceAccount kubeconfig, run the operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+NAMESPACE = "modeltemplate-system"
+SERVICE_ACCOUNT = "modeltemplate-operator"
+SA_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+#: Lines of an operator log that mean a call was refused.
+FORBIDDEN = re.compile(r"\b403\b|forbidden|Not enough permissions", re.IGNORECASE)
+#: A refusal by the authorizer (RBAC) names the user and what it cannot do.
+RBAC_DENIAL = re.compile(r"cannot [a-z]+ resource|Not enough permissions|is forbidden: User ")
+
+
+def kustomize(cluster, path: Path) -> list[dict[str, Any]]:
+    out = cluster.kubectl("kustomize", str(path)).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    hits = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(hits) == 1, f"expected one {kind} {name or ''}, found {len(hits)}"
+    return hits[0]
+
+
+def write_overlay(directory: Path, **fields: Any) -> Path:
+    """A kustomization in ``directory`` on top of deploy/ (kustomize wants relative paths)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    body = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    body["resources"] = [os.path.relpath(DEPLOY, directory)]
+    for key, value in fields.items():
+        if key == "components":
+            value = [os.path.relpath(DEPLOY / c, directory) for c in value]
+        body[key] = value
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    return directory
+
+
+def service_account_kubeconfig(cluster, path: Path) -> Path:
+    """A kubeconfig with the admin kubeconfig's server and CA, and a token of the deploy/
+    ServiceAccount as its only credential."""
+    admin = json.loads(
+        cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+    )
+    server = admin["clusters"][0]["cluster"]
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    cluster_entry = {"server": server["server"]}
+    for key in ("certificate-authority-data", "insecure-skip-tls-verify", "tls-server-name"):
+        if key in server:
+            cluster_entry[key] = server[key]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": cluster_entry}],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": "cluster", "user": SERVICE_ACCOUNT}}
+        ],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """``python -m modeltemplate_operator`` with peering (no --standalone), text log to a file."""
+
+    def __init__(self, kubeconfig: Path, config_file: Path, log_path: Path):
+        self.port = free_port()
+        self.log_path = log_path
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("MODELTEMPLATE_", "KUBERNETES_"))
+        }
+        env |= {
+            "KUBECONFIG": str(kubeconfig),
+            "MODELTEMPLATE_CONFIG_FILE": str(config_file),
+            "MODELTEMPLATE_LOG_FORMAT": "text",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modeltemplate_operator",
+                    f"--liveness=http://127.0.0.1:{self.port}/healthz",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=log_path.parent,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def forbidden_lines(self) -> list[str]:
+        """Every trace of a refused call, except the 403 an API server answers to writes in a
+        namespace being deleted (other tests' namespaces; no permission would change it).
+
+        Each refused request is logged as an exception whose response body holds the Status:
+        any 403 body that is not NamespaceTerminating, and any RBAC denial wording anywhere,
+        counts; so does a 403 mention with no response body at all."""
+        lines = self.log().splitlines()
+        bodies = [
+            line
+            for line in lines
+            if line.startswith("HTTP response body:") and '"code":403' in line
+        ]
+        terminating = [line for line in bodies if '"reason":"NamespaceTerminating"' in line]
+        bad = [line for line in lines if RBAC_DENIAL.search(line)]
+        bad += [line for line in bodies if line not in terminating]
+        if not bodies:
+            bad += [line for line in lines if FORBIDDEN.search(line)]
+        return bad
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
