@@ -15,13 +15,14 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, PLURAL, VERSION
+from . import GROUP, PLURAL, VERSION, __version__
 from .config import OperatorConfig
 from .kube import request
 from .reconciler import Children, Reconciler
 from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+USER_AGENT = f"modeltemplate-operator/{__version__}"
 RESYNC_SECONDS = float(os.environ.get("MODELTEMPLATE_RESYNC_SECONDS", "300"))
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
@@ -38,7 +39,9 @@ def _api_client() -> ApiClient:
         k8s_config.load_incluster_config()
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()
-    return ApiClient()
+    api = ApiClient()
+    api.user_agent = USER_AGENT
+    return api
 
 
 @kopf.on.startup()

@@ -1,0 +1,126 @@
+"""A resync of converged templates writes nothing (counted in the API server's audit log)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from support.operator import OperatorProcess
+
+from modeltemplate_operator.localcluster import LocalCluster
+
+TEMPLATES = 100
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+OPERATOR_AGENTS = ("modeltemplate-operator/", "kopf/")
+
+
+def tiny(name: str, index: int) -> dict:
+    autoscaled = index % 2 == 0  # half HPA (1..3 workers), half fixed at 1
+    return {
+        "apiVersion": "launch.modelops.dev/v1alpha1",
+        "kind": "ModelTemplate",
+        "metadata": {"name": name},
+        "spec": {
+            "endpointType": "SYNC",
+            "modelType": "EMBEDDING",
+            "vendorConfiguration": {
+                "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
+                "endpointConfig": {
+                    "cpus": "0.05",
+                    "memory": "64Mi",
+                    "storage": "256Mi",
+                    "minWorkers": 1,
+                    "maxWorkers": 3 if autoscaled else 1,
+                },
+            },
+        },
+    }
+
+
+def operator_writes(audit_log: Path, offset: int) -> list[dict]:
+    with audit_log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [e for e in events if e.get("userAgent", "").startswith(OPERATOR_AGENTS)]
+
+
+def reconciled(log: str, namespace: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in re.findall(
+        rf"reconciled {namespace}/(\S+): applied=\[\] pruned=\[\] status_written=False", log
+    ):
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def test_resync_of_converged_templates_writes_nothing(cluster, cluster_prereqs, namespace):
+    if not isinstance(cluster, LocalCluster):
+        pytest.skip("counts writes in the local control plane's audit log")
+    first = OperatorProcess(Path(cluster.kubeconfig), ARTIFACTS / "operator-writes-first.log")
+    first.log_path.unlink(missing_ok=True)
+    start = cluster.audit_log.stat().st_size
+    first.start()
+    try:
+        manifests = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [tiny(f"m{i:03d}", i) for i in range(TEMPLATES)],
+        }
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifests))
+        cluster.kubectl(
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Ready",
+            "modeltemplate",
+            "--all",
+            "--timeout=240s",
+            timeout=260,
+        )
+        # Converged: every template reconciled once more without a write.
+        first.wait_for_log(lambda log: len(reconciled(log, namespace)) == TEMPLATES, timeout=60)
+    finally:
+        first.stop()
+
+    # The audit log does see the operator's writes: creating the templates took many.
+    creating = operator_writes(cluster.audit_log, start)
+    applied = {w["objectRef"]["resource"] for w in creating if w["verb"] == "patch"}
+    assert {
+        "deployments",
+        "services",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+    } <= applied
+
+    offset = cluster.audit_log.stat().st_size
+    second = OperatorProcess(
+        Path(cluster.kubeconfig),
+        ARTIFACTS / "operator-writes-resync.log",
+        env={"MODELTEMPLATE_RESYNC_SECONDS": "3"},
+    )
+    second.log_path.unlink(missing_ok=True)
+    second.start()
+    try:
+        # The restart lists every template (one resync), then the timer resyncs each again.
+        log = second.wait_for_log(
+            lambda log: (
+                (counts := reconciled(log, namespace))
+                and len(counts) == TEMPLATES
+                and min(counts.values()) >= 2
+            ),
+            timeout=120,
+        )
+    finally:
+        second.stop()
+    writes = operator_writes(cluster.audit_log, offset)
+    summary = [
+        (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name")) for w in writes
+    ]
+    print(
+        f"\nresync of {TEMPLATES} converged templates: {sum(reconciled(log, namespace).values())} "
+        f"reconciles, {len(writes)} write requests"
+    )
+    assert summary == []
