@@ -49,8 +49,9 @@ cluster-down: $(STAMP) ## stop every process of the local control plane
 cluster-status: $(STAMP)
 	$(PY) -m modeltemplate_operator.localcluster status
 
-demo: cluster-up ## local cluster, fake GPU nodes, and the demo
+demo: $(STAMP) binaries ## local cluster + CRD + operator + every sample, then a table of where they run
 	$(PY) -m modeltemplate_operator.localcluster nodes
+	$(PY) -m modeltemplate_operator.localcluster demo
 
 run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
 	KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)} $(PY) -m modeltemplate_operator $(RUN_ARGS)

@@ -16,7 +16,7 @@ DEFAULT_ROOT = REPO_ROOT / ".local-cluster"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "nodes", "manifests"])
+    parser.add_argument("command", choices=["up", "down", "status", "nodes", "manifests", "demo"])
     parser.add_argument(
         "--root", type=Path, default=Path(os.environ.get("LOCAL_CLUSTER_ROOT", DEFAULT_ROOT))
     )
@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         up = cluster.running()
         print(f"local control plane: {'running at ' + cluster.server if up else 'not running'}")
         return 0 if up else 1
+    if args.command == "demo":
+        from .demo import run
+
+        try:
+            return run(cluster)
+        except ClusterError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     try:
         cluster.up()
     except ClusterError as err:

@@ -141,6 +141,11 @@ class LocalCluster:
         return self.logs / "audit.log"
 
     @property
+    def operator_pid_file(self) -> Path:
+        """Set by ``make demo``, which runs the operator beside the control plane."""
+        return self.root / "operator.pid"
+
+    @property
     def _state_file(self) -> Path:
         return self.root / "state.json"
 
@@ -222,7 +227,10 @@ class LocalCluster:
     def down(self) -> None:
         """Stop every process this cluster started and remove its state and data."""
         self._load_state()
-        for name in reversed(COMPONENTS):
+        if self.operator_pid_file.exists():
+            self.pids = {"operator": int(self.operator_pid_file.read_text()), **self.pids}
+            self.operator_pid_file.unlink()
+        for name in ["operator", *reversed(COMPONENTS)]:
             pid = self.pids.get(name)
             if pid and _alive(pid):
                 try:
