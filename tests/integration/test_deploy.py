@@ -379,8 +379,22 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
         artifacts = REPO / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
         (artifacts / "deploy-operator.log").write_text(proc.log())
+        # With no operator left, release Kopf's finalizers so that the namespace can go.
+        for name in _templates(cluster):
+            cluster.kubectl(
+                "patch",
+                "modeltemplate",
+                name,
+                "-n",
+                SAMPLE_NS,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
         cluster.kubectl("delete", "namespace", SAMPLE_NS, "--wait=false", check=False)
-        cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--wait=false", check=False)
+        # Gone before the next tests ask whether KEDA is installed.
+        cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
 
 
 def _templates(cluster) -> dict[str, dict]:
@@ -485,8 +499,10 @@ def test_operator_under_deploy_rbac_prunes_and_releases(cluster, operator):
     _assert_no_forbidden(operator)
 
 
-def test_operator_log_has_no_forbidden_call(operator):
-    """Last: the whole run, start-up and shutdown included, never hit a 403."""
+def test_operator_log_has_no_forbidden_call(cluster, operator):
+    """Last: every template deleted (finalizers released), then the whole run, start-up and
+    shutdown included, never hit a 403."""
+    cluster.kubectl("delete", "modeltemplates", "--all", "-n", SAMPLE_NS, "--timeout=60s")
     operator.stop()
     assert operator.proc.returncode == 0, operator.tail()
     _assert_no_forbidden(operator)
