@@ -306,3 +306,84 @@ def test_streaming_template_exposes_the_streaming_url(cluster, operator, namespa
     wait_ready(cluster, namespace, "stream")
     status = get_json(cluster, "modeltemplate", "stream", "-n", namespace)["status"]
     assert status["endpoints"]["streaming"].endswith("/stream")
+
+
+def _kubelet_reports(cluster, namespace, name, main_state: dict, main_ready: bool):
+    """Write what a kubelet would report for the template's pod (kwok runs no containers)."""
+    [p] = [p for p in pods(cluster, namespace, name) if not p["metadata"].get("deletionTimestamp")]
+    statuses = []
+    for c in p["spec"]["containers"]:
+        is_main = c["name"] == "main"
+        statuses.append(
+            {
+                "name": c["name"],
+                "image": c["image"],
+                "imageID": "",
+                "restartCount": 0,
+                "ready": main_ready if is_main else True,
+                "started": not is_main or main_ready,
+                "state": main_state
+                if is_main
+                else {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+        )
+    conditions = [
+        {"type": t, "status": "True" if main_ready else "False"}
+        for t in ("Ready", "ContainersReady")
+    ]
+    patch = {"status": {"containerStatuses": statuses, "conditions": conditions}}
+    cluster.kubectl(
+        "patch",
+        "pod",
+        p["metadata"]["name"],
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        json.dumps(patch),
+    )
+
+
+def test_image_pull_failure_is_reported_with_an_event(cluster, operator, namespace):
+    apply_template(cluster, namespace, template("pull", minWorkers=1, maxWorkers=1))
+    wait_ready(cluster, namespace, "pull")
+    waiting = {
+        "waiting": {
+            "reason": "ImagePullBackOff",
+            "message": 'Back-off pulling image "docker.io/modelops/tiny:1"',
+        }
+    }
+    _kubelet_reports(cluster, namespace, "pull", waiting, main_ready=False)
+    cond = wait_for(
+        lambda: (c := condition(cluster, namespace, "pull")) and c["status"] == "False" and c,
+        what="Ready=False after the pull failure",
+    )
+    assert cond["reason"] == "ImagePullBackOff"
+    assert "Back-off pulling image" in cond["message"]
+    wait_for(
+        lambda: [
+            e
+            for e in get_json(cluster, "events", "-n", namespace)["items"]
+            if e["involvedObject"].get("name") == "pull" and e["reason"] == "ImagePullBackOff"
+        ],
+        what="an ImagePullBackOff event on the template",
+    )
+
+
+def test_readiness_never_passing_is_reported(cluster, operator, namespace):
+    apply_template(cluster, namespace, template("probe", minWorkers=1, maxWorkers=1))
+    wait_ready(cluster, namespace, "probe")
+    _kubelet_reports(
+        cluster,
+        namespace,
+        "probe",
+        {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+        main_ready=False,
+    )
+    cond = wait_for(
+        lambda: (c := condition(cluster, namespace, "probe")) and c["status"] == "False" and c,
+        what="Ready=False while the readiness probe fails",
+    )
+    assert cond["reason"] == "WorkersNotReady"
+    assert "/main" in cond["message"] and "0/1 workers ready" in cond["message"]
