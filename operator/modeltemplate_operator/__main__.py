@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import random
 import sys
 
 import kopf
@@ -16,6 +18,16 @@ import kopf
 from .config import ConfigError, OperatorConfig
 
 PEERING_NAME = "modeltemplate-operator"
+
+
+def peering_priority() -> int:
+    """Kopf pauses every replica when peers share a priority: each process draws its own.
+
+    The live replica with the highest priority acts; the others wait and take over when it
+    leaves. ``MODELTEMPLATE_PEERING_PRIORITY`` pins it (e.g. to prefer one replica).
+    """
+    pinned = os.environ.get("MODELTEMPLATE_PEERING_PRIORITY")
+    return int(pinned) if pinned else random.SystemRandom().randint(1, 2**31 - 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             namespaces=[config.namespace] if config.namespace else [],
             standalone=args.standalone,
             peering_name=None if args.standalone else PEERING_NAME,
+            priority=peering_priority(),
             liveness_endpoint=args.liveness,
         )
     )
