@@ -375,6 +375,9 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
         "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
     )
     cluster.kubectl("create", "namespace", SAMPLE_NS, check=False)
+    # No stale peers of earlier runs (they would pause this one until they expire); the
+    # operator creates the peering object again at start-up, under its RBAC.
+    cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
     proc = Operator(kubeconfig, config_file, work / "operator.log")
     try:
         for sample in SAMPLES:
