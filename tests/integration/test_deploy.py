@@ -69,7 +69,7 @@ EXPECTED_RULES = {
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets", ()): {"list", "watch", "create", "patch", "delete"},
     ("batch", "jobs", ()): {"list", "watch", "create", "patch", "delete"},
-    ("keda.sh", "scaledobjects", ()): {"create", "patch", "delete"},
+    ("keda.sh", "scaledobjects", ()): {"list", "watch", "create", "patch", "delete"},
     ("", "pods", ()): {"list", "watch"},
     ("", "events", ()): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
