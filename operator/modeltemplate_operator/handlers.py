@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from . import GROUP, PLURAL, VERSION, __version__
 from .config import OperatorConfig
 from .kube import request
-from .reconciler import Children, Reconciler
+from .reconciler import KEDA_CRD, Children, Reconciler
 from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
@@ -30,6 +30,7 @@ CHILD_KINDS = (
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("batch", "v1", "jobs"),
+    ("keda.sh", "v1alpha1", "scaledobjects"),  # watched only while KEDA's CRD is installed
 )
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,24 @@ def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
 )
 def template_resync(body, namespace, name, memo: kopf.Memo, **indices):
     _reconcile(memo, body, (namespace, name), indices)
+
+
+# -- KEDA: scale-to-zero templates follow its CRD coming and going ------------------------------
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    when=lambda name, **_: name == KEDA_CRD,
+)
+def keda_crd_event(event, memo: kopf.Memo, **indices):
+    installed = event.get("type") != "DELETED"
+    if installed == memo.reconciler.keda_installed:
+        return
+    memo.reconciler.keda_installed = installed
+    log.info("KEDA %s: re-reconciling every template", "installed" if installed else "removed")
+    for key, store in indices["templates_idx"].items():
+        for template in store:
+            _reconcile(memo, template, key, indices)
 
 
 # -- children: a change of any child re-reconciles its template ----------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,41 +47,17 @@ class Outcome:
     events: list[tuple[str, str, str]]
 
 
-class KedaProbe:
-    """Is KEDA's ScaledObject CRD served? Asked at most once per ``ttl`` seconds."""
-
-    def __init__(self, api: ApiClient, ttl: float = 60.0):
-        self.api, self.ttl = api, ttl
-        self._answer: bool | None = None
-        self._asked = 0.0
-
-    def installed(self) -> bool:
-        if self._answer is None or time.monotonic() - self._asked > self.ttl:
-            try:
-                request(
-                    self.api,
-                    "GET",
-                    f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{KEDA_CRD}",
-                )
-                self._answer = True
-            except ApiException as exc:
-                if exc.status not in (403, 404):
-                    raise
-                self._answer = False
-            self._asked = time.monotonic()
-        return self._answer
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class Reconciler:
-    def __init__(self, api: ApiClient, config: OperatorConfig, keda: KedaProbe | None = None):
+    def __init__(self, api: ApiClient, config: OperatorConfig, keda_installed: bool = False):
         self.api = api
         self.config = config
         self.applier = Applier(api)
-        self.keda = keda or KedaProbe(api)
+        #: Is KEDA's ScaledObject CRD served? Kept current by the CRD watch of the handlers.
+        self.keda_installed = keda_installed
         self.core = CoreV1Api(api)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -123,7 +98,7 @@ class Reconciler:
             # Nothing is rendered and existing children stay as they are.
             status = compute_status(dict(body), None, invalid.errors, Observed(), _now())
             return self._finish(body, status, None)
-        plan = plan_for(template, self.config, self.keda.installed())
+        plan = plan_for(template, self.config, self.keda_installed)
         result = self.applier.sync(render(plan), children.objects, meta["uid"])
         if result.wrote:
             log.info(

@@ -1,0 +1,94 @@
+"""minWorkers 0: one worker and a False condition without KEDA; a ScaledObject once KEDA's CRD exists."""
+
+from __future__ import annotations
+
+import json
+
+from support.k8s import get_json, wait_for
+
+# KEDA's ScaledObject CRD as far as the operator cares: the API it applies to. (KEDA's own
+# controller is not needed to see the operator switch to it.)
+KEDA_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {
+        "group": "keda.sh",
+        "scope": "Namespaced",
+        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+TEMPLATE = {
+    "apiVersion": "launch.modelops.dev/v1alpha1",
+    "kind": "ModelTemplate",
+    "metadata": {"name": "scale-to-zero"},
+    "spec": {
+        "endpointType": "SYNC",
+        "modelType": "GENERIC",
+        "vendorConfiguration": {
+            "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
+            "endpointConfig": {
+                "cpus": "0.1",
+                "memory": "128Mi",
+                "storage": "1Gi",
+                "minWorkers": 0,
+                "maxWorkers": 5,
+                "perWorker": 4,
+            },
+        },
+    },
+}
+
+
+def autoscaling(cluster, namespace):
+    mt = get_json(cluster, "modeltemplate", "scale-to-zero", "-n", namespace)
+    return {c["type"]: c for c in (mt.get("status") or {}).get("conditions") or []}.get(
+        "Autoscaling"
+    )
+
+
+def test_scale_to_zero_follows_keda_being_installed(cluster, operator, namespace):
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(TEMPLATE))
+    cond = wait_for(lambda: autoscaling(cluster, namespace), what="the Autoscaling condition")
+    assert (cond["status"], cond["reason"]) == ("False", "NoScaleToZero")
+    assert (
+        get_json(cluster, "deployment", "scale-to-zero", "-n", namespace)["spec"]["replicas"] == 1
+    )
+
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(KEDA_CRD))
+    try:
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh"
+        )
+        so = wait_for(
+            lambda: get_json(cluster, "scaledobjects", "-n", namespace)["items"],
+            what="a ScaledObject",
+        )[0]
+        assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["maxReplicaCount"] == 5
+        assert so["spec"]["scaleTargetRef"]["name"] == "scale-to-zero"
+        assert so["spec"]["triggers"][0]["metadata"]["threshold"] == "4"
+        assert so["metadata"]["ownerReferences"][0]["name"] == "scale-to-zero"
+        wait_for(
+            lambda: (c := autoscaling(cluster, namespace)) and c["reason"] == "KEDA",
+            what="Autoscaling=KEDA",
+        )
+        assert autoscaling(cluster, namespace)["status"] == "True"
+    finally:
+        cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--wait=true")
+    wait_for(
+        lambda: (c := autoscaling(cluster, namespace)) and c["reason"] == "NoScaleToZero",
+        what="back to one worker without KEDA",
+    )
