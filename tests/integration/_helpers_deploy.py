@@ -165,3 +165,33 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Replicas:
+    """Several operator processes, as the Deployment runs them (peering elects one)."""
+
+    def __init__(self, operators: list[Operator]):
+        self.operators = operators
+
+    def exited(self) -> str | None:
+        for n, op in enumerate(self.operators):
+            if op.proc.poll() is not None:
+                return f"replica {n} exited with {op.proc.returncode}"
+        return None
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(
+            f"--- replica {n} ---\n{op.tail(lines)}" for n, op in enumerate(self.operators)
+        )
+
+    def forbidden_lines(self) -> list[str]:
+        return [
+            f"replica {n}: {line}"
+            for n, op in enumerate(self.operators)
+            for line in op.forbidden_lines()
+        ]
+
+    def stop(self) -> list[int]:
+        for op in self.operators:
+            op.stop()
+        return [op.proc.returncode for op in self.operators]

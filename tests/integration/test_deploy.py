@@ -22,6 +22,7 @@ from _helpers_deploy import (
     SA_USER,
     SERVICE_ACCOUNT,
     Operator,
+    Replicas,
     find,
     kustomize,
     service_account_kubeconfig,
@@ -73,7 +74,6 @@ EXPECTED_RULES = {
     ("", "pods", ()): {"list", "watch"},
     ("", "events", ()): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions", ("scaledobjects.keda.sh",)): {"get"},
     ("kopf.dev", "clusterkopfpeerings", ()): {"list", "watch", "create"},
     ("kopf.dev", "clusterkopfpeerings", ("modeltemplate-operator",)): {"patch"},
 }
@@ -168,15 +168,13 @@ def test_crds_and_priority_classes_come_from_their_sources(rendered):
 
 def test_operator_deployment_is_hardened_and_peered(rendered):
     deployment = find(rendered, "Deployment", "modeltemplate-operator")
-    # Kopf pauses all peers of equal priority, and the operator cannot set a per-replica one
-    # yet: one replica (see deploy/base/deployment.yaml).
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == SERVICE_ACCOUNT
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert "--standalone" not in container["args"]  # peering: rollouts never overlap two actors
+    assert "--standalone" not in container["args"]  # two replicas: peering elects the active one
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
@@ -343,6 +341,7 @@ def test_rbac_grants_exactly_the_listed_rules(cluster, deployed):
             "customresourcedefinitions.apiextensions.k8s.io/modeltemplates.launch.modelops.dev",
         ),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io/scaledobjects.keda.sh"),
         ("patch", "clusterkopfpeerings.kopf.dev/someone-else"),
         ("delete", "clusterkopfpeerings.kopf.dev/modeltemplate-operator"),
         ("create", "kopfpeerings.kopf.dev", "-n", NAMESPACE),
@@ -378,7 +377,10 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
     # No stale peers of earlier runs (they would pause this one until they expire); the
     # operator creates the peering object again at start-up, under its RBAC.
     cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
-    proc = Operator(kubeconfig, config_file, work / "operator.log")
+    # Two replicas, as deploy/ runs them: peering makes one act and the other stand by.
+    proc = Replicas(
+        [Operator(kubeconfig, config_file, work / f"operator-{n}.log") for n in range(2)]
+    )
     try:
         for sample in SAMPLES:
             cluster.kubectl("apply", "-n", SAMPLE_NS, "-f", str(sample))
@@ -387,7 +389,8 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
         proc.stop()
         artifacts = REPO / "test-artifacts"
         artifacts.mkdir(exist_ok=True)
-        (artifacts / "deploy-operator.log").write_text(proc.log())
+        for n, replica in enumerate(proc.operators):
+            (artifacts / f"deploy-operator-{n}.log").write_text(replica.log())
         # With no operator left, release Kopf's finalizers so that the namespace can go.
         for name in _templates(cluster):
             cluster.kubectl(
@@ -413,7 +416,7 @@ def _templates(cluster) -> dict[str, dict]:
     return {t["metadata"]["name"]: t for t in items}
 
 
-def _assert_no_forbidden(operator: Operator) -> None:
+def _assert_no_forbidden(operator: Replicas) -> None:
     lines = operator.forbidden_lines()
     assert not lines, (
         "forbidden calls:\n" + "\n".join(lines[:20]) + "\n--- log tail ---\n" + operator.tail()
@@ -425,8 +428,8 @@ def test_operator_under_deploy_rbac_brings_every_sample_to_ready(cluster, operat
     assert ASYNC_SAMPLE in names and len(names) == len(SAMPLES)
 
     def settled():
-        if operator.proc.poll() is not None:
-            raise AssertionError(f"operator exited {operator.proc.returncode}:\n{operator.tail()}")
+        if operator.exited():
+            raise AssertionError(f"{operator.exited()}:\n{operator.tail()}")
         templates = _templates(cluster)
         waiting = {name: "missing" for name in names - set(templates)}
         for name, template in templates.items():
@@ -467,8 +470,14 @@ def test_operator_under_deploy_rbac_brings_every_sample_to_ready(cluster, operat
     )
     assert peering["status"], peering
     # The liveness endpoint the Deployment probes answers.
-    with urllib.request.urlopen(f"http://127.0.0.1:{operator.port}/healthz", timeout=5) as response:
-        assert response.status == 200
+    # Both replicas list themselves in it, and the liveness endpoint the Deployment probes
+    # answers on each (the standby is alive too).
+    assert len(peering["status"]) == 2, peering["status"]
+    for replica in operator.operators:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{replica.port}/healthz", timeout=5
+        ) as response:
+            assert response.status == 200
 
 
 def test_operator_under_deploy_rbac_prunes_and_releases(cluster, operator):
@@ -512,8 +521,7 @@ def test_operator_log_has_no_forbidden_call(cluster, operator):
     """Last: every template deleted (finalizers released), then the whole run, start-up and
     shutdown included, never hit a 403."""
     cluster.kubectl("delete", "modeltemplates", "--all", "-n", SAMPLE_NS, "--timeout=60s")
-    operator.stop()
-    assert operator.proc.returncode == 0, operator.tail()
+    assert operator.stop() == [0, 0], operator.tail()
     _assert_no_forbidden(operator)
 
 
