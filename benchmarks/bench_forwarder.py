@@ -48,62 +48,87 @@ def event_bytes(stream_id: str, seq: int) -> bytes:
     )
 
 
-async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
+PREDICT_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n"
+    b'{"output": "ok", "tokens": 16}'
+)
+
+
+class _UpstreamProto(asyncio.Protocol):
+    """The test upstream: a bare protocol, so that it costs as little CPU as possible."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buf = b""
+        self.busy = False
+        self.closed = False
+        self.loop = asyncio.get_running_loop()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._next()
+
+    def _next(self) -> None:
+        if self.busy:
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if len(self.buf) < end + 4 + length:
+            return
+        self.buf = self.buf[end + 4 + length :]
+        target = head.split(b" ", 2)[1]
+        path, _, query = target.partition(b"?")
+        self.busy = True
+        if path == b"/predict":
+            self.loop.call_later(UPSTREAM_DELAY, self._answer, PREDICT_RESPONSE)
+        elif path == b"/stream":
+            self.loop.create_task(self._stream(query))
+        elif path == b"/readyz":
+            self._answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        else:
+            self._answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    def _answer(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)
+        self.busy = False
+        self._next()
+
+    async def _stream(self, query: bytes) -> None:
+        params = dict(p.split(b"=", 1) for p in query.split(b"&") if b"=" in p)
+        n = int(params.get(b"n", b"200"))
+        interval = float(params.get(b"interval", b"0.025"))
+        sid = params.get(b"id", b"s").decode()
+        write = self.transport.write
+        write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        await asyncio.sleep(UPSTREAM_DELAY)
+        start = self.loop.time()
+        for seq in range(n):
+            if self.closed:
                 return
-            lines = head.split(b"\r\n")
-            method, target, _ = lines[0].split(b" ", 2)
-            length = 0
-            for line in lines[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            path, _, query = target.partition(b"?")
-            if path == b"/predict":
-                await asyncio.sleep(UPSTREAM_DELAY)
-                body = b'{"output": "ok", "tokens": 16}'
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
-            elif path == b"/stream":
-                params = dict(p.split(b"=", 1) for p in query.split(b"&") if b"=" in p)
-                n = int(params.get(b"n", b"200"))
-                interval = float(params.get(b"interval", b"0.025"))
-                sid = params.get(b"id", b"s").decode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
-                )
-                await asyncio.sleep(UPSTREAM_DELAY)
-                loop = asyncio.get_running_loop()
-                start = loop.time()
-                for seq in range(n):
-                    ev = event_bytes(sid, seq)
-                    writer.write(b"%x\r\n%s\r\n" % (len(ev), ev))
-                    if seq + 1 < n:
-                        # paced on an absolute schedule so slow ticks do not stretch the stream
-                        delay = start + (seq + 1) * interval - loop.time()
-                        await asyncio.sleep(max(delay, 0))
-                writer.write(b"0\r\n\r\n")
-            elif path == b"/readyz":
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            else:
-                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-    except (ConnectionError, asyncio.CancelledError):
-        pass
-    finally:
-        writer.close()
+            ev = event_bytes(sid, seq)
+            write(b"%x\r\n%s\r\n" % (len(ev), ev))
+            if seq + 1 < n:
+                # paced on an absolute schedule so slow ticks do not stretch the stream
+                await asyncio.sleep(max(start + (seq + 1) * interval - self.loop.time(), 0))
+        self._answer(b"0\r\n\r\n")
 
 
 async def run_upstream(port: int) -> None:
-    server = await asyncio.start_server(_upstream_conn, "127.0.0.1", port, backlog=2048)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_UpstreamProto, "127.0.0.1", port, backlog=2048)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
@@ -136,45 +161,83 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, bytes(body)
 
 
+class _PredictClient(asyncio.Protocol):
+    """One keep-alive client of phase 1: a bare protocol, to keep the load generator cheap."""
+
+    def __init__(self, run: dict) -> None:
+        self.run = run
+        self.buf = b""
+        self.t0 = 0.0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        if not self.run["done"].done() and exc is not None:
+            self.run["done"].set_exception(ConnectionError(str(exc)))
+
+    def send(self) -> None:
+        self.t0 = time.perf_counter()
+        self.transport.write(self.run["request"])
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if len(self.buf) < end + 4 + length:
+            return
+        t1 = time.perf_counter()
+        self.buf = self.buf[end + 4 + length :]
+        run = self.run
+        if self.t0 >= run["t_measure"]:
+            if head[9:12] == b"200":
+                run["latencies"].append(t1 - self.t0)
+            else:
+                run["errors"] += 1
+        if t1 < run["t_end"]:
+            self.send()
+        else:
+            self.transport.close()
+            run["left"] -= 1
+            if run["left"] == 0 and not run["done"].done():
+                run["done"].set_result(None)
+
+
 async def load_predict(port: int, clients: int, duration: float, warmup: float) -> dict:
-    clock = time.perf_counter
+    loop = asyncio.get_running_loop()
     request = (
         b"POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(PREDICT_BODY), PREDICT_BODY)
     )
-    latencies: list[float] = []
-    errors = 0
-    t_start = clock()
-    t_measure = t_start + warmup
-    t_end = t_measure + duration
-
-    async def client(i: int) -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        # Clients start spread over one upstream period, as independent clients would; started
-        # all at once they stay phase-locked to the fixed 20 ms upstream and arrive in bursts.
-        await asyncio.sleep(UPSTREAM_DELAY * i / clients)
-        try:
-            while True:
-                t0 = clock()
-                if t0 >= t_end:
-                    return
-                writer.write(request)
-                status, _ = await _read_response(reader)
-                t1 = clock()
-                if t0 >= t_measure:
-                    if status == 200:
-                        latencies.append(t1 - t0)
-                    else:
-                        errors += 1
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    latencies.sort()
+    t_start = time.perf_counter()
+    run = {
+        "request": request,
+        "latencies": [],
+        "errors": 0,
+        "t_measure": t_start + warmup,
+        "t_end": t_start + warmup + duration,
+        "left": clients,
+        "done": loop.create_future(),
+    }
+    conns = []
+    for _ in range(clients):
+        _, proto = await loop.create_connection(lambda: _PredictClient(run), "127.0.0.1", port)
+        conns.append(proto)
+    # Clients start spread over one upstream period, as independent clients would; started
+    # all at once they stay phase-locked to the fixed 20 ms upstream and arrive in bursts.
+    for i, proto in enumerate(conns):
+        loop.call_later(UPSTREAM_DELAY * i / clients, proto.send)
+    await run["done"]
+    latencies = sorted(run["latencies"])
     return {
         "requests": len(latencies),
-        "errors": errors,
+        "errors": run["errors"],
         "rps": len(latencies) / duration,
         "p50": _pct(latencies, 50),
         "p99": _pct(latencies, 99),
@@ -264,9 +327,24 @@ def _wait_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+# CPU placement. The pod gives the forwarder its own CPU (the sidecar requests cpu: 1) and the
+# model runs elsewhere; on this 2-core box the forwarder gets core 1 and the load generator and
+# the test upstream share core 0, in the direct runs as in the forwarded ones. --no-pin leaves
+# placement to the OS scheduler.
+PIN = {"helpers": None, "forwarder": None}
+
+
+def _pinned(role: str):
+    cpus = PIN[role]
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def _loadgen(*args: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "loadgen", *args],
+        preexec_fn=_pinned("helpers"),
         check=True,
         capture_output=True,
         text=True,
@@ -294,7 +372,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="shorter phases (smoke run)")
     ap.add_argument("--event-loop", default="auto", help="forwarder's --event-loop")
     ap.add_argument("--rounds", type=int, default=3, help="direct/forwarded pairs for phase 1")
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not give the forwarder a core of its own"
+    )
     args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.no_pin and len(cpus) >= 2:
+        PIN["helpers"], PIN["forwarder"] = {cpus[0]}, {cpus[1]}
     duration = 2.0 if args.quick else 6.0
     rounds = 1 if args.quick else args.rounds
     sse_rounds = 1 if args.quick else 2
@@ -303,7 +387,9 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     try:
         upstream = subprocess.Popen(
-            [sys.executable, __file__, "upstream", str(up_port)], stdout=subprocess.PIPE
+            [sys.executable, __file__, "upstream", str(up_port)],
+            stdout=subprocess.PIPE,
+            preexec_fn=_pinned("helpers"),
         )
         procs.append(upstream)
         _wait_port(up_port)
@@ -331,12 +417,20 @@ def main() -> int:
                 "WARNING",
             ],
             env=env,
+            preexec_fn=_pinned("forwarder"),
         )
         procs.append(forwarder)
         _wait_port(fw_port)
         idle_rss = _rss_mb(forwarder.pid)
         print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
         print(f"forwarder event loop: {args.event_loop}; python {sys.version.split()[0]}")
+        if PIN["forwarder"]:
+            print(
+                f"CPU placement: forwarder on core {min(PIN['forwarder'])}, load generator and "
+                f"upstream on core {min(PIN['helpers'])} (direct and forwarded alike)"
+            )
+        else:
+            print("CPU placement: left to the OS scheduler (--no-pin)")
 
         # warm both paths (connection pools, imports, caches)
         _loadgen("predict", str(up_port), "64", "1", "0.3")
@@ -375,7 +469,8 @@ def main() -> int:
         )
         print(
             f"    forwarder CPU: {fw_cpu / (rounds * (duration + 0.5)) * 100:.0f} % of one core "
-            f"at {f_rps:.0f} req/s"
+            f"at {f_rps:.0f} req/s, about {fw_cpu / (f_rps * rounds * (duration + 0.5)) * 1e6:.0f} "
+            "us of CPU per request"
         )
 
         # -- phase 2 ---------------------------------------------------------------------
@@ -448,6 +543,7 @@ def main() -> int:
             ],
             stdout=subprocess.PIPE,
             text=True,
+            preexec_fn=_pinned("helpers"),
         )
         peak = 0.0
         while gen.poll() is None:
