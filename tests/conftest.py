@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 
 from modeltemplate_operator.localcluster import ExistingCluster, LocalCluster
+from modeltemplate_operator.localcluster.cluster import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+#: Each test session runs its own control plane, so sessions can run side by side.
+SESSIONS = REPO_ROOT / ".local-cluster"
 
 
 def pytest_collection_modifyitems(items):
@@ -41,8 +44,8 @@ def cluster(request):
             pytest.fail("USE_EXISTING_CLUSTER=1 needs KUBECONFIG to point at the cluster")
         yield ExistingCluster(Path(kubeconfig.split(os.pathsep)[0]))
         return
-    local = LocalCluster(root=REPO_ROOT / ".local-cluster" / "pytest")
-    local.down()  # leftovers of an interrupted run
+    _clean_stale_sessions()
+    local = LocalCluster(root=SESSIONS / f"pytest-{os.getpid()}")
     try:
         local.up(timeout=180)
     except Exception:
@@ -52,6 +55,16 @@ def cluster(request):
     if request.session.testsfailed:
         _keep_logs(local)
     local.down()
+    shutil.rmtree(local.root, ignore_errors=True)
+
+
+def _clean_stale_sessions() -> None:
+    """Stop control planes of test sessions that died without tearing down (e.g. killed)."""
+    for root in SESSIONS.glob("pytest-*"):
+        pid = int(root.name.removeprefix("pytest-") or 0)
+        if pid and not pid_alive(pid):
+            LocalCluster(root=root).down()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _keep_logs(local: LocalCluster) -> None:

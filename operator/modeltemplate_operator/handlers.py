@@ -7,7 +7,6 @@ so a reconcile reads nothing from the API server and a converged template writes
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -23,7 +22,6 @@ from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 USER_AGENT = f"modeltemplate-operator/{__version__}"
-RESYNC_SECONDS = float(os.environ.get("MODELTEMPLATE_RESYNC_SECONDS", "300"))
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -68,6 +66,11 @@ def ensure_peering_object(api: ApiClient, name: str, namespace: str | None) -> N
     try:
         request(api, "POST", path, body=body)
     except ApiException as exc:
+        if exc.status == 404:
+            raise kopf.PermanentError(
+                "the Kopf peering CRDs are not installed: apply deploy/base/kopf-peering-crds.yaml "
+                "(part of `kubectl apply -k deploy/`) or run a single replica with --standalone"
+            ) from None
         if exc.status != 409:
             raise
 
@@ -106,19 +109,15 @@ def _reconcile(memo: kopf.Memo, body, key: tuple[str, str], indices: dict[str, A
     memo.reconciler.reconcile(body, _children(key, indices))
 
 
-# -- templates: every event and a periodic resync -------------------------------------------------
+# -- templates: every watch event ----------------------------------------------------------------
+# A full resync happens at every start (the initial listing delivers every template). There is
+# no periodic timer: Kopf timers put a finalizer on every object, and a change of a template or
+# of any child already arrives as an event.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
     if event.get("type") == "DELETED":
         memo.reconciler.forget(namespace, name)  # children go by garbage collection
         return
-    _reconcile(memo, body, (namespace, name), indices)
-
-
-@kopf.timer(
-    GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, idle=None
-)
-def template_resync(body, namespace, name, memo: kopf.Memo, **indices):
     _reconcile(memo, body, (namespace, name), indices)
 
 
@@ -135,9 +134,12 @@ def keda_crd_event(event, memo: kopf.Memo, **indices):
         return
     memo.reconciler.keda_installed = installed
     log.info("KEDA %s: re-reconciling every template", "installed" if installed else "removed")
-    for key, store in indices["templates_idx"].items():
+    for key, store in list(indices["templates_idx"].items()):
         for template in store:
-            _reconcile(memo, template, key, indices)
+            try:
+                _reconcile(memo, template, key, indices)
+            except Exception:  # one template's trouble must not stop the others
+                log.exception("reconcile of %s/%s after the KEDA change failed", *key)
 
 
 # -- children: a change of any child re-reconciles its template ----------------------------------

@@ -70,8 +70,11 @@ class Reconciler:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
-    def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome:
+    def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome | None:
+        """Converge one template; None for a template being deleted (garbage collection's job)."""
         meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None
         with self._lock((meta["namespace"], meta["name"])):
             outcome = self._reconcile(body, children)
         log.debug(

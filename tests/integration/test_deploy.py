@@ -62,7 +62,7 @@ KEDA_CRD = {
 
 #: The whole grant of deploy/'s RBAC: (apiGroup, resource, resourceNames) -> verbs.
 EXPECTED_RULES = {
-    ("launch.modelops.dev", "modeltemplates", ()): {"list", "watch", "patch"},
+    ("launch.modelops.dev", "modeltemplates", ()): {"list", "watch"},
     ("launch.modelops.dev", "modeltemplates/status", ()): {"patch"},
     ("launch.modelops.dev", "modeltemplates/finalizers", ()): {"update"},
     ("apps", "deployments", ()): {"list", "watch", "create", "patch", "delete"},
@@ -391,19 +391,6 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
         artifacts.mkdir(exist_ok=True)
         for n, replica in enumerate(proc.operators):
             (artifacts / f"deploy-operator-{n}.log").write_text(replica.log())
-        # With no operator left, release Kopf's finalizers so that the namespace can go.
-        for name in _templates(cluster):
-            cluster.kubectl(
-                "patch",
-                "modeltemplate",
-                name,
-                "-n",
-                SAMPLE_NS,
-                "--type=merge",
-                "-p",
-                '{"metadata":{"finalizers":null}}',
-                check=False,
-            )
         cluster.kubectl("delete", "namespace", SAMPLE_NS, "--wait=false", check=False)
         # Gone before the next tests ask whether KEDA is installed.
         cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
@@ -505,7 +492,7 @@ def test_operator_under_deploy_rbac_prunes_and_releases(cluster, operator):
         timeout=30,
         what="the HPA of minilm-reranker-cpu to be pruned",
     )
-    # Deletion: Kopf's finalizer is released (patch) and the template goes.
+    # Deletion: no finalizer holds the template; its children go by garbage collection.
     cluster.kubectl(
         "delete", "modeltemplate", "bge-base-embeddings-t4", "-n", SAMPLE_NS, "--wait=false"
     )
@@ -518,7 +505,7 @@ def test_operator_under_deploy_rbac_prunes_and_releases(cluster, operator):
 
 
 def test_operator_log_has_no_forbidden_call(cluster, operator):
-    """Last: every template deleted (finalizers released), then the whole run, start-up and
+    """Last: every template deleted, then the whole run, start-up and
     shutdown included, never hit a 403."""
     cluster.kubectl("delete", "modeltemplates", "--all", "-n", SAMPLE_NS, "--timeout=60s")
     assert operator.stop() == [0, 0], operator.tail()

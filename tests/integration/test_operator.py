@@ -140,7 +140,9 @@ def test_rendered_deployment_key_fields(cluster, operator, namespace):
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 5005, "scheme": "HTTP"}
     assert pod["nodeSelector"] == {"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"}
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelTemplate"
-    status = get_json(cluster, "modeltemplate", "keys", "-n", namespace)["status"]
+    mt = get_json(cluster, "modeltemplate", "keys", "-n", namespace)
+    assert not mt["metadata"].get("finalizers")  # deletion is plain garbage collection
+    status = mt["status"]
     assert status["workers"] == {"desired": 1, "ready": 1}
     assert status["scheduling"]["resource"] == "nvidia.com/gpu: 1"
     assert status["endpoints"]["predict"] == f"http://keys.{namespace}.svc.cluster.local/predict"

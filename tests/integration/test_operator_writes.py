@@ -96,15 +96,11 @@ def test_resync_of_converged_templates_writes_nothing(cluster, cluster_prereqs, 
     } <= applied
 
     offset = cluster.audit_log.stat().st_size
-    second = OperatorProcess(
-        Path(cluster.kubeconfig),
-        ARTIFACTS / "operator-writes-resync.log",
-        env={"MODELTEMPLATE_RESYNC_SECONDS": "3"},
-    )
+    second = OperatorProcess(Path(cluster.kubeconfig), ARTIFACTS / "operator-writes-resync.log")
     second.log_path.unlink(missing_ok=True)
     second.start()
     try:
-        # The restart lists every template (one resync), then the timer resyncs each again.
+        # The restart lists every template and every child: each listed object is a reconcile.
         log = second.wait_for_log(
             lambda log: (
                 (counts := reconciled(log, namespace))

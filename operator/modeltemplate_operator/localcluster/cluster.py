@@ -48,7 +48,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -178,7 +178,7 @@ class LocalCluster:
         """True when every component of a previous ``up`` is alive and the API answers."""
         if not self._load_state():
             return False
-        if set(self.pids) != set(COMPONENTS) or not all(_alive(p) for p in self.pids.values()):
+        if set(self.pids) != set(COMPONENTS) or not all(pid_alive(p) for p in self.pids.values()):
             return False
         try:
             return self._api_ready() and self._nodes_ready()
@@ -232,16 +232,16 @@ class LocalCluster:
             self.operator_pid_file.unlink()
         for name in ["operator", *reversed(COMPONENTS)]:
             pid = self.pids.get(name)
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 try:
                     os.killpg(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 15
         for pid in self.pids.values():
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(pid):
+            if pid_alive(pid):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -282,7 +282,7 @@ class LocalCluster:
     def _wait(self, check, deadline: float, what: str) -> None:
         while time.monotonic() < deadline:
             for name, pid in self.pids.items():
-                if not _alive(pid):
+                if not pid_alive(pid):
                     raise ClusterError(
                         f"{name} exited while waiting for {what}; see {self.logs / (name + '.log')}"
                     )

@@ -14,7 +14,7 @@ import time
 
 import yaml
 
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, _alive
+from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive
 
 NAMESPACE = "modeltemplate-demo"
 SAMPLES = REPO_ROOT / "deploy" / "samples"
@@ -35,7 +35,7 @@ def install_crds(cluster: LocalCluster) -> None:
 def start_operator(cluster: LocalCluster) -> int:
     """The operator against the local cluster, once; returns its pid."""
     pid_file = cluster.operator_pid_file
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELTEMPLATE_LOG_FORMAT": "json"}
     with open(cluster.logs / "operator.log", "ab") as log:
