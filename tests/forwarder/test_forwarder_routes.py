@@ -318,3 +318,18 @@ def test_non_json_bodies_are_passed_through_unparsed():
                     assert (await r.json())["echo"] == "{not json"
 
     run(scenario())
+
+
+def test_a_stream_that_stalls_past_the_upstream_timeout_is_cut_not_ended_cleanly():
+    async def scenario():
+        async with stack("--upstream-timeout-seconds", "0.3") as (fwd, up):
+            async with aiohttp.ClientSession() as s:
+                r = await s.post(base(fwd) + "/stream?n=3&hold=1", json={})
+                assert r.status == 200
+                assert await r.content.readuntil(b"\n\n") == b"data: event 0\n\n"
+                # the upstream never sends event 1: the client must not see a clean end
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await asyncio.wait_for(r.content.read(), 5)
+            await asyncio.wait_for(up.cancelled.wait(), 5)
+
+    run(scenario())

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httptools
 
 HIGH_WATER = 256 * 1024
+WATCHDOG_TICK = 0.1  # seconds: read timeouts fire up to this much late
 
 
 class UpstreamError(Exception):
@@ -53,6 +54,7 @@ class _Conn(asyncio.Protocol):
         "keep_alive",
         "_hdrs",
         "_delimited_by_close",
+        "deadline",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -137,19 +139,18 @@ class _Conn(asyncio.Protocol):
             w.set_result(None)
 
     async def _wait(self, timeout: float) -> None:
-        loop = self.pool.loop
-        self.waiter = w = loop.create_future()
-        timer = loop.call_later(timeout, _expire, w)
+        # No timer per wait (they cost more than the rest of a relayed chunk): the pool's
+        # watchdog expires waits whose deadline has passed, a few times a second.
+        pool = self.pool
+        self.waiter = w = pool.loop.create_future()
+        self.deadline = pool.loop.time() + timeout
+        pool._waiting.add(self)
+        pool._ensure_watchdog()
         try:
             await w
         finally:
-            timer.cancel()
+            pool._waiting.discard(self)
             self.waiter = None
-
-
-def _expire(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_exception(UpstreamTimeout())
 
 
 class UpstreamResponse:
@@ -229,7 +230,25 @@ class UpstreamPool:
         self.keepalive = keepalive
         self._idle: list[_Conn] = []
         self._all: set[_Conn] = set()
+        self._waiting: set[_Conn] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_event_loop()
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(WATCHDOG_TICK, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        now = self.loop.time()
+        for conn in list(self._waiting):
+            if conn.deadline <= now:
+                self._waiting.discard(conn)
+                w = conn.waiter
+                if w is not None and not w.done():
+                    w.set_exception(UpstreamTimeout())
+        if self._waiting:
+            self._ensure_watchdog()
 
     async def _connect(self) -> _Conn:
         try:
@@ -311,6 +330,9 @@ class UpstreamPool:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for conn in list(self._all):
             self._discard(conn)
         self._idle.clear()
