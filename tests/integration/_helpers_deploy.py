@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from support.k8s import wait_for  # noqa: F401 - re-exported for test_deploy
+from support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -87,41 +85,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Operator:
-    """``python -m modeltemplate_operator`` with peering (no --standalone), text log to a file."""
+class Operator(OperatorProcess):
+    """The operator with peering (no --standalone), deploy/'s config and a liveness endpoint."""
 
     def __init__(self, kubeconfig: Path, config_file: Path, log_path: Path):
         self.port = free_port()
-        self.log_path = log_path
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("MODELTEMPLATE_", "KUBERNETES_"))
-        }
-        env |= {
-            "KUBECONFIG": str(kubeconfig),
-            "MODELTEMPLATE_CONFIG_FILE": str(config_file),
-            "MODELTEMPLATE_LOG_FORMAT": "text",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "modeltemplate_operator",
-                    f"--liveness=http://127.0.0.1:{self.port}/healthz",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=log_path.parent,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        super().__init__(
+            kubeconfig,
+            log_path,
+            f"--liveness=http://127.0.0.1:{self.port}/healthz",
+            env={"MODELTEMPLATE_CONFIG_FILE": str(config_file)},
+        )
+        self.log_path.unlink(missing_ok=True)
+        self.start()
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
@@ -145,26 +121,6 @@ class Operator:
         if not bodies:
             bad += [line for line in lines if FORBIDDEN.search(line)]
         return bad
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class Replicas:

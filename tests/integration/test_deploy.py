@@ -29,36 +29,13 @@ from _helpers_deploy import (
     wait_for,
     write_overlay,
 )
+from support.manifests import KEDA_CRD
 
 from modeltemplate_operator.config import OperatorConfig
 
 SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
 ASYNC_SAMPLE = "whisper-large-v3-async"
-KEDA_CRD = {
-    # Only the ScaledObject API, so that scale-from-zero samples render one (no KEDA runs).
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "scaledobjects.keda.sh"},
-    "spec": {
-        "group": "keda.sh",
-        "scope": "Namespaced",
-        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
 
 #: The whole grant of deploy/'s RBAC: (apiGroup, resource, resourceNames) -> verbs.
 EXPECTED_RULES = {

@@ -5,52 +5,9 @@ from __future__ import annotations
 import json
 
 from support.k8s import get_json, wait_for
+from support.manifests import KEDA_CRD, tiny_template
 
-# KEDA's ScaledObject CRD as far as the operator cares: the API it applies to. (KEDA's own
-# controller is not needed to see the operator switch to it.)
-KEDA_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "scaledobjects.keda.sh"},
-    "spec": {
-        "group": "keda.sh",
-        "scope": "Namespaced",
-        "names": {"kind": "ScaledObject", "plural": "scaledobjects", "singular": "scaledobject"},
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-TEMPLATE = {
-    "apiVersion": "launch.modelops.dev/v1alpha1",
-    "kind": "ModelTemplate",
-    "metadata": {"name": "scale-to-zero"},
-    "spec": {
-        "endpointType": "SYNC",
-        "modelType": "GENERIC",
-        "vendorConfiguration": {
-            "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
-            "endpointConfig": {
-                "cpus": "0.1",
-                "memory": "128Mi",
-                "storage": "1Gi",
-                "minWorkers": 0,
-                "maxWorkers": 5,
-                "perWorker": 4,
-            },
-        },
-    },
-}
+TEMPLATE = tiny_template("scale-to-zero", minWorkers=0, maxWorkers=5, perWorker=4)
 
 
 def autoscaling(cluster, namespace):

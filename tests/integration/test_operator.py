@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 from support.k8s import get_json, wait_for
+from support.manifests import tiny_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO_ROOT / "deploy" / "samples").glob("*.yaml"))
@@ -22,30 +22,6 @@ NODE_OF_GPU = {
     "nvidia-hopper-h100-1g20gb": {"gpu-h100-mig-p5-48xlarge-0"},
     "nvidia-hopper-h100-3g40gb": {"gpu-h100-mig-p5-48xlarge-0"},
 }
-CPU_TEMPLATE = {
-    "apiVersion": "launch.modelops.dev/v1alpha1",
-    "kind": "ModelTemplate",
-    "metadata": {"name": "tiny"},
-    "spec": {
-        "endpointType": "SYNC",
-        "modelType": "EMBEDDING",
-        "vendorConfiguration": {
-            "bundleConfig": {
-                "registry": "docker.io",
-                "image": "modelops/tiny",
-                "tag": "1",
-                "readinessInitialDelaySeconds": 5,
-            },
-            "endpointConfig": {
-                "cpus": "0.1",
-                "memory": "128Mi",
-                "storage": "1Gi",
-                "minWorkers": 1,
-                "maxWorkers": 3,
-            },
-        },
-    },
-}
 
 
 def apply_template(cluster, namespace, manifest):
@@ -53,10 +29,8 @@ def apply_template(cluster, namespace, manifest):
 
 
 def template(name="tiny", **endpoint):
-    m = copy.deepcopy(CPU_TEMPLATE)
-    m["metadata"]["name"] = name
-    m["spec"]["vendorConfiguration"]["endpointConfig"].update(endpoint)
-    return m
+    """A CPU-only template, autoscaled between 1 and 3 workers unless told otherwise."""
+    return tiny_template(name, **{"maxWorkers": 3, **endpoint})
 
 
 def wait_ready(cluster, namespace, name, timeout=90):

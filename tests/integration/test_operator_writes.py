@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support.manifests import tiny_template
 from support.operator import OperatorProcess
 
 from modeltemplate_operator.localcluster import LocalCluster
@@ -17,26 +18,10 @@ OPERATOR_AGENTS = ("modeltemplate-operator/", "kopf/")
 
 
 def tiny(name: str, index: int) -> dict:
-    autoscaled = index % 2 == 0  # half HPA (1..3 workers), half fixed at 1
-    return {
-        "apiVersion": "launch.modelops.dev/v1alpha1",
-        "kind": "ModelTemplate",
-        "metadata": {"name": name},
-        "spec": {
-            "endpointType": "SYNC",
-            "modelType": "EMBEDDING",
-            "vendorConfiguration": {
-                "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
-                "endpointConfig": {
-                    "cpus": "0.05",
-                    "memory": "64Mi",
-                    "storage": "256Mi",
-                    "minWorkers": 1,
-                    "maxWorkers": 3 if autoscaled else 1,
-                },
-            },
-        },
-    }
+    """Half autoscaled (HPA, 1..3 workers), half fixed at one worker."""
+    return tiny_template(
+        name, cpus="0.05", memory="64Mi", storage="256Mi", maxWorkers=3 if index % 2 == 0 else 1
+    )
 
 
 def operator_writes(audit_log: Path, offset: int) -> list[dict]:

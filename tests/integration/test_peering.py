@@ -6,31 +6,10 @@ import json
 from pathlib import Path
 
 from support.k8s import get_json, wait_for
+from support.manifests import tiny_template
 from support.operator import OperatorProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def template(name: str) -> dict:
-    return {
-        "apiVersion": "launch.modelops.dev/v1alpha1",
-        "kind": "ModelTemplate",
-        "metadata": {"name": name},
-        "spec": {
-            "endpointType": "SYNC",
-            "modelType": "GENERIC",
-            "vendorConfiguration": {
-                "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
-                "endpointConfig": {
-                    "cpus": "0.1",
-                    "memory": "128Mi",
-                    "storage": "1Gi",
-                    "minWorkers": 1,
-                    "maxWorkers": 1,
-                },
-            },
-        },
-    }
 
 
 def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namespace):
@@ -51,8 +30,11 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
         proc.start()
     try:
         low, high = replicas[100], replicas[200]
-        low.wait_for_log(lambda log: "Pausing operations in favour of" in log, timeout=60)
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(template("leader")))
+        # Kopf starts every replica paused; only the highest-priority one resumes.
+        high.wait_for_log(lambda log: "Resuming operations" in log, timeout=60)
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("leader"))
+        )
         high.wait_for_log(lambda log: f"reconciled {namespace}/leader" in log)
         cluster.kubectl(
             "wait",
@@ -63,11 +45,14 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
             "modeltemplate/leader",
         )
         assert f"reconciled {namespace}/leader" not in low.log()
+        assert "Resuming operations" not in low.log()
 
         # The leader leaves; the other replica resumes and serves new templates.
         high.stop()
         low.wait_for_log(lambda log: "Resuming operations" in log, timeout=90)
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(template("follower")))
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("follower"))
+        )
         low.wait_for_log(lambda log: f"reconciled {namespace}/follower" in log)
         wait_for(
             lambda: get_json(cluster, "deployment", "follower", "-n", namespace),

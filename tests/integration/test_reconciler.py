@@ -6,29 +6,12 @@ import copy
 import json
 
 from support.k8s import get_json
+from support.manifests import tiny_template
 
 from modeltemplate_operator.config import OperatorConfig
 from modeltemplate_operator.reconciler import Children, Reconciler
 
-TEMPLATE = {
-    "apiVersion": "launch.modelops.dev/v1alpha1",
-    "kind": "ModelTemplate",
-    "metadata": {"name": "legacy"},
-    "spec": {
-        "endpointType": "SYNC",
-        "modelType": "GENERIC",
-        "vendorConfiguration": {
-            "bundleConfig": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
-            "endpointConfig": {
-                "cpus": "0.1",
-                "memory": "128Mi",
-                "storage": "1Gi",
-                "minWorkers": 1,
-                "maxWorkers": 1,
-            },
-        },
-    },
-}
+TEMPLATE = tiny_template("legacy")
 
 
 def children(cluster, namespace):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy and return its value; fail the test on timeout."""
+    """Poll until ``predicate()`` is truthy and return its value; AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -17,7 +15,7 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
         if last:
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def get_json(cluster, *args):

@@ -36,12 +36,14 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
         return self
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (then SIGKILL after ``timeout``); the exit code."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -49,7 +51,7 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self.proc = None
+        return self.proc.returncode if self.proc else None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
