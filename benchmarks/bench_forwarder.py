@@ -477,6 +477,7 @@ def main() -> int:
         streams, events = 200, (40 if args.quick else 200)
         interval = 0.025
         sd, sf = [], []
+        sse_cpu = 0.0
         for r in range(sse_rounds):
             sd.append(
                 _loadgen(
@@ -489,6 +490,7 @@ def main() -> int:
                     f"d{r}-",
                 )
             )
+            c0 = _cpu_seconds(forwarder.pid)
             sf.append(
                 _loadgen(
                     "streams",
@@ -500,6 +502,7 @@ def main() -> int:
                     f"f{r}-",
                 )
             )
+            sse_cpu += _cpu_seconds(forwarder.pid) - c0
         d_t = statistics.median(r["ttfb_p50"] for r in sd)
         f_t = statistics.median(r["ttfb_p50"] for r in sf)
         d_t99 = statistics.median(r["ttfb_p99"] for r in sd)
@@ -520,6 +523,11 @@ def main() -> int:
         print(
             f"    integrity: forwarded {f_ok}/{streams * sse_rounds} streams with all "
             f"{events} events byte-exact and in order (direct {d_ok}/{streams * sse_rounds})"
+        )
+        sse_secs = sum(r["seconds"] for r in sf)
+        print(
+            f"    forwarder CPU while streaming: {sse_cpu / sse_secs * 100:.0f} % of one core "
+            f"({streams * events * sse_rounds / sse_secs:.0f} events/s relayed)"
         )
         for r in sf:
             for line in r["bad"]:
