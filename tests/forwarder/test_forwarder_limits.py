@@ -31,8 +31,10 @@ def test_per_worker_cap_holds_under_a_burst_of_10x_and_the_excess_gets_429_retry
         async with stack(
             "--per-worker", "4", "--concurrency-wait-seconds", "0.2", "--retry-after-seconds", "3"
         ) as (fwd, up):
-            up.delay = 0.5
-            async with aiohttp.ClientSession() as s:
+            # The first four hold their slots for 2 s; every other request gives up after
+            # 0.2 s, long before a slot frees, even if it reaches the forwarder late.
+            up.delay = 2.0
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
 
                 async def one():
                     r = await s.post(base(fwd) + "/predict", json={})
