@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from .kube import APPLY_PATCH, request
+from .kube import APPLY_PATCH, is_transient, request, status_message
 from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
@@ -115,16 +115,20 @@ class Applier:
             current = live_by_key.get(key_of(obj))
             if current is not None and is_subset(obj, current):
                 continue
+            name = f"{obj['kind']}/{obj['metadata']['name']}"
             try:
                 self.apply(obj)
             except ApiException as exc:
+                if is_transient(exc):
+                    raise
                 if exc.status == 422 and obj["kind"] == "Job" and "immutable" in (exc.body or ""):
-                    # A Job's pod template cannot change: replace the Job.
+                    # A Job's pod template cannot change: delete it; its deletion event brings
+                    # the next reconcile, which creates the new one.
                     self.delete(obj)
-                    pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
-                    raise JobReplaced(obj["metadata"]["name"]) from None
-                raise
-            applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
+                    pruned.append(name)
+                    continue
+                raise ApplyRejected(f"{name}: {status_message(exc)}") from None
+            applied.append(name)
         wanted = {key_of(o) for o in desired}
         for key, obj in sorted(live_by_key.items()):
             if key not in wanted:
@@ -133,8 +137,9 @@ class Applier:
         return ApplyResult(applied, pruned)
 
 
-class JobReplaced(RuntimeError):
-    """The batch Job was deleted to be re-created with a new template; retry shortly."""
+class ApplyRejected(RuntimeError):
+    """The API server refused a child for a reason a retry will not change (quota, admission,
+    validation); the message names the child and the server's reason."""
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:

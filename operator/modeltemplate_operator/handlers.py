@@ -6,7 +6,9 @@ so a reconcile reads nothing from the API server and a converged template writes
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -16,12 +18,15 @@ from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, PLURAL, VERSION, __version__
 from .config import OperatorConfig
-from .kube import request
+from .kube import is_transient, request
 from .reconciler import KEDA_CRD, Children, Reconciler
 from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 USER_AGENT = f"modeltemplate-operator/{__version__}"
+RETRY_ATTEMPTS = 6  # 1 + 2 + 4 + 8 + 16 s of backoff
+RETRY_MAX_DELAY = 16
+RETRY_TICK_SECONDS = 2.0
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -54,6 +59,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if not settings.peering.standalone:
         ensure_peering_object(api, settings.peering.name, config.namespace)
     memo.reconciler = Reconciler(api, config)
+    memo.live = {}  # shared by every handler: each gets a shallow copy of this memo
     log.info("configuration: %s", config)
 
 
@@ -106,7 +112,51 @@ def _children(key: tuple[str, str], indices: dict[str, Any]) -> Children:
 
 
 def _reconcile(memo: kopf.Memo, body, key: tuple[str, str], indices: dict[str, Any]) -> None:
-    memo.reconciler.reconcile(body, _children(key, indices))
+    memo.live["indices"] = indices  # for the retry loop (per-object memos are shallow copies)
+    _reconcile_with_backoff(memo, body, key, indices)
+
+
+def _reconcile_with_backoff(
+    memo: kopf.Memo, body, key: tuple[str, str], indices: dict[str, Any]
+) -> None:
+    """Reconcile, retrying transient API failures (conflicts, throttling, 5xx, lost connections)
+    with backoff. Watch events carry no retries of their own, and this is the only place where a
+    failure would otherwise wait for the next event."""
+    for attempt in range(RETRY_ATTEMPTS):
+        try:
+            memo.reconciler.reconcile(body, _children(key, indices))
+            return
+        except Exception as exc:
+            if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:
+                raise
+            delay = min(RETRY_MAX_DELAY, 2**attempt)
+            log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, exc, delay)
+            time.sleep(delay)  # a worker thread, only on failure
+            # The template may have changed meanwhile: take its latest state from the index.
+            body = next(iter(indices["templates_idx"].get(key, [])), body)
+
+
+# -- refused children: retried on a backoff (the fix, e.g. a raised quota, sends no event) ------
+@kopf.on.startup()
+async def start_retry_loop(memo: kopf.Memo, **_: Any) -> None:
+    memo.retry_task = asyncio.create_task(_retry_loop(memo))
+
+
+@kopf.on.cleanup()
+async def stop_retry_loop(memo: kopf.Memo, **_: Any) -> None:
+    memo.retry_task.cancel()
+
+
+async def _retry_loop(memo: kopf.Memo) -> None:
+    while True:
+        await asyncio.sleep(RETRY_TICK_SECONDS)
+        indices = memo.get("live", {}).get("indices")
+        for key in memo.reconciler.retries.due(time.monotonic()) if indices else []:
+            for template in list(indices["templates_idx"].get(key, [])):
+                try:
+                    await asyncio.to_thread(_reconcile_with_backoff, memo, template, key, indices)
+                except Exception:
+                    log.exception("retry of %s/%s failed", *key)
 
 
 # -- templates: every watch event ----------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -44,3 +45,18 @@ def request(
             http_resp=response, body=data.decode("utf-8", "replace") if data else None, data=None
         )
     return json.loads(data) if data else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: conflicts, throttling, server errors and broken connections."""
+    if isinstance(exc, ApiException):
+        return exc.status in (409, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def status_message(exc: ApiException) -> str:
+    """The human part of an API error: the Status message, else the HTTP reason."""
+    try:
+        return json.loads(exc.body or "")["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"{exc.status} {exc.reason}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from . import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from .apply import Applier, ApplyResult
+from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .kube import MERGE_PATCH, request
 from .render import plan_for, render
@@ -47,6 +48,31 @@ class Outcome:
     events: list[tuple[str, str, str]]
 
 
+class RetrySchedule:
+    """Templates whose children the API server refused (quota, admission): nothing about the
+    template changes when the cause is fixed, so they are retried on a backoff instead.
+    Thread-safe; times are ``time.monotonic()`` seconds."""
+
+    def __init__(self, first_delay: float = 10.0, max_delay: float = 300.0):
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self._entries: dict[tuple[str, str], tuple[float, int]] = {}
+        self._guard = threading.Lock()
+
+    def failed(self, key: tuple[str, str], now: float) -> None:
+        with self._guard:
+            attempts = self._entries.get(key, (0.0, 0))[1] + 1
+            delay = min(self.max_delay, self.first_delay * 2 ** (attempts - 1))
+            self._entries[key] = (now + delay, attempts)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._guard:
+            self._entries.pop(key, None)
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        with self._guard:
+            return sorted(k for k, (at, _) in self._entries.items() if at <= now)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -61,6 +87,7 @@ class Reconciler:
         self.core = CoreV1Api(api)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.retries = RetrySchedule()
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -69,6 +96,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+        self.retries.succeeded((namespace, name))
 
     def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome | None:
         """Converge one template; None for a template being deleted (garbage collection's job)."""
@@ -102,7 +130,15 @@ class Reconciler:
             status = compute_status(dict(body), None, invalid.errors, Observed(), _now())
             return self._finish(body, status, None)
         plan = plan_for(template, self.config, self.keda_installed)
-        result = self.applier.sync(render(plan), children.objects, meta["uid"])
+        try:
+            result = self.applier.sync(render(plan), children.objects, meta["uid"])
+        except ApplyRejected as rejected:
+            self.retries.failed((meta["namespace"], meta["name"]), time.monotonic())
+            observed = self._observed(children)
+            status = compute_status(
+                dict(body), plan, [], observed, _now(), apply_error=str(rejected)
+            )
+            return self._finish(body, status, None)
         if result.wrote:
             log.info(
                 "applied %s pruned %s",
@@ -110,11 +146,15 @@ class Reconciler:
                 result.pruned,
                 extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]},
             )
-        observed = Observed(
+        self.retries.succeeded((meta["namespace"], meta["name"]))
+        status = compute_status(dict(body), plan, [], self._observed(children), _now())
+        return self._finish(body, status, result)
+
+    @staticmethod
+    def _observed(children: Children) -> Observed:
+        return Observed(
             children.first("Deployment"), children.first("Job"), [dict(p) for p in children.pods]
         )
-        status = compute_status(dict(body), plan, [], observed, _now())
-        return self._finish(body, status, result)
 
     def _finish(
         self, body: Mapping[str, Any], status: dict[str, Any], result: ApplyResult | None

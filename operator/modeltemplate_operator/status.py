@@ -29,7 +29,12 @@ FAILED_WAITING_REASONS = {
     "CreateContainerError",
 }
 #: Ready=False reasons worth a Warning event when they appear.
-WARNING_REASONS = FAILED_WAITING_REASONS | {"Unschedulable", "InvalidSpec", "JobFailed"}
+WARNING_REASONS = FAILED_WAITING_REASONS | {
+    "Unschedulable",
+    "InvalidSpec",
+    "JobFailed",
+    "ApplyFailed",
+}
 CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
 
@@ -88,7 +93,7 @@ def _not_ready_containers(pods: list[dict[str, Any]]) -> list[str]:
     return sorted(out)
 
 
-def _deployment_verdict(plan: Plan, generation: int | None, observed: Observed) -> Verdict:
+def _deployment_verdict(observed: Observed) -> Verdict:
     dep = observed.deployment
     if dep is None:
         return Verdict("False", "Pending", "waiting for the Deployment to be created")
@@ -138,7 +143,7 @@ def _job_verdict(observed: Observed) -> Verdict:
     return Verdict("False", "WorkersNotReady", f"{ready}/{active} batch workers ready")
 
 
-def ready_verdict(plan: Plan, generation: int | None, observed: Observed) -> Verdict:
+def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
     if plan.spec.endpoint_type is EndpointType.ASYNC:
         return Verdict(
             "False",
@@ -148,7 +153,7 @@ def ready_verdict(plan: Plan, generation: int | None, observed: Observed) -> Ver
         )
     if plan.spec.endpoint_type is EndpointType.BATCH:
         return _job_verdict(observed)
-    return _deployment_verdict(plan, generation, observed)
+    return _deployment_verdict(observed)
 
 
 def autoscaling_verdict(plan: Plan) -> Verdict | None:
@@ -204,8 +209,10 @@ def compute_status(
     errors: list[str],
     observed: Observed,
     now: str,
+    apply_error: str | None = None,
 ) -> dict[str, Any]:
-    """The whole ``status`` of a template; ``plan`` is None when the spec is invalid."""
+    """The whole ``status`` of a template; ``plan`` is None when the spec is invalid, and
+    ``apply_error`` says why the API server refused a child."""
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
     previous_status = body.get("status") or {}
@@ -228,6 +235,11 @@ def compute_status(
                 status[key] = previous_status[key]
         return status
 
+    ready = (
+        Verdict("False", "ApplyFailed", apply_error)
+        if apply_error
+        else ready_verdict(plan, observed)
+    )
     conditions = [
         _condition(
             "Valid",
@@ -236,7 +248,7 @@ def compute_status(
             previous,
             now,
         ),
-        _condition("Ready", ready_verdict(plan, generation, observed), generation, previous, now),
+        _condition("Ready", ready, generation, previous, now),
     ]
     scaling = autoscaling_verdict(plan)
     if scaling:

@@ -363,3 +363,40 @@ def test_readiness_never_passing_is_reported(cluster, operator, namespace):
     )
     assert cond["reason"] == "WorkersNotReady"
     assert "/main" in cond["message"] and "0/1 workers ready" in cond["message"]
+
+
+def test_a_child_the_api_server_refuses_is_reported_and_retried(cluster, operator, namespace):
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-deployments"},
+        "spec": {"hard": {"count/deployments.apps": "0"}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
+    wait_for(
+        lambda: (
+            get_json(cluster, "resourcequota", "no-deployments", "-n", namespace)
+            .get("status", {})
+            .get("hard")
+        ),
+        what="the quota to be in force",
+    )
+    apply_template(cluster, namespace, template("quota"))
+    cond = wait_for(
+        lambda: (
+            (c := condition(cluster, namespace, "quota")) and c["reason"] == "ApplyFailed" and c
+        ),
+        what="Ready=False/ApplyFailed",
+    )
+    assert cond["message"].startswith("Deployment/quota: ") and "exceeded quota" in cond["message"]
+    wait_for(
+        lambda: [
+            e
+            for e in get_json(cluster, "events", "-n", namespace)["items"]
+            if e["involvedObject"].get("name") == "quota" and e["reason"] == "ApplyFailed"
+        ],
+        what="an ApplyFailed event",
+    )
+    # Raising the quota sends the operator no event; the retry backoff picks the template up.
+    cluster.kubectl("delete", "resourcequota", "no-deployments", "-n", namespace)
+    wait_ready(cluster, namespace, "quota", timeout=60)

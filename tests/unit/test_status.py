@@ -207,3 +207,11 @@ def test_events_on_ready_transitions():
         transition_events({}, status_of(Observed(deployment(ready=0), pods=[pod(ready=False)])))
         == []
     )
+
+
+def test_a_refused_child_is_the_reason():
+    refused = 'Deployment/llm: deployments.apps "llm" is forbidden: exceeded quota: q, requested: count/deployments.apps=1'
+    st = compute_status(copy.deepcopy(BASE), plan(), [], Observed(), NOW, apply_error=refused)
+    ready = conditions(st)["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ApplyFailed", refused)
+    assert transition_events({}, st) == [("Warning", "ApplyFailed", refused)]
