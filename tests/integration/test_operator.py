@@ -400,3 +400,30 @@ def test_a_child_the_api_server_refuses_is_reported_and_retried(cluster, operato
     # Raising the quota sends the operator no event; the retry backoff picks the template up.
     cluster.kubectl("delete", "resourcequota", "no-deployments", "-n", namespace)
     wait_ready(cluster, namespace, "quota", timeout=60)
+
+
+def test_batch_template_change_replaces_the_job(cluster, operator, namespace):
+    batch = tiny_template("batch", endpoint_type="BATCH", minWorkers=2, maxWorkers=2)
+    apply_template(cluster, namespace, batch)
+    wait_ready(cluster, namespace, "batch")
+    first = get_json(cluster, "job", "batch", "-n", namespace)
+    assert first["spec"]["completions"] == first["spec"]["parallelism"] == 2
+    batch["spec"]["vendorConfiguration"]["bundleConfig"]["tag"] = "2"
+    apply_template(cluster, namespace, batch)
+
+    def replaced():
+        job = get_json(cluster, "jobs", "-n", namespace, "-l", "app.kubernetes.io/instance=batch")[
+            "items"
+        ]
+        return job and job[0]["metadata"]["uid"] != first["metadata"]["uid"] and job[0]
+
+    job = wait_for(replaced, what="a new Job with the new template")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/modelops/tiny:2"
+    wait_for(
+        lambda: (
+            (c := condition(cluster, namespace, "batch"))
+            and c["status"] == "True"
+            and c["observedGeneration"] == 2
+        ),
+        what="Ready for generation 2",
+    )

@@ -18,6 +18,7 @@ local degraded_reasons = {
   CreateContainerConfigError = true,
   CreateContainerError = true,
   JobFailed = true,
+  ApplyFailed = true,
 }
 local suspended_reasons = {
   AsyncNotSupported = true,
