@@ -35,6 +35,8 @@ CHILD_KINDS = (
     ("batch", "v1", "jobs"),
     ("keda.sh", "v1alpha1", "scaledobjects"),  # watched only while KEDA's CRD is installed
 )
+#: Everything labelled as a template's: its children and their pods.
+WATCHED = (*CHILD_KINDS, ("", "v1", "pods"))
 log = logging.getLogger(__name__)
 
 
@@ -90,13 +92,8 @@ def _index_child(namespace, labels, body, **_):
     return {_child_key(namespace, labels): dict(body)}
 
 
-for _group, _version, _plural in CHILD_KINDS:
+for _group, _version, _plural in WATCHED:
     kopf.index(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_idx")(_index_child)
-
-
-@kopf.index("", "v1", "pods", labels=MANAGED)
-def pods_idx(namespace, labels, body, **_):
-    return {_child_key(namespace, labels): dict(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -199,5 +196,5 @@ def _child_event(event, namespace, labels, memo: kopf.Memo, **indices):
         _reconcile(memo, template, key, indices)
 
 
-for _group, _version, _plural in (*CHILD_KINDS, ("", "v1", "pods")):
+for _group, _version, _plural in WATCHED:
     kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"{_plural}_event")(_child_event)
