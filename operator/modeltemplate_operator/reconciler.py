@@ -21,7 +21,8 @@ from . import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .kube import MERGE_PATCH, request
-from .render import plan_for, render
+from .render import render
+from .resolution import plan_for
 from .status import Observed, compute_status, transition_events
 from .validation import ManifestInvalid, parse_manifest
 

@@ -9,13 +9,11 @@ ASYNC             nothing yet: a task queue is needed (status says so).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from . import API_VERSION, KIND
-from .config import OperatorConfig
-from .models import EndpointType, ModelTemplate, ModelTemplateSpec
-from .resolution import ScalingMode, Scheduling, Workers, resolve_gpu, resolve_workers
+from .models import EndpointType
+from .resolution import Plan, ScalingMode
 
 MAIN_PORT = 5005
 FORWARDER_PORT = 5000
@@ -27,33 +25,6 @@ FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
 MANAGED_BY = "modeltemplate-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything render needs: the template's identity, its spec and the resolved decisions."""
-
-    name: str
-    namespace: str
-    uid: str
-    spec: ModelTemplateSpec
-    scheduling: Scheduling
-    workers: Workers
-    config: OperatorConfig
-
-
-def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bool) -> Plan:
-    ec = template.spec.endpoint_config
-    gpu_type = ec.gpu_type.value if ec.gpu_type else None
-    return Plan(
-        name=template.metadata.name or "",
-        namespace=template.metadata.namespace or "",
-        uid=template.metadata.uid or "",
-        spec=template.spec,
-        scheduling=resolve_gpu(gpu_type, ec.gpus, config),
-        workers=resolve_workers(ec.min_workers, ec.max_workers, ec.per_worker, keda_installed),
-        config=config,
-    )
 
 
 def selector_labels(name: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from .config import OperatorConfig
+from .models import ModelTemplate, ModelTemplateSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -138,3 +139,30 @@ def resolve_workers(
     else:
         mode = ScalingMode.NO_SCALE_TO_ZERO
     return Workers(mode, min_workers, max_workers, per_worker)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything render needs: the template's identity, its spec and the resolved decisions."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: ModelTemplateSpec
+    scheduling: Scheduling
+    workers: Workers
+    config: OperatorConfig
+
+
+def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bool) -> Plan:
+    ec = template.spec.endpoint_config
+    gpu_type = ec.gpu_type.value if ec.gpu_type else None
+    return Plan(
+        name=template.metadata.name or "",
+        namespace=template.metadata.namespace or "",
+        uid=template.metadata.uid or "",
+        spec=template.spec,
+        scheduling=resolve_gpu(gpu_type, ec.gpus, config),
+        workers=resolve_workers(ec.min_workers, ec.max_workers, ec.per_worker, keda_installed),
+        config=config,
+    )

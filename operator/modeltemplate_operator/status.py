@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import EndpointType
-from .render import SERVICE_PORT, Plan
-from .resolution import ScalingMode
+from .render import SERVICE_PORT
+from .resolution import Plan, ScalingMode
 
 FAILED_WAITING_REASONS = {
     "ErrImagePull",

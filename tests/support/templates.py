@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.render import Plan, plan_for
+from modeltemplate_operator.resolution import Plan, plan_for
 from modeltemplate_operator.validation import parse_manifest
 
 BASE: dict[str, Any] = {
