@@ -19,8 +19,7 @@ MAIN_PORT = 5005
 FORWARDER_PORT = 5000
 SERVICE_PORT = 80
 HPA_METRIC = "request-concurrency-average"
-GRACE_PERIOD_SECONDS = {EndpointType.ASYNC: 1800}
-DEFAULT_GRACE_PERIOD_SECONDS = 600
+GRACE_PERIOD_SECONDS = 600  # Launch's; its async workers get 1800, for when ASYNC is served
 FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
 MANAGED_BY = "modeltemplate-operator"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -57,19 +56,15 @@ def _meta(plan: Plan, component: str) -> dict[str, Any]:
     }
 
 
-def _quantity(value: int | str) -> str:
-    return str(value)
-
-
 def _main_container(plan: Plan) -> dict[str, Any]:
     bundle = plan.spec.bundle_config
     ec = plan.spec.endpoint_config
     streaming = plan.spec.endpoint_type is EndpointType.STREAMING
     command = (bundle.streaming_command or bundle.command) if streaming else bundle.command
     resources = {
-        "cpu": _quantity(ec.cpus),
-        "memory": _quantity(ec.memory),
-        "ephemeral-storage": _quantity(ec.storage),
+        "cpu": str(ec.cpus),
+        "memory": str(ec.memory),
+        "ephemeral-storage": str(ec.storage),
     }
     if plan.scheduling.resource:
         resources[plan.scheduling.resource] = str(plan.scheduling.count)
@@ -140,9 +135,7 @@ def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
         "priorityClassName": plan.config.priority_class_high
         if high
         else plan.config.priority_class_default,
-        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS.get(
-            plan.spec.endpoint_type, DEFAULT_GRACE_PERIOD_SECONDS
-        ),
+        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
     }
     if plan.scheduling.node_selector:
