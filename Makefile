@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder
+.PHONY: run help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ crds: $(STAMP) ## regenerate crds/ from the pydantic models
 
 bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
 	$(PY) benchmarks/bench_forwarder.py
+
+bench-scale: $(STAMP) binaries ## 1000 templates: operator convergence vs direct apply, peak RSS
+	$(PY) benchmarks/bench_scale.py $(BENCH_ARGS)

@@ -8,6 +8,7 @@ the live state differ and is reverted by the next apply.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,14 +18,16 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from . import API_VERSION, KIND, PLURAL
 from .kube import APPLY_PATCH, is_transient, request, status_message
 from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
 log = logging.getLogger(__name__)
 
-#: (apiVersion, kind) -> plural, for every kind render can produce.
+#: (apiVersion, kind) -> plural, for every kind render can produce (and templates themselves).
 PLURALS: dict[tuple[str, str], str] = {
+    (API_VERSION, KIND): PLURAL,
     ("apps/v1", "Deployment"): "deployments",
     ("v1", "Service"): "services",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
@@ -81,10 +84,34 @@ class ApplyResult:
         return bool(self.applied or self.pruned)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """A write of ours the watch cache may not show yet."""
+
+    fingerprint: str | None  # of the applied object; None for a delete
+    seen_version: str | None  # resourceVersion the cache showed when we wrote (None: absent)
+
+
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
+
+
+def _fingerprint(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
 class Applier:
+    """Server-side applies children, comparing with the watch cache first.
+
+    The cache lags behind the operator's own writes by a watch event; until it shows a write,
+    the write is remembered, so a reconcile in that window does not apply (or delete) the same
+    object again. Thread-safe per owner: callers serialise reconciles of one template.
+    """
+
     def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER):
         self.api = api
         self.field_manager = field_manager
+        self._writes: dict[tuple[str, str, str, str], _Write] = {}
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
@@ -101,6 +128,21 @@ class Applier:
             if exc.status != 404:
                 raise
 
+    def forget(self, owner_uid: str) -> None:
+        """Drop what is remembered of a deleted template's children."""
+        for key in [k for k in list(self._writes) if k[0] == owner_uid]:
+            self._writes.pop(key, None)
+
+    def _in_flight(
+        self, key: tuple[str, str, str, str], cached: Mapping[str, Any] | None
+    ) -> _Write | None:
+        """Our last write to ``key`` if the cache does not show it yet; forgotten once it does."""
+        write = self._writes.get(key)
+        if write is not None and _version(cached) != write.seen_version:
+            del self._writes[key]  # the cache moved on: it shows our write, or something newer
+            return None
+        return write
+
     def sync(
         self,
         desired: Iterable[Mapping[str, Any]],
@@ -113,7 +155,12 @@ class Applier:
         desired = list(desired)
         for obj in desired:
             current = live_by_key.get(key_of(obj))
-            if current is not None and is_subset(obj, current):
+            write_key = (owner_uid, *key_of(obj))
+            fingerprint = _fingerprint(obj)
+            in_flight = self._in_flight(write_key, current)
+            if in_flight is not None and in_flight.fingerprint == fingerprint:
+                continue  # applied already; the cache has not caught up
+            if in_flight is None and current is not None and is_subset(obj, current):
                 continue
             name = f"{obj['kind']}/{obj['metadata']['name']}"
             try:
@@ -125,15 +172,20 @@ class Applier:
                     # A Job's pod template cannot change: delete it; its deletion event brings
                     # the next reconcile, which creates the new one.
                     self.delete(obj)
+                    self._writes[write_key] = _Write(None, _version(current))
                     pruned.append(name)
                     continue
                 raise ApplyRejected(f"{name}: {status_message(exc)}") from None
+            self._writes[write_key] = _Write(fingerprint, _version(current))
             applied.append(name)
         wanted = {key_of(o) for o in desired}
         for key, obj in sorted(live_by_key.items()):
-            if key not in wanted:
-                self.delete(obj)
-                pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
+            write_key = (owner_uid, *key)
+            if key in wanted or self._in_flight(write_key, obj) is not None:
+                continue
+            self.delete(obj)
+            self._writes[write_key] = _Write(None, _version(obj))
+            pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
         return ApplyResult(applied, pruned)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 from kubernetes import config as k8s_config
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, PLURAL, VERSION, __version__
@@ -24,6 +24,7 @@ from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 USER_AGENT = f"modeltemplate-operator/{__version__}"
+WORKER_THREADS = 32  # Kopf's pool for the (blocking) reconciles
 RETRY_ATTEMPTS = 6  # 1 + 2 + 4 + 8 + 16 s of backoff
 RETRY_MAX_DELAY = 16
 RETRY_TICK_SECONDS = 2.0
@@ -40,12 +41,15 @@ WATCHED = (*CHILD_KINDS, ("", "v1", "pods"))
 log = logging.getLogger(__name__)
 
 
-def _api_client() -> ApiClient:
+def _api_client(connections: int) -> ApiClient:
+    """A client whose connection pool fits the worker threads (the pool is sized at creation)."""
+    configuration = Configuration()
     try:
-        k8s_config.load_incluster_config()
+        k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config()
-    api = ApiClient()
+        k8s_config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    api = ApiClient(configuration)
     api.user_agent = USER_AGENT
     return api
 
@@ -54,10 +58,9 @@ def _api_client() -> ApiClient:
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorConfig.load()
     settings.posting.enabled = False  # our own Events only, on condition changes
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = WORKER_THREADS
     settings.watching.server_timeout = 600
-    api = _api_client()
-    api.configuration.connection_pool_maxsize = 32
+    api = _api_client(WORKER_THREADS)
     if not settings.peering.standalone:
         ensure_peering_object(api, settings.peering.name, config.namespace)
     memo.reconciler = Reconciler(api, config)
@@ -88,8 +91,14 @@ def _child_key(namespace: str | None, labels: dict[str, str]) -> tuple[str | Non
     return (namespace, labels.get(INSTANCE_LABEL))
 
 
+def _cached(body) -> dict[str, Any]:
+    """What the caches keep of an object: everything but managedFields (often half its size)."""
+    metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
+
+
 def _index_child(namespace, labels, body, **_):
-    return {_child_key(namespace, labels): dict(body)}
+    return {_child_key(namespace, labels): _cached(body)}
 
 
 for _group, _version, _plural in WATCHED:
@@ -98,7 +107,7 @@ for _group, _version, _plural in WATCHED:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def templates_idx(namespace, name, body, **_):
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): _cached(body)}
 
 
 def _children(key: tuple[str, str], indices: dict[str, Any]) -> Children:
@@ -163,7 +172,7 @@ async def _retry_loop(memo: kopf.Memo) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
     if event.get("type") == "DELETED":
-        memo.reconciler.forget(namespace, name)  # children go by garbage collection
+        memo.reconciler.forget(body)  # children go by garbage collection
         return
     _reconcile(memo, body, (namespace, name), indices)
 

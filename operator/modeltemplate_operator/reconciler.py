@@ -94,10 +94,14 @@ class Reconciler:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, body: Mapping[str, Any]) -> None:
+        """A template is gone: drop what is kept about it."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
         with self._locks_guard:
-            self._locks.pop((namespace, name), None)
-        self.retries.succeeded((namespace, name))
+            self._locks.pop(key, None)
+        self.retries.succeeded(key)
+        self.applier.forget(meta["uid"])
 
     def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome | None:
         """Converge one template; None for a template being deleted (garbage collection's job)."""

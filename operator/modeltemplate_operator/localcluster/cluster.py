@@ -404,6 +404,9 @@ class LocalCluster:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             "--use-service-account-credentials=true",
+            # The defaults (20 QPS, burst 30) make controllers the bottleneck of bulk tests.
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--cluster-cidr={POD_CIDR}",
             "--v=1",
