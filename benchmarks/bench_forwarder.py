@@ -36,6 +36,20 @@ PREDICT_BODY = json.dumps(
 ).encode()
 
 
+def _complete_message(buf: bytes) -> tuple[bytes, int] | None:
+    """(head, size) of the first whole HTTP/1.1 message in ``buf`` (Content-Length bodies only)."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buf[:end]
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    size = end + 4 + length
+    return (head, size) if len(buf) >= size else None
+
+
 # ------------------------------------------------------------------------------------------
 # test upstream
 # ------------------------------------------------------------------------------------------
@@ -74,17 +88,11 @@ class _UpstreamProto(asyncio.Protocol):
     def _next(self) -> None:
         if self.busy:
             return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
+        message = _complete_message(self.buf)
+        if message is None:
             return
-        head = self.buf[:end]
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if len(self.buf) < end + 4 + length:
-            return
-        self.buf = self.buf[end + 4 + length :]
+        head, size = message
+        self.buf = self.buf[size:]
         target = head.split(b" ", 2)[1]
         path, _, query = target.partition(b"?")
         self.busy = True
@@ -182,18 +190,12 @@ class _PredictClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
+        message = _complete_message(self.buf)
+        if message is None:
             return
-        head = self.buf[:end]
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        if len(self.buf) < end + 4 + length:
-            return
+        head, size = message
         t1 = time.perf_counter()
-        self.buf = self.buf[end + 4 + length :]
+        self.buf = self.buf[size:]
         run = self.run
         if self.t0 >= run["t_measure"]:
             if head[9:12] == b"200":
