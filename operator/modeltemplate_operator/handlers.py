@@ -2,6 +2,8 @@
 
 Children are kept in Kopf indices (in-memory watch caches keyed by ``(namespace, template)``),
 so a reconcile reads nothing from the API server and a converged template writes nothing.
+Events only queue the template's key; a few workers reconcile queued templates from the latest
+cached state (see workqueue.py).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -21,13 +24,14 @@ from .config import OperatorConfig
 from .kube import is_transient, request
 from .reconciler import KEDA_CRD, Children, Reconciler
 from .render import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from .workqueue import WorkQueue
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 USER_AGENT = f"modeltemplate-operator/{__version__}"
-WORKER_THREADS = 32  # Kopf's pool for the (blocking) reconciles
 RETRY_ATTEMPTS = 6  # 1 + 2 + 4 + 8 + 16 s of backoff
 RETRY_MAX_DELAY = 16
 RETRY_TICK_SECONDS = 2.0
+RECONCILE_WORKERS = 16  # queue workers, each with a thread for the (blocking) API calls
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -55,17 +59,29 @@ def _api_client(connections: int) -> ApiClient:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorConfig.load()
     settings.posting.enabled = False  # our own Events only, on condition changes
-    settings.execution.max_workers = WORKER_THREADS
     settings.watching.server_timeout = 600
-    api = _api_client(WORKER_THREADS)
+    api = _api_client(RECONCILE_WORKERS)
     if not settings.peering.standalone:
-        ensure_peering_object(api, settings.peering.name, config.namespace)
+        await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)
     memo.reconciler = Reconciler(api, config)
-    memo.live = {}  # shared by every handler: each gets a shallow copy of this memo
+    # Shared by every handler (each gets a shallow copy of this memo).
+    memo.live = {
+        "queue": WorkQueue(),
+        "executor": ThreadPoolExecutor(RECONCILE_WORKERS, thread_name_prefix="reconcile"),
+    }
+    memo.live["tasks"] = [asyncio.create_task(_worker(memo)) for _ in range(RECONCILE_WORKERS)]
+    memo.live["tasks"].append(asyncio.create_task(_retry_loop(memo)))
     log.info("configuration: %s", config)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.live["tasks"]:
+        task.cancel()
+    memo.live["executor"].shutdown(wait=False, cancel_futures=True)
 
 
 def ensure_peering_object(api: ApiClient, name: str, namespace: str | None) -> None:
@@ -117,9 +133,9 @@ def _children(key: tuple[str, str], indices: dict[str, Any]) -> Children:
     return Children(objects=objects, pods=list(indices["pods_idx"].get(key, [])))
 
 
-def _reconcile(memo: kopf.Memo, body, key: tuple[str, str], indices: dict[str, Any]) -> None:
-    memo.live["indices"] = indices  # for the retry loop (per-object memos are shallow copies)
-    _reconcile_with_backoff(memo, body, key, indices)
+def _enqueue(memo: kopf.Memo, key: tuple[str, str], indices: dict[str, Any]) -> None:
+    memo.live["indices"] = indices  # the live indices, for the workers
+    memo.live["queue"].add(key)
 
 
 def _reconcile_with_backoff(
@@ -142,27 +158,29 @@ def _reconcile_with_backoff(
             body = next(iter(indices["templates_idx"].get(key, [])), body)
 
 
-# -- refused children: retried on a backoff (the fix, e.g. a raised quota, sends no event) ------
-@kopf.on.startup()
-async def start_retry_loop(memo: kopf.Memo, **_: Any) -> None:
-    memo.retry_task = asyncio.create_task(_retry_loop(memo))
-
-
-@kopf.on.cleanup()
-async def stop_retry_loop(memo: kopf.Memo, **_: Any) -> None:
-    memo.retry_task.cancel()
+# -- workers: reconcile queued templates; refused children come back on a backoff -------------
+async def _worker(memo: kopf.Memo) -> None:
+    queue: WorkQueue = memo.live["queue"]
+    while True:
+        key = await queue.get()
+        try:
+            indices = memo.live["indices"]
+            # The latest state of the template, whichever event queued it.
+            for template in list(indices["templates_idx"].get(key, [])):
+                await asyncio.get_running_loop().run_in_executor(
+                    memo.live["executor"], _reconcile_with_backoff, memo, template, key, indices
+                )
+        except Exception:
+            log.exception("reconcile of %s/%s failed", *key)
+        finally:
+            queue.done(key)
 
 
 async def _retry_loop(memo: kopf.Memo) -> None:
     while True:
         await asyncio.sleep(RETRY_TICK_SECONDS)
-        indices = memo.get("live", {}).get("indices")
-        for key in memo.reconciler.retries.due(time.monotonic()) if indices else []:
-            for template in list(indices["templates_idx"].get(key, [])):
-                try:
-                    await asyncio.to_thread(_reconcile_with_backoff, memo, template, key, indices)
-                except Exception:
-                    log.exception("retry of %s/%s failed", *key)
+        for key in memo.reconciler.retries.due(time.monotonic()):
+            memo.live["queue"].add(key)
 
 
 # -- templates: every watch event ----------------------------------------------------------------
@@ -170,11 +188,11 @@ async def _retry_loop(memo: kopf.Memo) -> None:
 # no periodic timer: Kopf timers put a finalizer on every object, and a change of a template or
 # of any child already arrives as an event.
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
+async def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
     if event.get("type") == "DELETED":
         memo.reconciler.forget(body)  # children go by garbage collection
         return
-    _reconcile(memo, body, (namespace, name), indices)
+    _enqueue(memo, (namespace, name), indices)
 
 
 # -- KEDA: scale-to-zero templates follow its CRD coming and going ------------------------------
@@ -184,25 +202,21 @@ def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
     "customresourcedefinitions",
     when=lambda name, **_: name == KEDA_CRD,
 )
-def keda_crd_event(event, memo: kopf.Memo, **indices):
+async def keda_crd_event(event, memo: kopf.Memo, **indices):
     installed = event.get("type") != "DELETED"
     if installed == memo.reconciler.keda_installed:
         return
     memo.reconciler.keda_installed = installed
     log.info("KEDA %s: re-reconciling every template", "installed" if installed else "removed")
-    for key, store in list(indices["templates_idx"].items()):
-        for template in store:
-            try:
-                _reconcile(memo, template, key, indices)
-            except Exception:  # one template's trouble must not stop the others
-                log.exception("reconcile of %s/%s after the KEDA change failed", *key)
+    for key in list(indices["templates_idx"].keys()):
+        _enqueue(memo, key, indices)
 
 
 # -- children: a change of any child re-reconciles its template ----------------------------------
-def _child_event(event, namespace, labels, memo: kopf.Memo, **indices):
+async def _child_event(event, namespace, labels, memo: kopf.Memo, **indices):
     key = _child_key(namespace, labels)
-    for template in indices["templates_idx"].get(key, []):
-        _reconcile(memo, template, key, indices)
+    if key in indices["templates_idx"]:
+        _enqueue(memo, key, indices)
 
 
 for _group, _version, _plural in WATCHED:

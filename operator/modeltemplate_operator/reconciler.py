@@ -86,30 +86,22 @@ class Reconciler:
         #: Is KEDA's ScaledObject CRD served? Kept current by the CRD watch of the handlers.
         self.keda_installed = keda_installed
         self.core = CoreV1Api(api)
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         self.retries = RetrySchedule()
-
-    def _lock(self, key: tuple[str, str]) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """A template is gone: drop what is kept about it."""
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        with self._locks_guard:
-            self._locks.pop(key, None)
-        self.retries.succeeded(key)
+        self.retries.succeeded((meta["namespace"], meta["name"]))
         self.applier.forget(meta["uid"])
 
     def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome | None:
-        """Converge one template; None for a template being deleted (garbage collection's job)."""
+        """Converge one template; None for a template being deleted (garbage collection's job).
+
+        Callers never reconcile one template from two threads at once (the work queue)."""
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
-        with self._lock((meta["namespace"], meta["name"])):
-            outcome = self._reconcile(body, children)
+        outcome = self._reconcile(body, children)
         log.debug(
             "reconciled %s/%s: applied=%s pruned=%s status_written=%s",
             meta["namespace"],
