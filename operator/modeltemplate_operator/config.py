@@ -15,6 +15,7 @@ MODELTEMPLATE_KEDA_PROMETHEUS_URL Prometheus the KEDA trigger queries (keda.prom
 MODELTEMPLATE_CLUSTER_DOMAIN      DNS domain of Service URLs in status (clusterDomain)
 MODELTEMPLATE_NAMESPACE           watch only this namespace (default: all)
 MODELTEMPLATE_LOG_FORMAT          json | text
+MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
 ================================  ==========================================================
 
 ``gpuClasses`` in the file overrides the preset per gpuType::
