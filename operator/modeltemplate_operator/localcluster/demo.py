@@ -133,5 +133,5 @@ Explore:
   kubectl get deploy,svc,hpa,pdb,job,pods -n {NAMESPACE} -o wide
 Clean up:
   kubectl delete namespace {NAMESPACE}   # templates and every child they own
-  make cluster-down{" " * (len(NAMESPACE) + 7)}# the operator and the control plane""")
+  make cluster-down{" " * (len(NAMESPACE) + 11)}# the operator and the control plane""")
     return 0
