@@ -87,11 +87,14 @@ class Reconciler:
         self.keda_installed = keda_installed
         self.core = CoreV1Api(api)
         self.retries = RetrySchedule()
+        #: Last status written per template, with the resourceVersion it was written over.
+        self._statuses: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """A template is gone: drop what is kept about it."""
         meta = body["metadata"]
         self.retries.succeeded((meta["namespace"], meta["name"]))
+        self._statuses.pop((meta["namespace"], meta["name"]), None)
         self.applier.forget(meta["uid"])
 
     def reconcile(self, body: Mapping[str, Any], children: Children) -> Outcome | None:
@@ -156,14 +159,19 @@ class Reconciler:
     def _finish(
         self, body: Mapping[str, Any], status: dict[str, Any], result: ApplyResult | None
     ) -> Outcome:
+        meta = body["metadata"]
+        key, version = (meta["namespace"], meta["name"]), meta.get("resourceVersion")
         old = dict(body.get("status") or {})
         old.pop("kopf", None)
+        last = self._statuses.get(key)
+        if last is not None and last[1] == version:
+            old = last[0]  # the cache has not caught up with our last status write yet
         written = False
         if status != old:
             patch = {k: None for k in old if k not in status} | status
-            meta = body["metadata"]
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{meta['namespace']}/{PLURAL}/{meta['name']}/status"
             request(self.api, "PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
+            self._statuses[key] = (status, version)
             written = True
         events = transition_events(old, status)
         for event_type, reason, message in events:
