@@ -43,10 +43,8 @@ class Children:
 
 @dataclass
 class Outcome:
-    status: dict[str, Any]
-    applied: ApplyResult | None
+    applied: ApplyResult | None  # None when nothing was applied (invalid spec, refused child)
     status_written: bool
-    events: list[tuple[str, str, str]]
 
 
 class RetrySchedule:
@@ -173,10 +171,9 @@ class Reconciler:
             request(self.api, "PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
             self._statuses[key] = (status, version)
             written = True
-        events = transition_events(old, status)
-        for event_type, reason, message in events:
+        for event_type, reason, message in transition_events(old, status):
             self._post_event(body, event_type, reason, message)
-        return Outcome(status, result, written, events)
+        return Outcome(result, written)
 
     def _post_event(
         self, body: Mapping[str, Any], event_type: str, reason: str, message: str

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import EndpointType
-from .render import SERVICE_PORT
 from .resolution import Plan, ScalingMode
 
 FAILED_WAITING_REASONS = {
@@ -286,9 +285,7 @@ def _workers(plan: Plan, observed: Observed) -> dict[str, int]:
 
 
 def endpoint_urls(plan: Plan) -> dict[str, str]:
-    base = f"http://{plan.name}.{plan.namespace}.svc.{plan.config.cluster_domain}"
-    if SERVICE_PORT != 80:
-        base += f":{SERVICE_PORT}"
+    base = f"http://{plan.name}.{plan.namespace}.svc.{plan.config.cluster_domain}"  # port 80
     urls = {"predict": f"{base}/predict", "health": f"{base}/readyz"}
     if plan.spec.endpoint_type is EndpointType.STREAMING:
         urls["streaming"] = f"{base}/stream"

@@ -49,6 +49,12 @@ def apply(cluster, namespace, manifest):
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
+def wait_available(cluster, namespace, name):
+    cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Available", "--timeout=60s", f"deployment/{name}"
+    )
+
+
 def pods_of(cluster, namespace, app):
     return get_json(cluster, "pods", "-n", namespace, "-l", f"app={app}")["items"]
 
@@ -86,9 +92,7 @@ def test_h100_request_lands_on_h100_node_and_becomes_available(cluster, namespac
             node_selector={"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"},
         ),
     )
-    cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "--timeout=60s", "deployment/h100"
-    )
+    wait_available(cluster, namespace, "h100")
     [pod] = pods_of(cluster, namespace, "h100")
     assert pod["spec"]["nodeName"] == "gpu-h100-p5-48xlarge-0"
     assert pod["status"]["phase"] == "Running"
@@ -100,9 +104,7 @@ def test_mig_slice_request_lands_on_mig_node(cluster, namespace):
         namespace,
         deployment("mig", {"cpu": "2", "memory": "8Gi", "nvidia.com/mig-1g.20gb": "1"}),
     )
-    cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "--timeout=60s", "deployment/mig"
-    )
+    wait_available(cluster, namespace, "mig")
     [pod] = pods_of(cluster, namespace, "mig")
     assert pod["spec"]["nodeName"] == "gpu-h100-mig-p5-48xlarge-0"
 
@@ -147,9 +149,7 @@ def test_deleting_an_owner_garbage_collects_owned_objects(cluster, namespace):
         "uid": owner["metadata"]["uid"],
     }
     apply(cluster, namespace, deployment("owned", {"cpu": "100m", "memory": "64Mi"}, owner=ref))
-    cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "--timeout=60s", "deployment/owned"
-    )
+    wait_available(cluster, namespace, "owned")
     assert pods_of(cluster, namespace, "owned")
 
     cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
@@ -164,9 +164,7 @@ def test_deleting_an_owner_garbage_collects_owned_objects(cluster, namespace):
 
 def test_service_accounts_and_rbac_behave_as_on_a_real_cluster(cluster, namespace):
     apply(cluster, namespace, deployment("sa", {"cpu": "100m", "memory": "64Mi"}))
-    cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Available", "--timeout=60s", "deployment/sa"
-    )
+    wait_available(cluster, namespace, "sa")
     [pod] = pods_of(cluster, namespace, "sa")
     # ServiceAccount admission filled in the account and its projected token volume.
     assert pod["spec"]["serviceAccountName"] == "default"
