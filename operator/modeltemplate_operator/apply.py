@@ -18,29 +18,12 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import API_VERSION, KIND, PLURAL
+from . import kinds
 from .kube import APPLY_PATCH, is_transient, request, status_message
 from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
 log = logging.getLogger(__name__)
-
-#: (apiVersion, kind) -> plural, for every kind render can produce (and templates themselves).
-PLURALS: dict[tuple[str, str], str] = {
-    (API_VERSION, KIND): PLURAL,
-    ("apps/v1", "Deployment"): "deployments",
-    ("v1", "Service"): "services",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("batch/v1", "Job"): "jobs",
-    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
-}
-
-
-def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{PLURALS[(api_version, kind)]}"
-    return f"{path}/{name}" if name else path
 
 
 def _same_scalar(want: Any, have: Any) -> bool:
@@ -115,13 +98,13 @@ class Applier:
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
         query = [("fieldManager", self.field_manager), ("force", "true")]
         return request(self.api, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
 
     def delete(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
-        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
         try:
             request(self.api, "DELETE", path, body={"propagationPolicy": "Background"})
         except ApiException as exc:

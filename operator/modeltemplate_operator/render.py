@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import API_VERSION, KIND
+from . import kinds
+from .kinds import COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
 
@@ -19,22 +20,20 @@ MAIN_PORT = 5005
 FORWARDER_PORT = 5000
 SERVICE_PORT = 80
 HPA_METRIC = "request-concurrency-average"
+
 GRACE_PERIOD_SECONDS = 600  # Launch's; its async workers get 1800, for when ASYNC is served
 FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
-MANAGED_BY = "modeltemplate-operator"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
 def selector_labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "modeltemplate", INSTANCE_LABEL: name}
+    return {NAME_LABEL: "modeltemplate", INSTANCE_LABEL: name}
 
 
 def _labels(plan: Plan, component: str) -> dict[str, str]:
     return {
         **selector_labels(plan.name),
         MANAGED_BY_LABEL: MANAGED_BY,
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
     }
 
 
@@ -45,8 +44,8 @@ def _meta(plan: Plan, component: str) -> dict[str, Any]:
         "labels": _labels(plan, component),
         "ownerReferences": [
             {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
+                "apiVersion": kinds.MODEL_TEMPLATE.api_version,
+                "kind": kinds.MODEL_TEMPLATE.kind,
                 "name": plan.name,
                 "uid": plan.uid,
                 "controller": True,
@@ -172,20 +171,16 @@ def _deployment(plan: Plan) -> dict[str, Any]:
     replicas = plan.workers.fixed_replicas
     if replicas is not None:
         spec["replicas"] = replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(plan, "endpoint"),
-        "spec": spec,
-    }
+    return kinds.DEPLOYMENT.object(
+        _meta(plan, "endpoint"),
+        spec,
+    )
 
 
 def _service(plan: Plan) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(plan, "endpoint"),
-        "spec": {
+    return kinds.SERVICE.object(
+        _meta(plan, "endpoint"),
+        {
             "type": "ClusterIP",
             "selector": selector_labels(plan.name),
             "ports": [
@@ -197,19 +192,18 @@ def _service(plan: Plan) -> dict[str, Any]:
                 }
             ],
         },
-    }
+    )
 
 
 def _scale_target(plan: Plan) -> dict[str, str]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name}
+    d = kinds.DEPLOYMENT
+    return {"apiVersion": d.api_version, "kind": d.kind, "name": plan.name}
 
 
 def _hpa(plan: Plan) -> dict[str, Any]:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _meta(plan, "autoscaler"),
-        "spec": {
+    return kinds.HPA.object(
+        _meta(plan, "autoscaler"),
+        {
             "scaleTargetRef": _scale_target(plan),
             "minReplicas": plan.workers.min,
             "maxReplicas": plan.workers.max,
@@ -226,7 +220,7 @@ def _hpa(plan: Plan) -> dict[str, Any]:
                 }
             ],
         },
-    }
+    )
 
 
 def _scaled_object(plan: Plan) -> dict[str, Any]:
@@ -234,11 +228,9 @@ def _scaled_object(plan: Plan) -> dict[str, Any]:
         "sum(modeltemplate_forwarder_requests_in_flight"
         f'{{namespace="{plan.namespace}",modeltemplate="{plan.name}"}})'
     )
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": _meta(plan, "autoscaler"),
-        "spec": {
+    return kinds.SCALED_OBJECT.object(
+        _meta(plan, "autoscaler"),
+        {
             "scaleTargetRef": _scale_target(plan),
             "minReplicaCount": plan.workers.min,
             "maxReplicaCount": plan.workers.max,
@@ -253,34 +245,30 @@ def _scaled_object(plan: Plan) -> dict[str, Any]:
                 }
             ],
         },
-    }
+    )
 
 
 def _pdb(plan: Plan) -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": _meta(plan, "endpoint"),
-        "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan.name)}},
-    }
+    return kinds.PDB.object(
+        _meta(plan, "endpoint"),
+        {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan.name)}},
+    )
 
 
 def _job(plan: Plan) -> dict[str, Any]:
     workers = max(1, plan.workers.max)
     pod_spec = _pod_spec(plan, [_main_container(plan)])
     pod_spec["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(plan, "batch"),
-        "spec": {
+    return kinds.JOB.object(
+        _meta(plan, "batch"),
+        {
             "completionMode": "Indexed",
             "completions": workers,
             "parallelism": workers,
             "backoffLimit": 3,
             "template": {"metadata": {"labels": _labels(plan, "batch")}, "spec": pod_spec},
         },
-    }
+    )
 
 
 def render(plan: Plan) -> list[dict[str, Any]]:

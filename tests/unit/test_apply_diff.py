@@ -2,7 +2,7 @@
 
 import pytest
 
-from modeltemplate_operator.apply import is_subset, object_path
+from modeltemplate_operator.apply import is_subset
 
 
 @pytest.mark.parametrize(
@@ -25,15 +25,3 @@ from modeltemplate_operator.apply import is_subset, object_path
 )
 def test_is_subset(want, have, same):
     assert is_subset(want, have) is same
-
-
-def test_object_paths():
-    assert object_path("v1", "Service", "ns", "a") == "/api/v1/namespaces/ns/services/a"
-    assert (
-        object_path("apps/v1", "Deployment", "ns", "a")
-        == "/apis/apps/v1/namespaces/ns/deployments/a"
-    )
-    assert (
-        object_path("keda.sh/v1alpha1", "ScaledObject", "ns")
-        == "/apis/keda.sh/v1alpha1/namespaces/ns/scaledobjects"
-    )

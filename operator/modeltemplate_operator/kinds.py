@@ -1,0 +1,76 @@
+"""The kinds the operator serves, renders and watches: one table, everything else derives from it.
+
+``render`` builds objects with :meth:`Kind.object`, ``apply`` finds their paths with
+:func:`for_object`, the handlers register one watch cache per :data:`WATCHED` kind and the
+reconciler reads a template's children from those caches; ``deploy/base/rbac.yaml`` is checked
+against :data:`CHILDREN` and :data:`WATCHED` by a unit test.
+
+Adding a child kind is one entry in :data:`CHILDREN` plus its renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import GROUP, KIND, PLURAL, VERSION
+
+#: Labels every child (and its pods) carries; the watch caches select on ``managed-by``.
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = "modeltemplate-operator"
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+    #: Served only when this CRD is installed (watched while it is).
+    optional_crd: str | None = None
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str, name: str | None = None) -> str:
+        prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{path}/{name}" if name else path
+
+    def object(self, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+
+MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND)
+
+DEPLOYMENT = Kind("apps", "v1", "deployments", "Deployment")
+SERVICE = Kind("", "v1", "services", "Service")
+HPA = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
+PDB = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+JOB = Kind("batch", "v1", "jobs", "Job")
+SCALED_OBJECT = Kind(
+    "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", optional_crd="scaledobjects.keda.sh"
+)
+POD = Kind("", "v1", "pods", "Pod")
+
+#: Kinds a template renders: applied, pruned and watched, owned by the template.
+CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT)
+#: Everything labelled as a template's: its children and their pods (read, never written).
+WATCHED: tuple[Kind, ...] = (*CHILDREN, POD)
+
+_BY_TYPE = {(k.api_version, k.kind): k for k in CHILDREN}
+
+
+def for_object(obj: dict[str, Any]) -> Kind:
+    """The child kind of a rendered or live object (KeyError for a kind we do not render)."""
+    return _BY_TYPE[(obj["apiVersion"], obj["kind"])]
