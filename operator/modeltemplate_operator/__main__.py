@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             peering_name=None if args.standalone else PEERING_NAME,
             priority=peering_priority(),
             liveness_endpoint=args.liveness,
+            memo=kopf.Memo(config=config),  # the handlers' one copy of the settings
         )
     )
     return 0

@@ -13,9 +13,12 @@ Conditions (kstatus style, each with ``observedGeneration``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import kinds
+from .kinds import Kind
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
 
@@ -40,11 +43,21 @@ CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
 
 @dataclass
 class Observed:
-    """The children of one template as last seen."""
+    """A template's children and their pods, as the watch caches last saw them."""
 
-    deployment: dict[str, Any] | None = None
-    job: dict[str, Any] | None = None
-    pods: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[Mapping[str, Any]] = field(default_factory=list)
+    pods: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def first(self, kind: Kind) -> dict[str, Any] | None:
+        return next((dict(o) for o in self.objects if o.get("kind") == kind.kind), None)
+
+    @property
+    def deployment(self) -> dict[str, Any] | None:
+        return self.first(kinds.DEPLOYMENT)
+
+    @property
+    def job(self) -> dict[str, Any] | None:
+        return self.first(kinds.JOB)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,26 @@ Watch events only say "this template may need work": a template that already wai
 queued twice, and one that is being reconciled when another event arrives is reconciled once
 more afterwards — so a burst of events (a template, its children, their status updates) costs
 one or two reconciles instead of one each, and a template is never reconciled twice at once.
+A key can also come back later (:meth:`WorkQueue.add_after`), as a reconcile that asks to be
+retried does; of several pending returns of one key the earliest wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays of a key's consecutive retries: ``first``, doubling, capped at ``cap`` seconds."""
+
+    first: float
+    cap: float
+
+    def delay(self, failures: int) -> float:
+        return min(self.cap, self.first * 2 ** max(0, failures - 1))
 
 
 class WorkQueue:
@@ -18,6 +32,8 @@ class WorkQueue:
         self._waiting: set[Hashable] = set()
         self._active: set[Hashable] = set()
         self._again: set[Hashable] = set()
+        self._later: dict[Hashable, asyncio.TimerHandle] = {}
+        self._failures: dict[Hashable, int] = {}
 
     def add(self, key: Hashable) -> None:
         if key in self._active:
@@ -37,6 +53,36 @@ class WorkQueue:
         if key in self._again:
             self._again.discard(key)
             self.add(key)
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Queue ``key`` in ``delay`` seconds (needs the running event loop)."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        pending = self._later.get(key)
+        if pending is not None:
+            if pending.when() <= when:
+                return
+            pending.cancel()
+        self._later[key] = loop.call_at(when, self._return, key)
+
+    def _return(self, key: Hashable) -> None:
+        del self._later[key]
+        self.add(key)
+
+    def retry(self, key: Hashable, backoff: Backoff) -> float:
+        """Queue ``key`` again after the backoff of its consecutive failures; the delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = backoff.delay(failures)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Hashable) -> None:
+        """``key`` succeeded (or is gone): reset its failures, drop a pending retry."""
+        self._failures.pop(key, None)
+        pending = self._later.pop(key, None)
+        if pending is not None:
+            pending.cancel()
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._again)

@@ -9,7 +9,8 @@ from support.k8s import get_json
 from support.manifests import tiny_template
 
 from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.reconciler import Children, Reconciler
+from modeltemplate_operator.reconciler import Reconciler
+from modeltemplate_operator.status import Observed
 
 TEMPLATE = tiny_template("legacy")
 
@@ -23,7 +24,7 @@ def children(cluster, namespace):
         "-l",
         "app.kubernetes.io/instance=legacy",
     )["items"]
-    return Children(objects=items)
+    return Observed(objects=items)
 
 
 def desired_state(cluster, namespace):

@@ -1,11 +1,15 @@
 """Which API failures are retried at once, and the backoff of refused children."""
 
+import asyncio
+
 import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from modeltemplate_operator.kube import is_transient, status_message
-from modeltemplate_operator.reconciler import RetrySchedule
+from modeltemplate_operator.reconciler import REFUSED
+from modeltemplate_operator.runtime import TRANSIENT
+from modeltemplate_operator.workqueue import Backoff, WorkQueue
 
 
 @pytest.mark.parametrize(
@@ -37,15 +41,27 @@ def test_status_message_prefers_the_status_body():
     )
 
 
+def test_backoffs_double_up_to_their_cap():
+    assert [REFUSED.delay(n) for n in range(1, 8)] == [10, 20, 40, 80, 160, 300, 300]
+    assert [TRANSIENT.delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 16, 16]
+
+
 def test_refused_templates_back_off_and_leave_on_success():
-    schedule = RetrySchedule(first_delay=10, max_delay=40)
-    key = ("ns", "llm")
-    schedule.failed(key, now=0)
-    assert schedule.due(9) == [] and schedule.due(10) == [key]
-    schedule.failed(key, now=10)  # second failure: 20 s
-    assert schedule.due(29) == [] and schedule.due(30) == [key]
-    schedule.failed(key, now=30)
-    schedule.failed(key, now=70)  # capped at 40 s
-    assert schedule.due(109) == [] and schedule.due(110) == [key]
-    schedule.succeeded(key)
-    assert schedule.due(1000) == []
+    async def scenario():
+        queue, key = WorkQueue(), ("ns", "llm")
+        backoff = Backoff(first=0.02, cap=0.08)
+        loop = asyncio.get_running_loop()
+        assert [queue.retry(key, backoff) for _ in range(4)] == [0.02, 0.04, 0.08, 0.08]
+        # Of several pending returns the earliest wins: the key comes back once, after 20 ms.
+        started = loop.time()
+        assert await queue.get() == key and loop.time() - started >= 0.015
+        queue.done(key)
+        await asyncio.sleep(0.1)
+        assert len(queue) == 0
+        queue.forget(key)  # success: the next failure starts from the first delay again
+        assert queue.retry(key, backoff) == 0.02
+        queue.forget(key)  # and a pending retry is dropped
+        await asyncio.sleep(0.05)
+        assert len(queue) == 0
+
+    asyncio.run(scenario())

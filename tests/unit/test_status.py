@@ -11,6 +11,7 @@ NOW = "2026-02-01T00:00:00Z"
 
 def deployment(replicas=1, ready=1, updated=1, generation=2, observed_generation=2):
     return {
+        "kind": "Deployment",
         "metadata": {"name": "llm", "generation": generation},
         "spec": {"replicas": replicas},
         "status": {
@@ -55,7 +56,9 @@ def status_of(observed, p=None, body=None):
 
 
 def test_ready_when_every_desired_worker_is_ready():
-    st = status_of(Observed(deployment(replicas=2, ready=2, updated=2), pods=[pod("a"), pod("b")]))
+    st = status_of(
+        Observed([deployment(replicas=2, ready=2, updated=2)], pods=[pod("a"), pod("b")])
+    )
     ready = conditions(st)["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "True",
@@ -74,7 +77,7 @@ def test_sgp_read_only_fields_come_from_metadata():
         "launch.modelops.dev/created-by-user-id": "alice",
         "launch.modelops.dev/created-by-identity-type": "user",
     }
-    st = status_of(Observed(deployment()), body=body)
+    st = status_of(Observed([deployment()]), body=body)
     assert st["id"] == "uid-1"
     assert st["createdAt"] == "2026-01-02T03:04:05Z"
     assert st["accountId"] == "team-a"
@@ -83,7 +86,7 @@ def test_sgp_read_only_fields_come_from_metadata():
 
 def test_unschedulable_pod_is_the_reason():
     msg = "0/7 nodes are available: 1 Insufficient nvidia.com/gpu, 6 node(s) didn't match Pod's node affinity/selector."
-    st = status_of(Observed(deployment(ready=0), pods=[pod(scheduled=msg, ready=False)]))
+    st = status_of(Observed([deployment(ready=0)], pods=[pod(scheduled=msg, ready=False)]))
     ready = conditions(st)["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "Unschedulable")
     assert "Insufficient nvidia.com/gpu" in ready["message"] and "llm-abc" in ready["message"]
@@ -91,23 +94,23 @@ def test_unschedulable_pod_is_the_reason():
 
 def test_image_pull_failure_is_the_reason():
     waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "docker.io/x:1"'}
-    st = status_of(Observed(deployment(ready=0), pods=[pod(waiting=waiting, ready=False)]))
+    st = status_of(Observed([deployment(ready=0)], pods=[pod(waiting=waiting, ready=False)]))
     ready = conditions(st)["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "ImagePullBackOff")
     assert "Back-off pulling image" in ready["message"]
 
 
 def test_readiness_never_passing_names_the_container():
-    st = status_of(Observed(deployment(ready=0), pods=[pod(ready=False)]))
+    st = status_of(Observed([deployment(ready=0)], pods=[pod(ready=False)]))
     ready = conditions(st)["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "WorkersNotReady")
     assert ready["message"] == "0/1 workers ready; not ready: llm-abc/main"
 
 
 def test_rollout_in_progress():
-    st = status_of(Observed(deployment(replicas=2, ready=2, updated=1)))
+    st = status_of(Observed([deployment(replicas=2, ready=2, updated=1)]))
     assert conditions(st)["Ready"]["reason"] == "RollingOut"
-    st = status_of(Observed(deployment(generation=3, observed_generation=2)))
+    st = status_of(Observed([deployment(generation=3, observed_generation=2)]))
     assert conditions(st)["Ready"]["reason"] == "RollingOut"
 
 
@@ -119,7 +122,7 @@ def test_async_is_reported_as_not_available():
 
 
 def test_no_scale_to_zero_without_keda_is_a_false_condition():
-    st = status_of(Observed(deployment()), p=plan(endpoint={"minWorkers": 0}))
+    st = status_of(Observed([deployment()]), p=plan(endpoint={"minWorkers": 0}))
     auto = conditions(st)["Autoscaling"]
     assert (auto["status"], auto["reason"]) == ("False", "NoScaleToZero")
     assert "KEDA is not installed" in auto["message"]
@@ -127,19 +130,21 @@ def test_no_scale_to_zero_without_keda_is_a_false_condition():
 
 def test_batch_job_states():
     p = plan(endpointType="BATCH", endpoint={"minWorkers": 2, "maxWorkers": 2})
-    running = {"spec": {"parallelism": 2}, "status": {"active": 2, "ready": 2}}
-    assert conditions(status_of(Observed(job=running), p=p))["Ready"]["reason"] == "Running"
+    running = {"kind": "Job", "spec": {"parallelism": 2}, "status": {"active": 2, "ready": 2}}
+    assert conditions(status_of(Observed([running]), p=p))["Ready"]["reason"] == "Running"
     done = {
+        "kind": "Job",
         "spec": {"parallelism": 2},
         "status": {"conditions": [{"type": "Complete", "status": "True"}]},
     }
-    assert conditions(status_of(Observed(job=done), p=p))["Ready"]["reason"] == "Completed"
+    assert conditions(status_of(Observed([done]), p=p))["Ready"]["reason"] == "Completed"
     failed = {
+        "kind": "Job",
         "status": {
             "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]
-        }
+        },
     }
-    ready = conditions(status_of(Observed(job=failed), p=p))["Ready"]
+    ready = conditions(status_of(Observed([failed]), p=p))["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "False",
         "JobFailed",
@@ -164,7 +169,7 @@ def test_invalid_spec_keeps_last_resolved_fields_and_says_why():
 
 
 def test_endpoint_urls_of_the_service():
-    st = status_of(Observed(deployment()), p=plan(endpointType="STREAMING"))
+    st = status_of(Observed([deployment()]), p=plan(endpointType="STREAMING"))
     assert st["endpoints"] == {
         "predict": "http://llm.team-a.svc.cluster.local/predict",
         "streaming": "http://llm.team-a.svc.cluster.local/stream",
@@ -178,7 +183,7 @@ def test_endpoint_urls_of_the_service():
 
 def test_steady_state_is_a_fixed_point():
     """Folding again over the same children gives the identical status (so nothing is written)."""
-    observed = Observed(deployment(), pods=[pod()])
+    observed = Observed([deployment()], pods=[pod()])
     first = status_of(observed)
     body = copy.deepcopy(BASE) | {"status": first}
     again = compute_status(body, plan(), [], observed, "2030-01-01T00:00:00Z")
@@ -186,25 +191,27 @@ def test_steady_state_is_a_fixed_point():
 
 
 def test_transition_time_moves_only_when_the_status_flips():
-    first = status_of(Observed(deployment(ready=0), pods=[pod(ready=False)]))
+    first = status_of(Observed([deployment(ready=0)], pods=[pod(ready=False)]))
     body = copy.deepcopy(BASE) | {"status": first}
-    later = compute_status(body, plan(), [], Observed(deployment()), "2030-01-01T00:00:00Z")
+    later = compute_status(body, plan(), [], Observed([deployment()]), "2030-01-01T00:00:00Z")
     assert conditions(later)["Ready"]["lastTransitionTime"] == "2030-01-01T00:00:00Z"
     assert conditions(later)["Valid"]["lastTransitionTime"] == NOW
 
 
 def test_events_on_ready_transitions():
     not_ready = status_of(
-        Observed(deployment(ready=0), pods=[pod(scheduled="0/7 nodes are available", ready=False)])
+        Observed(
+            [deployment(ready=0)], pods=[pod(scheduled="0/7 nodes are available", ready=False)]
+        )
     )
-    ready = status_of(Observed(deployment()))
+    ready = status_of(Observed([deployment()]))
     assert transition_events({}, not_ready) == [
         ("Warning", "Unschedulable", conditions(not_ready)["Ready"]["message"])
     ]
     assert transition_events(not_ready, not_ready) == []
     assert transition_events(not_ready, ready) == [("Normal", "Ready", "1/1 workers ready")]
     assert (
-        transition_events({}, status_of(Observed(deployment(ready=0), pods=[pod(ready=False)])))
+        transition_events({}, status_of(Observed([deployment(ready=0)], pods=[pod(ready=False)])))
         == []
     )
 
