@@ -11,15 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import contract as c
 from . import kinds
 from .kinds import COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
-
-MAIN_PORT = 5005
-FORWARDER_PORT = 5000
-SERVICE_PORT = 80
-HPA_METRIC = "request-concurrency-average"
 
 GRACE_PERIOD_SECONDS = 600  # Launch's; its async workers get 1800, for when ASYNC is served
 FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
@@ -68,7 +64,7 @@ def _main_container(plan: Plan) -> dict[str, Any]:
     if plan.scheduling.resource:
         resources[plan.scheduling.resource] = str(plan.scheduling.count)
     env = [
-        {"name": "PORT", "value": str(MAIN_PORT)},
+        {"name": "PORT", "value": str(c.MAIN_PORT)},
         {"name": "HEALTHCHECK_ROUTE", "value": bundle.healthcheck_route},
         {"name": "PREDICT_ROUTE", "value": bundle.predict_route},
         {"name": "STREAMING_PREDICT_ROUTE", "value": bundle.streaming_predict_route},
@@ -94,31 +90,33 @@ def _main_container(plan: Plan) -> dict[str, Any]:
 def _forwarder_container(plan: Plan) -> dict[str, Any]:
     bundle = plan.spec.bundle_config
     args = [
-        f"--port={FORWARDER_PORT}",
-        f"--upstream=http://127.0.0.1:{MAIN_PORT}",
-        f"--predict-route={bundle.predict_route}",
-        f"--streaming-predict-route={bundle.streaming_predict_route}",
-        f"--healthcheck-route={bundle.healthcheck_route}",
-        f"--protocol={plan.spec.endpoint_protocol.value}",
-        f"--per-worker={plan.spec.endpoint_config.per_worker}",
+        c.flag(c.PORT_FLAG, c.FORWARDER_PORT),
+        c.flag(c.UPSTREAM_FLAG, f"http://127.0.0.1:{c.MAIN_PORT}"),
+        c.flag(c.PREDICT_ROUTE_FLAG, bundle.predict_route),
+        c.flag(c.STREAMING_PREDICT_ROUTE_FLAG, bundle.streaming_predict_route),
+        c.flag(c.HEALTHCHECK_ROUTE_FLAG, bundle.healthcheck_route),
+        c.flag(c.PROTOCOL_FLAG, plan.spec.endpoint_protocol.value),
+        c.flag(c.PER_WORKER_FLAG, plan.spec.endpoint_config.per_worker),
     ]
     schema = plan.spec.model_request_parameters_schema
     if schema is not None:
         payload = schema.model_dump(mode="json", by_alias=True, exclude_none=True)
-        args.append("--request-parameters-schema=" + json.dumps(payload, separators=(",", ":")))
+        args.append(
+            c.flag(c.REQUEST_PARAMETERS_SCHEMA_FLAG, json.dumps(payload, separators=(",", ":")))
+        )
     return {
         "name": "http-forwarder",
         "image": plan.config.forwarder_image,
-        "command": ["modeltemplate-forwarder"],
+        "command": [c.FORWARDER_COMMAND],
         "args": args,
-        "ports": [{"name": "http", "containerPort": FORWARDER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": c.FORWARDER_PORT, "protocol": "TCP"}],
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": FORWARDER_PORT},
+            "httpGet": {"path": c.READY_PATH, "port": c.FORWARDER_PORT},
             "periodSeconds": 5,
             "timeoutSeconds": 5,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": FORWARDER_PORT},
+            "httpGet": {"path": c.LIVE_PATH, "port": c.FORWARDER_PORT},
             "periodSeconds": 10,
             "timeoutSeconds": 5,
             "failureThreshold": 6,
@@ -149,10 +147,10 @@ def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _deployment(plan: Plan) -> dict[str, Any]:
     main = _main_container(plan)
-    main["ports"] = [{"name": "http-main", "containerPort": MAIN_PORT, "protocol": "TCP"}]
+    main["ports"] = [{"name": "http-main", "containerPort": c.MAIN_PORT, "protocol": "TCP"}]
     bundle = plan.spec.bundle_config
     main["readinessProbe"] = {
-        "httpGet": {"path": bundle.healthcheck_route, "port": MAIN_PORT},
+        "httpGet": {"path": bundle.healthcheck_route, "port": c.MAIN_PORT},
         "initialDelaySeconds": bundle.readiness_initial_delay_seconds,
         "periodSeconds": 5,
         "timeoutSeconds": 5,
@@ -186,8 +184,8 @@ def _service(plan: Plan) -> dict[str, Any]:
             "ports": [
                 {
                     "name": "http",
-                    "port": SERVICE_PORT,
-                    "targetPort": FORWARDER_PORT,
+                    "port": c.SERVICE_PORT,
+                    "targetPort": c.FORWARDER_PORT,
                     "protocol": "TCP",
                 }
             ],
@@ -211,7 +209,7 @@ def _hpa(plan: Plan) -> dict[str, Any]:
                 {
                     "type": "Pods",
                     "pods": {
-                        "metric": {"name": HPA_METRIC},
+                        "metric": {"name": c.HPA_METRIC},
                         "target": {
                             "type": "AverageValue",
                             "averageValue": str(plan.workers.per_worker),
@@ -224,10 +222,7 @@ def _hpa(plan: Plan) -> dict[str, Any]:
 
 
 def _scaled_object(plan: Plan) -> dict[str, Any]:
-    query = (
-        "sum(modeltemplate_forwarder_requests_in_flight"
-        f'{{namespace="{plan.namespace}",modeltemplate="{plan.name}"}})'
-    )
+    query = f'sum({c.IN_FLIGHT_METRIC}{{namespace="{plan.namespace}",modeltemplate="{plan.name}"}})'
     return kinds.SCALED_OBJECT.object(
         _meta(plan, "autoscaler"),
         {

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import contract as c
 from . import kinds
 from .kinds import Kind
 from .models import EndpointType
@@ -299,9 +300,9 @@ def _workers(plan: Plan, observed: Observed) -> dict[str, int]:
 
 def endpoint_urls(plan: Plan) -> dict[str, str]:
     base = f"http://{plan.name}.{plan.namespace}.svc.{plan.config.cluster_domain}"  # port 80
-    urls = {"predict": f"{base}/predict", "health": f"{base}/readyz"}
+    urls = {"predict": base + c.PREDICT_PATH, "health": base + c.READY_PATH}
     if plan.spec.endpoint_type is EndpointType.STREAMING:
-        urls["streaming"] = f"{base}/stream"
+        urls["streaming"] = base + c.STREAM_PATH
     return urls
 
 

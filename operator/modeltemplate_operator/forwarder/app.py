@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .. import contract as c
 from .config import Config
 from .limiter import ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -177,9 +178,9 @@ class Forwarder:
             if own is not None:
                 if request.method not in own:
                     return self._not_allowed(request, own)
-                if path == "/healthz":
+                if path == c.LIVE_PATH:
                     return _error_ok({"status": "ok"})
-                if path == "/readyz":
+                if path == c.READY_PATH:
                     return await self.readyz()
                 return web.Response(
                     body=self.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .. import contract as c
 from .params import ParameterSchema, load_schema
 from .routes import PROTOCOLS
 
@@ -25,8 +26,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
-    port: int = 5000
-    upstream: str = "http://127.0.0.1:5005"
+    port: int = c.FORWARDER_PORT
+    upstream: str = f"http://127.0.0.1:{c.MAIN_PORT}"
     predict_route: str = "/predict"
     streaming_predict_route: str = "/generate_streaming"
     healthcheck_route: str = "/readyz"
@@ -50,20 +51,20 @@ class Config:
 # (flag name, Config field, type, help). The env var is FORWARDER_ + flag upper-cased.
 _FLAGS: list[tuple[str, str, str, str]] = [
     ("host", "host", "str", "address to listen on"),
-    ("port", "port", "int", "port to listen on (the Service targets 5000)"),
-    ("upstream", "upstream", "url", "base URL of the model container"),
-    ("predict-route", "predict_route", "route", "upstream route behind POST /predict"),
+    (c.PORT_FLAG, "port", "int", f"port to listen on (the Service targets {c.FORWARDER_PORT})"),
+    (c.UPSTREAM_FLAG, "upstream", "url", "base URL of the model container"),
+    (c.PREDICT_ROUTE_FLAG, "predict_route", "route", "upstream route behind POST /predict"),
     (
-        "streaming-predict-route",
+        c.STREAMING_PREDICT_ROUTE_FLAG,
         "streaming_predict_route",
         "route",
         "upstream route behind POST /stream",
     ),
-    ("healthcheck-route", "healthcheck_route", "route", "upstream route /readyz checks"),
-    ("protocol", "protocol", "protocol", "endpoint protocol: SGP, COHERE or VLLM"),
-    ("per-worker", "per_worker", "posint", "max requests in flight to the upstream"),
+    (c.HEALTHCHECK_ROUTE_FLAG, "healthcheck_route", "route", "upstream route /readyz checks"),
+    (c.PROTOCOL_FLAG, "protocol", "protocol", "endpoint protocol: SGP, COHERE or VLLM"),
+    (c.PER_WORKER_FLAG, "per_worker", "posint", "max requests in flight to the upstream"),
     (
-        "request-parameters-schema",
+        c.REQUEST_PARAMETERS_SCHEMA_FLAG,
         "request_parameters_schema",
         "schema",
         "modelRequestParametersSchema as JSON, or a path to a JSON file",

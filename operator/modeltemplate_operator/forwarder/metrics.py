@@ -33,6 +33,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from .. import contract as c
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LATENCY_BUCKETS = (
@@ -139,7 +141,7 @@ class _Collector:
     def collect(self):
         m = self.m
         yield GaugeMetricFamily(
-            "modeltemplate_forwarder_requests_in_flight",
+            c.IN_FLIGHT_METRIC,
             "Inference requests being handled (waiting for a perWorker slot or in flight).",
             value=m.concurrency,
         )

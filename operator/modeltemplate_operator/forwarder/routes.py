@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import contract as c
+
 
 @dataclass(frozen=True)
 class Route:
@@ -26,8 +28,8 @@ class Route:
 
 
 LAUNCH_ROUTES = (
-    Route("/predict", ("POST",), upstream="predict", params="required"),
-    Route("/stream", ("POST",), upstream="stream", params="required"),
+    Route(c.PREDICT_PATH, ("POST",), upstream="predict", params="required"),
+    Route(c.STREAM_PATH, ("POST",), upstream="stream", params="required"),
 )
 
 PROTOCOLS: dict[str, tuple[Route, ...]] = {
@@ -63,7 +65,11 @@ PROTOCOLS: dict[str, tuple[Route, ...]] = {
 }
 
 # The forwarder's own routes (all protocols).
-OWN_ROUTES = {"/readyz": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/metrics": ("GET",)}
+OWN_ROUTES = {
+    c.READY_PATH: ("GET", "HEAD"),
+    c.LIVE_PATH: ("GET", "HEAD"),
+    c.METRICS_PATH: ("GET",),
+}
 
 
 def routes_for(protocol: str) -> dict[str, Route]:
