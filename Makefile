@@ -33,25 +33,25 @@ integration: $(STAMP) binaries ## integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator devtools tests
+	$(VENV)/bin/ruff format --check operator devtools tests
 
 fmt: $(STAMP)
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator devtools tests
+	$(VENV)/bin/ruff check --fix operator devtools tests
 
 cluster-up: $(STAMP) binaries ## start the local control plane with fake GPU nodes
-	$(PY) -m modeltemplate_operator.localcluster up
+	$(PY) -m devtools.localcluster up
 
 cluster-down: $(STAMP) ## stop every process of the local control plane
-	$(PY) -m modeltemplate_operator.localcluster down
+	$(PY) -m devtools.localcluster down
 
 cluster-status: $(STAMP)
-	$(PY) -m modeltemplate_operator.localcluster status
+	$(PY) -m devtools.localcluster status
 
 demo: $(STAMP) binaries ## local cluster + CRD + operator + every sample, then a table of where they run
-	$(PY) -m modeltemplate_operator.localcluster nodes
-	$(PY) -m modeltemplate_operator.localcluster demo
+	$(PY) -m devtools.localcluster nodes
+	$(PY) -m devtools.localcluster demo
 
 run: $(STAMP) ## run the operator against $$KUBECONFIG (default: the local cluster)
 	KUBECONFIG=$${KUBECONFIG:-$(KUBECONFIG_LOCAL)} $(PY) -m modeltemplate_operator $(RUN_ARGS)

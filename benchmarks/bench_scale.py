@@ -34,14 +34,14 @@ from pathlib import Path
 from kubernetes import config as k8s_config
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # devtools/ and the test support
 
 from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 
 from modeltemplate_operator.apply import Applier  # noqa: E402
 from modeltemplate_operator.config import OperatorConfig  # noqa: E402
-from modeltemplate_operator.localcluster import LocalCluster  # noqa: E402
+from devtools.localcluster import LocalCluster  # noqa: E402
 from modeltemplate_operator.render import render  # noqa: E402
 from modeltemplate_operator.resolution import plan_for  # noqa: E402
 from modeltemplate_operator.validation import parse_manifest  # noqa: E402

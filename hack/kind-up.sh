@@ -28,7 +28,7 @@ kubectl apply -f "$kwok_release/kwok.yaml"
 kubectl apply -f "$kwok_release/stage-fast.yaml"
 kubectl -n kube-system rollout status deployment/kwok-controller --timeout=120s
 
-"$repo/.venv/bin/python" -m modeltemplate_operator.localcluster manifests \
+(cd "$repo" && .venv/bin/python -m devtools.localcluster manifests) \
   | kubectl apply --server-side --field-manager=localcluster -f -
 kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s
 kubectl get nodes -L k8s.amazonaws.com/accelerator

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from modeltemplate_operator.localcluster import ExistingCluster, LocalCluster
-from modeltemplate_operator.localcluster.cluster import pid_alive
+from devtools.localcluster import ExistingCluster, LocalCluster
+from devtools.localcluster.cluster import pid_alive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"

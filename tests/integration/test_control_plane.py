@@ -10,7 +10,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 from support.k8s import get_json, wait_for
 
-from modeltemplate_operator.localcluster import LocalCluster, load_node_manifests
+from devtools.localcluster import LocalCluster, load_node_manifests
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -200,6 +200,6 @@ def test_binaries_report_the_pinned_versions(cluster: LocalCluster):
 
 
 def cluster_repo():
-    from modeltemplate_operator.localcluster.cluster import REPO_ROOT
+    from devtools.localcluster.cluster import REPO_ROOT
 
     return REPO_ROOT

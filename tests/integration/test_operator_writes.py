@@ -10,7 +10,7 @@ import pytest
 from support.manifests import tiny_template
 from support.operator import OperatorProcess
 
-from modeltemplate_operator.localcluster import LocalCluster
+from devtools.localcluster import LocalCluster
 
 TEMPLATES = 100
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

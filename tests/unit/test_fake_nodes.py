@@ -1,6 +1,6 @@
 """The fleet file turns into the Node objects the GPU resolution relies on."""
 
-from modeltemplate_operator.localcluster import load_node_manifests
+from devtools.localcluster import load_node_manifests
 
 SEED_GPU_TYPES = {
     "nvidia-tesla-t4",

@@ -19,7 +19,7 @@ import yaml
 from .nodes import load_node_manifests
 from .pki import CertificateAuthority, write_service_account_keys
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # devtools/localcluster/ -> the repository
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"

@@ -1,4 +1,4 @@
-"""``python -m modeltemplate_operator.localcluster up|down|status|nodes|manifests``."""
+"""``python -m devtools.localcluster up|down|status|nodes|manifests``."""
 
 from __future__ import annotations
 
