@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -26,31 +25,33 @@ FIELD_MANAGER = "modeltemplate-operator"
 log = logging.getLogger(__name__)
 
 
-def _same_scalar(want: Any, have: Any) -> bool:
+#: Where quantities live in what we render: the API server answers them in canonical form
+#: (2048Gi as 2Ti), so there they compare by value; everywhere else strings compare as strings
+#: (an env "1e3" is not "1000").
+QUANTITY_PARENTS = frozenset({"requests", "limits"})
+QUANTITY_KEYS = frozenset({"averageValue"})
+
+
+def _same_quantity(want: Any, have: Any) -> bool:
     if want == have:
         return True
-    if isinstance(want, str) and isinstance(have, str | int):
-        try:
-            return parse_quantity(want) == parse_quantity(str(have))
-        except (QuantityError, ValueError, ArithmeticError):
-            return False
-    if isinstance(want, int | Decimal) and isinstance(have, str):
-        try:
-            return Decimal(want) == parse_quantity(have)
-        except (QuantityError, ValueError, ArithmeticError):
-            return False
-    return False
+    try:
+        return parse_quantity(str(want)) == parse_quantity(str(have))
+    except (QuantityError, ValueError, ArithmeticError):
+        return False
 
 
-def is_subset(want: Any, have: Any) -> bool:
+def is_subset(want: Any, have: Any, quantities: bool = False) -> bool:
     """Does the live object ``have`` already hold every field of ``want``?"""
     if isinstance(want, Mapping):
         return isinstance(have, Mapping) and all(
-            k in have and is_subset(v, have[k]) for k, v in want.items()
+            k in have
+            and is_subset(v, have[k], quantities or k in QUANTITY_PARENTS or k in QUANTITY_KEYS)
+            for k, v in want.items()
         )
     if isinstance(want, list):
         return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
-    return _same_scalar(want, have)
+    return _same_quantity(want, have) if quantities else want == have
 
 
 def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -61,6 +62,10 @@ def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
 class ApplyResult:
     applied: list[str]
     pruned: list[str]
+    #: The children as they stand after this sync: what the API server answered to our writes,
+    #: the watch cache for the rest. Status is computed from these, never from the cache alone,
+    #: which still shows the children from before the write.
+    children: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def wrote(self) -> bool:
@@ -73,6 +78,7 @@ class _Write:
 
     fingerprint: str | None  # of the applied object; None for a delete
     seen_version: str | None  # resourceVersion the cache showed when we wrote (None: absent)
+    stored: dict[str, Any] | None = None  # what the API server answered to the write
 
 
 def _version(obj: Mapping[str, Any] | None) -> str | None:
@@ -134,7 +140,7 @@ class Applier:
     ) -> ApplyResult:
         """Make the children owned by ``owner_uid`` exactly ``desired``."""
         live_by_key = {key_of(o): o for o in live if _owned_by(o, owner_uid)}
-        applied, pruned = [], []
+        applied, pruned, children = [], [], []
         desired = list(desired)
         for obj in desired:
             current = live_by_key.get(key_of(obj))
@@ -142,12 +148,14 @@ class Applier:
             fingerprint = _fingerprint(obj)
             in_flight = self._in_flight(write_key, current)
             if in_flight is not None and in_flight.fingerprint == fingerprint:
-                continue  # applied already; the cache has not caught up
+                children.append(in_flight.stored)  # applied already; the cache lags behind
+                continue
             if in_flight is None and current is not None and is_subset(obj, current):
+                children.append(dict(current))
                 continue
             name = f"{obj['kind']}/{obj['metadata']['name']}"
             try:
-                self.apply(obj)
+                stored = self.apply(obj)
             except ApiException as exc:
                 if is_transient(exc):
                     raise
@@ -159,8 +167,9 @@ class Applier:
                     pruned.append(name)
                     continue
                 raise ApplyRejected(f"{name}: {status_message(exc)}") from None
-            self._writes[write_key] = _Write(fingerprint, _version(current))
+            self._writes[write_key] = _Write(fingerprint, _version(current), stored)
             applied.append(name)
+            children.append(stored)
         wanted = {key_of(o) for o in desired}
         for key, obj in sorted(live_by_key.items()):
             write_key = (owner_uid, *key)
@@ -169,7 +178,7 @@ class Applier:
             self.delete(obj)
             self._writes[write_key] = _Write(None, _version(obj))
             pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        return ApplyResult(applied, pruned)
+        return ApplyResult(applied, pruned, children)
 
 
 class ApplyRejected(RuntimeError):

@@ -28,8 +28,10 @@ def request(
     content_type: str = JSON,
 ) -> Any:
     """Send one request; the decoded JSON answer, or ApiException for any non-2xx status."""
-    if content_type == APPLY_PATCH and not isinstance(body, str):
-        body = json.dumps(body)  # JSON is YAML: the apply body goes as text
+    if content_type == APPLY_PATCH and not isinstance(body, str | bytes):
+        # JSON is YAML: the apply body goes as text, as UTF-8 and not as ASCII escapes: the
+        # API server's YAML decoder refuses escaped surrogate pairs (any emoji, say).
+        body = json.dumps(body, ensure_ascii=False).encode()
     _, url, headers, payload, _ = api.param_serialize(
         method=method,
         resource_path=path,

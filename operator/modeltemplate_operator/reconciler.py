@@ -108,7 +108,10 @@ class Reconciler:
                 result.pruned,
                 extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]},
             )
-        status = compute_status(dict(body), plan, [], observed, _now())
+        # What the apply answered, not the cache: after a spec change the cache still shows the
+        # children of the old spec, all ready, and Ready=True would be a lie for a moment.
+        now_observed = Observed(objects=result.children, pods=observed.pods)
+        status = compute_status(dict(body), plan, [], now_observed, _now())
         return self._finish(body, status, result)
 
     def _finish(
