@@ -31,8 +31,40 @@ class DuplicateKeyError(yaml.YAMLError):
     """A mapping repeats a key (the API server refuses such documents)."""
 
 
+class AliasBombError(yaml.YAMLError):
+    """A document that aliases expand far beyond its size (a "billion laughs" document)."""
+
+
+#: Nodes a document may expand to through its aliases. A large template (64 parameters, 128 env
+#: variables) has about 2,000; kubectl refuses excessive aliasing, and so does this.
+MAX_EXPANDED_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes of ``node`` with every alias expanded, counted once per distinct node (cheap)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
+    """SafeLoader that refuses duplicate keys and alias bombs."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        size = _expanded_size(node, {})
+        if size > MAX_EXPANDED_NODES:
+            raise AliasBombError(
+                f"line {node.start_mark.line + 1}: the document expands to {size} nodes through "
+                f"its aliases (at most {MAX_EXPANDED_NODES})"
+            )
+        return super().construct_document(node)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -112,7 +144,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _load_sgp(text: str) -> list[dict[str, Any]]:
-    data = json.loads(text) if text.lstrip().startswith(("{", "[")) else yaml.safe_load(text)
+    if text.lstrip().startswith(("{", "[")):
+        data = json.loads(text)
+    else:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - safe loader subclass
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         return data["items"]
     if isinstance(data, list):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeltemplate_operator.cli import main
+from modeltemplate_operator.cli import load_documents, main
 from modeltemplate_operator.convert import manifest_to_sgp, sgp_to_manifest
 from modeltemplate_operator.validation import validate_manifest
 
@@ -286,3 +286,36 @@ def test_env_names_are_not_renamed():
     assert m["spec"]["vendorConfiguration"]["endpointConfig"] == {"minWorkers": 1, "maxWorkers": 2}
     assert m["spec"]["modelRequestParametersSchema"]["parameters"][0]["name"] == "max_new_tokens"
     assert manifest_to_sgp(m)[0] == sgp
+
+
+def _alias_bomb(levels: int) -> str:
+    """A "billion laughs" template: each level a list of ten aliases of the one before, the last
+    one used as a field the validator reports on."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines += [
+        "apiVersion: launch.modelops.dev/v1alpha1",
+        "kind: ModelTemplate",
+        "metadata: {name: bomb}",
+        f"spec: {{endpointType: SYNC, modelType: GENERIC, vendorConfiguration: *a{levels - 1}}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("command", [["validate"], ["convert", "--to", "manifest"]])
+def test_alias_bombs_are_refused_cheaply(tmp_path, capsys, command):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(9))  # under 1 KB, 10**9 nodes expanded
+    assert len(bomb.read_bytes()) < 1000
+    # Refused before anything is built from it (without the check: minutes and gigabytes).
+    assert main([*command, str(bomb)]) == 1
+    assert (
+        "expands to 2345679035 nodes through its aliases (at most 100000)"
+        in capsys.readouterr().err
+    )
+
+
+def test_aliases_within_reason_still_load():
+    (doc,) = load_documents(_alias_bomb(3))  # 1,100 nodes expanded: fine
+    assert len(doc["a2"]) == 10 and doc["a2"][9][9] == doc["a0"]
