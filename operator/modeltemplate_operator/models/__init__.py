@@ -4,7 +4,7 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
 
 - :class:`ModelTemplate` — ``api_version``, ``kind``, ``metadata`` (:class:`ObjectMeta`),
   ``spec`` (:class:`ModelTemplateSpec`), ``status`` (:class:`ModelTemplateStatus` | None).
-  Parse a manifest dict with ``ModelTemplate.model_validate(d)`` (or ``from_manifest``).
+  Parse a manifest dict with ``ModelTemplate.model_validate(d)``.
 - :class:`ModelTemplateSpec` — ``endpoint_type``, ``model_type``, ``endpoint_protocol``,
   ``vendor_configuration``, ``model_creation_parameters_schema``,
   ``model_request_parameters_schema``; shortcuts ``bundle_config`` and ``endpoint_config``.
@@ -22,7 +22,7 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
 - Status: :class:`ModelTemplateStatus`, :class:`Condition`, :class:`WorkersStatus`,
   :class:`EndpointsStatus`, :class:`SchedulingStatus`.
 
-Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`, :data:`PARAMETER_TYPES`,
+Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`,
 :data:`GPU_TYPE_CAPS`, :data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
 """
 
@@ -32,7 +32,6 @@ from .constants import (
     GPU_TYPE_CAPS,
     IDENTIFIER_PATTERN,
     MAX_WORKERS_LIMIT,
-    PARAMETER_TYPES,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
     ResourceCaps,
@@ -100,7 +99,6 @@ __all__ = [
     "NAME_MAX_LENGTH",
     "NAME_PATTERN",
     "ObjectMeta",
-    "PARAMETER_TYPES",
     "PATTERN_HELP",
     "ParameterType",
     "ParametersSchema",

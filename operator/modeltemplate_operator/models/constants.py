@@ -9,7 +9,6 @@ __all__ = [
     "ENV_NAME_PATTERN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
-    "PARAMETER_TYPES",
     "ResourceCaps",
     "GPU_TYPE_CAPS",
     "CPU_ONLY_CAPS",
@@ -40,13 +39,10 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
     "NVIDIA_VISIBLE_DEVICES",
     "CUDA_VISIBLE_DEVICES",
 )
-#: Reserved prefixes: ``MODELTEMPLATE_`` is the settings namespace of the operator and of the
-#: ``http-forwarder`` sidecar; ``KUBERNETES_`` is injected by the kubelet.
+#: Reserved prefixes: ``MODELTEMPLATE_`` is the settings namespace of the operator;
+#: ``KUBERNETES_`` is injected by the kubelet. The http-forwarder's ``FORWARDER_`` settings need
+#: no reservation: a template's env reaches only the ``main`` container, never the sidecar.
 RESERVED_ENV_PREFIXES: tuple[str, ...] = ("MODELTEMPLATE_", "KUBERNETES_")
-
-#: The documented set of parameter types of ``modelCreationParametersSchema`` and
-#: ``modelRequestParametersSchema`` (Python type names, as in the SGP API: ``"str"``).
-PARAMETER_TYPES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict")
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,6 @@ class GpuType(StrEnum):
     NVIDIA_HOPPER_H100_1G20GB = "nvidia-hopper-h100-1g20gb"
     NVIDIA_HOPPER_H100_3G40GB = "nvidia-hopper-h100-3g40gb"
 
-    @property
-    def is_mig(self) -> bool:
-        return self in (GpuType.NVIDIA_HOPPER_H100_1G20GB, GpuType.NVIDIA_HOPPER_H100_3G40GB)
-
 
 class TrainingDatasetSchemaType(StrEnum):
     """Optionally set required training and validation dataset schema."""
