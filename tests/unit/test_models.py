@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from modeltemplate_operator.models import (
     CPU_ONLY_CAPS,
+    GPU_BY_TYPE,
     GPU_TYPE_CAPS,
+    GPUS,
     RESERVED_ENV_NAMES,
     BundleConfig,
     EndpointConfig,
@@ -101,6 +103,13 @@ def test_every_gpu_type_has_caps():
     assert set(GPU_TYPE_CAPS) == {g.value for g in GpuType}
     assert caps_for(None) == CPU_ONLY_CAPS == caps_for("unknown")
     assert caps_for(GpuType.NVIDIA_HOPPER_H100).storage == "1300Gi"
+
+
+def test_gpu_table_mig_slices_name_a_full_gpu_parent():
+    for gpu in GPUS:
+        assert (gpu.parent is None) == (gpu.mig_profile is None), gpu.type
+        if gpu.parent is not None:
+            assert GPU_BY_TYPE[gpu.parent].parent is None, gpu.type
 
 
 def test_python_attributes_are_snake_case_and_manifest_keys_camel_case():

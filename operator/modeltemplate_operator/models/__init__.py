@@ -27,14 +27,21 @@ Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`,
 """
 
 from .constants import (
-    CPU_ONLY_CAPS,
     ENV_NAME_PATTERN,
-    GPU_TYPE_CAPS,
     IDENTIFIER_PATTERN,
     MAX_WORKERS_LIMIT,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
+)
+from .gpus import (
+    CPU_ONLY_CAPS,
+    GPU_BY_TYPE,
+    GPU_TYPE_CAPS,
+    GPUS,
+    Gpu,
+    GpuType,
     ResourceCaps,
+    caps_for,
 )
 from .quantity import QuantityError, is_quantity, parse_quantity
 from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
@@ -47,7 +54,6 @@ from .spec import (
     EndpointType,
     FineTuningJobBundleConfig,
     FineTuningResources,
-    GpuType,
     LocalObjectReference,
     ModelParameter,
     ModelTemplateSpec,
@@ -59,7 +65,6 @@ from .spec import (
     TrainingDatasetSchemaType,
     Vendor,
     VendorConfiguration,
-    caps_for,
     is_reserved_env_name,
 )
 from .status import (
@@ -84,7 +89,10 @@ __all__ = [
     "EndpointsStatus",
     "FineTuningJobBundleConfig",
     "FineTuningResources",
+    "GPUS",
+    "GPU_BY_TYPE",
     "GPU_TYPE_CAPS",
+    "Gpu",
     "GpuType",
     "IDENTIFIER_PATTERN",
     "IdentityType",

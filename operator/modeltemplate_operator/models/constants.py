@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = [
     "IDENTIFIER_PATTERN",
     "ENV_NAME_PATTERN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
-    "ResourceCaps",
-    "GPU_TYPE_CAPS",
-    "CPU_ONLY_CAPS",
     "MAX_WORKERS_LIMIT",
     "MAX_GPUS",
     "MAX_ENV_VARS",
@@ -44,28 +39,6 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
 #: no reservation: a template's env reaches only the ``main`` container, never the sidecar.
 RESERVED_ENV_PREFIXES: tuple[str, ...] = ("MODELTEMPLATE_", "KUBERNETES_")
 
-
-@dataclass(frozen=True)
-class ResourceCaps:
-    """Upper bounds (Kubernetes quantities) for one worker of a GPU type."""
-
-    cpus: str
-    memory: str
-    storage: str
-
-
-#: Per-GPU-type caps Launch enforces for one worker (``cpus``/``memory``/``storage``).
-GPU_TYPE_CAPS: dict[str, ResourceCaps] = {
-    "nvidia-tesla-t4": ResourceCaps("63", "250Gi", "640Gi"),
-    "nvidia-ampere-a10": ResourceCaps("63", "250Gi", "640Gi"),
-    "nvidia-ampere-a100": ResourceCaps("95", "1000Gi", "640Gi"),
-    "nvidia-ampere-a100e": ResourceCaps("95", "1000Gi", "640Gi"),
-    "nvidia-hopper-h100": ResourceCaps("191", "2000Gi", "1300Gi"),
-    "nvidia-hopper-h100-1g20gb": ResourceCaps("47", "500Gi", "640Gi"),
-    "nvidia-hopper-h100-3g40gb": ResourceCaps("95", "1000Gi", "640Gi"),
-}
-#: Caps of a worker without GPUs (no ``gpuType``).
-CPU_ONLY_CAPS = ResourceCaps("7", "30Gi", "640Gi")
 
 MAX_WORKERS_LIMIT = 250
 #: Upper bound of ``gpus`` per worker (8 GPUs x 7 MIG slices fits).

@@ -14,9 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from .constants import (
-    CPU_ONLY_CAPS,
     ENV_NAME_PATTERN,
-    GPU_TYPE_CAPS,
     IDENTIFIER_PATTERN,
     MAX_ENV_VARS,
     MAX_GPUS,
@@ -24,8 +22,8 @@ from .constants import (
     MAX_WORKERS_LIMIT,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
-    ResourceCaps,
 )
+from .gpus import CPU_ONLY_CAPS, GPU_TYPE_CAPS, GPUS, GpuType, caps_for
 from .quantity import is_quantity, parse_quantity
 from .rules import K8sModel, XRule, cel_list, cel_string_list
 
@@ -34,7 +32,6 @@ __all__ = [
     "ModelType",
     "EndpointProtocol",
     "Vendor",
-    "GpuType",
     "TrainingDatasetSchemaType",
     "ParameterType",
     "SecretKeySelector",
@@ -48,7 +45,6 @@ __all__ = [
     "ModelParameter",
     "ParametersSchema",
     "ModelTemplateSpec",
-    "caps_for",
     "is_reserved_env_name",
 ]
 
@@ -102,19 +98,6 @@ class Vendor(StrEnum):
     """The vendor of the model template."""
 
     LAUNCH = "LAUNCH"
-
-
-class GpuType(StrEnum):
-    """The type of GPU of a worker (Launch GPU type names; the -1g20gb/-3g40gb types are MIG
-    slices of an H100)."""
-
-    NVIDIA_TESLA_T4 = "nvidia-tesla-t4"
-    NVIDIA_AMPERE_A10 = "nvidia-ampere-a10"
-    NVIDIA_AMPERE_A100 = "nvidia-ampere-a100"
-    NVIDIA_AMPERE_A100E = "nvidia-ampere-a100e"
-    NVIDIA_HOPPER_H100 = "nvidia-hopper-h100"
-    NVIDIA_HOPPER_H100_1G20GB = "nvidia-hopper-h100-1g20gb"
-    NVIDIA_HOPPER_H100_3G40GB = "nvidia-hopper-h100-3g40gb"
 
 
 class TrainingDatasetSchemaType(StrEnum):
@@ -275,13 +258,6 @@ def _int(ge: int | None = None, le: int | None = None) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def caps_for(gpu_type: str | None) -> ResourceCaps:
-    """The per-worker caps for a GPU type (CPU-only caps when ``gpu_type`` is None)."""
-    if gpu_type is not None and str(gpu_type) in GPU_TYPE_CAPS:
-        return GPU_TYPE_CAPS[str(gpu_type)]
-    return CPU_ONLY_CAPS
-
-
 def _cel_caps(attr: str) -> str:
     mapping = (
         "{" + ", ".join(f"'{t}': '{getattr(c, attr)}'" for t, c in GPU_TYPE_CAPS.items()) + "}"
@@ -344,21 +320,27 @@ _RESOURCE_RULES = (
 
 _CPUS_DESCRIPTION = (
     "CPUs of one worker's main container (requests = limits): an integer or a Kubernetes "
-    "quantity such as 500m. Capped per gpuType (CPU-only workers: 7)."
+    f"quantity such as 500m. Capped per gpuType (CPU-only workers: {CPU_ONLY_CAPS.cpus})."
 )
 _MEMORY_DESCRIPTION = (
     "Memory of one worker's main container (requests = limits), a Kubernetes quantity such as "
-    "8Gi. Capped per gpuType (CPU-only workers: 30Gi)."
+    f"8Gi. Capped per gpuType (CPU-only workers: {CPU_ONLY_CAPS.memory})."
 )
 _STORAGE_DESCRIPTION = (
     "Ephemeral storage of one worker's main container (requests = limits), a Kubernetes "
-    "quantity such as 16Gi. Capped at 640Gi (1300Gi for nvidia-hopper-h100)."
+    f"quantity such as 16Gi. Capped at {CPU_ONLY_CAPS.storage} ("
+    + ", ".join(
+        f"{gpu.caps.storage} for {gpu.type}"
+        for gpu in GPUS
+        if gpu.caps.storage != CPU_ONLY_CAPS.storage
+    )
+    + ")."
 )
 _GPUS_DESCRIPTION = "Number of GPUs (or MIG slices) per worker. gpus > 0 requires gpuType."
 _GPU_TYPE_DESCRIPTION = (
-    "The type of GPU of a worker: nvidia-tesla-t4, nvidia-ampere-a10, nvidia-ampere-a100, "
-    "nvidia-ampere-a100e, nvidia-hopper-h100, nvidia-hopper-h100-1g20gb, "
-    "nvidia-hopper-h100-3g40gb. Required when gpus > 0, forbidden when gpus is 0."
+    "The type of GPU of a worker: "
+    + ", ".join(gpu.type for gpu in GPUS)
+    + ". Required when gpus > 0, forbidden when gpus is 0."
 )
 
 
