@@ -26,13 +26,16 @@ Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`,
 :data:`GPU_TYPE_CAPS`, :data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
 """
 
-from .constants import (
-    ENV_NAME_PATTERN,
-    IDENTIFIER_PATTERN,
-    MAX_WORKERS_LIMIT,
-    RESERVED_ENV_NAMES,
-    RESERVED_ENV_PREFIXES,
+from .constants import MAX_WORKERS_LIMIT, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
+from .enums import (
+    EndpointProtocol,
+    EndpointType,
+    ModelType,
+    ParameterType,
+    TrainingDatasetSchemaType,
+    Vendor,
 )
+from .fields import ENV_NAME_PATTERN, IDENTIFIER_PATTERN, PATTERN_HELP, is_reserved_env_name
 from .gpus import (
     CPU_ONLY_CAPS,
     GPU_BY_TYPE,
@@ -47,25 +50,17 @@ from .quantity import QuantityError, is_quantity, parse_quantity
 from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
 from .rules import X_RULE_ERROR, K8sModel, XRule
 from .spec import (
-    PATTERN_HELP,
     BundleConfig,
     EndpointConfig,
-    EndpointProtocol,
-    EndpointType,
     FineTuningJobBundleConfig,
     FineTuningResources,
     LocalObjectReference,
     ModelParameter,
     ModelTemplateSpec,
-    ModelType,
     ParametersSchema,
-    ParameterType,
     SecretEnvVar,
     SecretKeySelector,
-    TrainingDatasetSchemaType,
-    Vendor,
     VendorConfiguration,
-    is_reserved_env_name,
 )
 from .status import (
     Condition,

@@ -1,10 +1,8 @@
-"""Constants of the ModelTemplate API shared by the models, the CRD generator and the renderer."""
+"""Limits and reserved names of the ModelTemplate API, shared by the models and the renderer."""
 
 from __future__ import annotations
 
 __all__ = [
-    "IDENTIFIER_PATTERN",
-    "ENV_NAME_PATTERN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
     "MAX_WORKERS_LIMIT",
@@ -12,11 +10,6 @@ __all__ = [
     "MAX_ENV_VARS",
     "MAX_PARAMETERS",
 ]
-
-#: Parameter names of the creation/request parameter schemas.
-IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-#: Names of environment variables (``bundleConfig.env`` keys and ``secretEnv[].name``).
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: Environment variable names a template may not set, because the rendered Launch-style pod
 #: sets them itself (or the node's GPU runtime does):
