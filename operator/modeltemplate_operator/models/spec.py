@@ -55,6 +55,8 @@ __all__ = [
     "SecretKeySelector",
     "SecretEnvVar",
     "LocalObjectReference",
+    "ContainerConfig",
+    "WorkerResources",
     "BundleConfig",
     "EndpointConfig",
     "FineTuningResources",
@@ -150,9 +152,9 @@ class LocalObjectReference(K8sModel):
 # --------------------------------------------------------------------------------------------
 
 
-class BundleConfig(K8sModel):
-    """The bundle configuration of the model template: the container image of the model
-    server, how to start it and the routes it serves. The image is registry/image:tag."""
+class ContainerConfig(K8sModel):
+    """A container of the template: image (registry/image:tag), command and environment.
+    Base of the model server's and the fine-tuning job's bundle configuration."""
 
     __x_rules__ = CONTAINER_RULES
 
@@ -164,7 +166,7 @@ class BundleConfig(K8sModel):
     tag: ImageTag = Field(description="Image tag, e.g. v0.6.3.")
     command: Command | None = Field(
         None,
-        description="Command of the model container (exec form); defaults to the image's entrypoint.",
+        description="Command of the container (exec form); defaults to the image's entrypoint.",
     )
     env: EnvMap | None = Field(None, description=_ENV_DESCRIPTION)
     secret_env: Annotated[list[SecretEnvVar], Field(max_length=MAX_ENV_VARS)] | None = Field(
@@ -173,6 +175,25 @@ class BundleConfig(K8sModel):
     image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = Field(
         None, description=_IMAGE_PULL_SECRETS_DESCRIPTION, json_schema_extra=LIST_MAP
     )
+
+
+class WorkerResources(K8sModel):
+    """Resources of one worker's main container, capped per GPU type. Base of the endpoint's
+    and the fine-tuning job's resources."""
+
+    __x_rules__ = RESOURCE_RULES
+
+    cpus: Cpus = Field(3, description=_CPUS_DESCRIPTION)
+    memory: Memory = Field("8Gi", description=_MEMORY_DESCRIPTION)
+    storage: Storage = Field("16Gi", description=_STORAGE_DESCRIPTION)
+    gpus: bounded_int(0, MAX_GPUS) = Field(0, description=_GPUS_DESCRIPTION)
+    gpu_type: GpuType | None = Field(None, description=_GPU_TYPE_DESCRIPTION)
+
+
+class BundleConfig(ContainerConfig):
+    """The bundle configuration of the model template: the container image of the model
+    server, how to start it and the routes it serves. The image is registry/image:tag."""
+
     streaming_command: Command | None = Field(
         None,
         description="Command of the model container for STREAMING endpoints (exec form); "
@@ -192,17 +213,12 @@ class BundleConfig(K8sModel):
     )
 
 
-class EndpointConfig(K8sModel):
+class EndpointConfig(WorkerResources):
     """The endpoint configuration of the model template: resources of one worker and how
     the number of workers scales."""
 
     __x_rules__ = (WORKERS_ORDERED, *RESOURCE_RULES)
 
-    cpus: Cpus = Field(3, description=_CPUS_DESCRIPTION)
-    memory: Memory = Field("8Gi", description=_MEMORY_DESCRIPTION)
-    storage: Storage = Field("16Gi", description=_STORAGE_DESCRIPTION)
-    gpus: bounded_int(0, MAX_GPUS) = Field(0, description=_GPUS_DESCRIPTION)
-    gpu_type: GpuType | None = Field(None, description=_GPU_TYPE_DESCRIPTION)
     min_workers: bounded_int(0, MAX_WORKERS_LIMIT) = Field(
         0,
         description="The minimum number of workers. 0 lets the endpoint scale to zero when idle.",
@@ -243,36 +259,13 @@ class EndpointConfig(K8sModel):
     )
 
 
-class FineTuningResources(K8sModel):
+class FineTuningResources(WorkerResources):
     """Resources of the fine-tuning job's container."""
 
-    __x_rules__ = RESOURCE_RULES
 
-    cpus: Cpus = Field(3, description=_CPUS_DESCRIPTION)
-    memory: Memory = Field("8Gi", description=_MEMORY_DESCRIPTION)
-    storage: Storage = Field("16Gi", description=_STORAGE_DESCRIPTION)
-    gpus: bounded_int(0, MAX_GPUS) = Field(0, description=_GPUS_DESCRIPTION)
-    gpu_type: GpuType | None = Field(None, description=_GPU_TYPE_DESCRIPTION)
-
-
-class FineTuningJobBundleConfig(K8sModel):
+class FineTuningJobBundleConfig(ContainerConfig):
     """The bundle configuration of the fine-tuning job of models created from this template."""
 
-    __x_rules__ = CONTAINER_RULES
-
-    registry: Registry = Field(description="Container registry of the fine-tuning image.")
-    image: ImageName = Field(description="Image repository of the fine-tuning image.")
-    tag: ImageTag = Field(description="Image tag of the fine-tuning image.")
-    command: Command | None = Field(
-        None, description="Command of the fine-tuning container (exec form)."
-    )
-    env: EnvMap | None = Field(None, description=_ENV_DESCRIPTION)
-    secret_env: Annotated[list[SecretEnvVar], Field(max_length=MAX_ENV_VARS)] | None = Field(
-        None, description=_SECRET_ENV_DESCRIPTION, json_schema_extra=LIST_MAP
-    )
-    image_pull_secrets: Annotated[list[LocalObjectReference], Field(max_length=16)] | None = Field(
-        None, description=_IMAGE_PULL_SECRETS_DESCRIPTION, json_schema_extra=LIST_MAP
-    )
     mount_location: FilePath = Field(
         "/workspace/launch_specific/config.json",
         description="The filesystem location where the fine tuning job's configuration will be "
