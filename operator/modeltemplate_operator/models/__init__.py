@@ -22,8 +22,13 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
 - Status: :class:`ModelTemplateStatus`, :class:`Condition`, :class:`WorkersStatus`,
   :class:`EndpointsStatus`, :class:`SchedulingStatus`.
 
-Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`,
-:data:`GPU_TYPE_CAPS`, :data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
+Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`. GPU types: :data:`GPUS`
+(the one table; :class:`GpuType`, :data:`GPU_TYPE_CAPS` and :data:`GPU_BY_TYPE` derive from it),
+:data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
+
+Modules: ``enums`` and ``gpus`` (the enums and the GPU table), ``fields`` (field types and the
+rules, each Python check paired with its CEL twin), ``spec`` / ``status`` / ``resource`` (the
+classes), ``rules`` (the XRule machinery), ``quantity``, ``constants``.
 """
 
 from .constants import MAX_WORKERS_LIMIT, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
