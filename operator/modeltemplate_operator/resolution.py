@@ -8,6 +8,8 @@ GPU classes
     ``nvidia-gfd``  ``nvidia.com/gpu.product: <product>`` (NVIDIA GPU Feature Discovery)
     ``gke``         ``cloud.google.com/gke-accelerator: <accelerator>``
 
+    Products, accelerators and MIG profiles come from the GPU table (``models/gpus.py``).
+
     MIG types (``nvidia-hopper-h100-1g20gb``, ``-3g40gb``) follow the MIG strategy of the
     cluster: ``mixed`` requests ``nvidia.com/mig-<profile>`` on nodes of the parent GPU;
     ``single`` requests ``nvidia.com/gpu`` on nodes labelled with the MIG profile.
@@ -24,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from .config import OperatorConfig
-from .models import ModelTemplate, ModelTemplateSpec
+from .models import GPU_BY_TYPE, ModelTemplate, ModelTemplateSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -32,29 +34,6 @@ LAUNCH_LABEL = "k8s.amazonaws.com/accelerator"
 GFD_LABEL = "nvidia.com/gpu.product"
 GKE_LABEL = "cloud.google.com/gke-accelerator"
 GKE_PARTITION_LABEL = "cloud.google.com/gke-gpu-partition-size"
-
-
-@dataclass(frozen=True)
-class GpuModel:
-    gfd_product: str
-    gke_accelerator: str
-    parent: str | None = None  # the full GPU a MIG slice is cut from
-    mig_profile: str | None = None
-
-
-GPU_MODELS: dict[str, GpuModel] = {
-    "nvidia-tesla-t4": GpuModel("Tesla-T4", "nvidia-tesla-t4"),
-    "nvidia-ampere-a10": GpuModel("NVIDIA-A10G", "nvidia-a10g"),
-    "nvidia-ampere-a100": GpuModel("NVIDIA-A100-SXM4-40GB", "nvidia-tesla-a100"),
-    "nvidia-ampere-a100e": GpuModel("NVIDIA-A100-SXM4-80GB", "nvidia-a100-80gb"),
-    "nvidia-hopper-h100": GpuModel("NVIDIA-H100-80GB-HBM3", "nvidia-h100-80gb"),
-    "nvidia-hopper-h100-1g20gb": GpuModel(
-        "NVIDIA-H100-80GB-HBM3-MIG-1g.20gb", "nvidia-h100-80gb", "nvidia-hopper-h100", "1g.20gb"
-    ),
-    "nvidia-hopper-h100-3g40gb": GpuModel(
-        "NVIDIA-H100-80GB-HBM3-MIG-3g.40gb", "nvidia-h100-80gb", "nvidia-hopper-h100", "3g.40gb"
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -68,10 +47,10 @@ class Scheduling:
 
 
 def _preset_selector(gpu_type: str, preset: str, mig_strategy: str) -> dict[str, str]:
-    model = GPU_MODELS[gpu_type]
+    model = GPU_BY_TYPE[gpu_type]
     # Mixed strategy: the slice is its own resource, the node is labelled as its parent GPU.
     labelled_as = model.parent if (model.parent and mig_strategy == "mixed") else gpu_type
-    labelled = GPU_MODELS[labelled_as]
+    labelled = GPU_BY_TYPE[labelled_as]
     if preset == "launch":
         return {LAUNCH_LABEL: labelled_as}
     if preset == "nvidia-gfd":
@@ -86,7 +65,7 @@ def resolve_gpu(gpu_type: str | None, gpus: int, config: OperatorConfig) -> Sche
     """Scheduling of one worker; CPU-only workers get no GPU resource, selector or toleration."""
     if not gpu_type or gpus <= 0:
         return Scheduling()
-    model = GPU_MODELS[gpu_type]
+    model = GPU_BY_TYPE[gpu_type]
     resource = GPU_RESOURCE
     if model.mig_profile and config.mig_strategy == "mixed":
         resource = f"nvidia.com/mig-{model.mig_profile}"

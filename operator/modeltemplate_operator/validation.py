@@ -8,7 +8,8 @@ message per problem, each naming the camelCase field path and the offending valu
 The operator runs the same function on every object it reconciles and reports the result in
 status, so a rule the API server did not apply (a CRD installed without CEL, validation
 ratcheting of an old object, an object written before a rule existed) is never silently
-accepted. Checks no CRD can express are in :func:`extra_checks`.
+accepted. Every spec rule of this API is expressible in the CRD (OpenAPI or CEL) and lives
+in the models, so parsing with the models is the whole check.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = [
     "parse_manifest",
     "format_errors",
     "format_path",
-    "extra_checks",
 ]
 
 _QUANTITY_FIELDS = {"cpus", "memory", "storage"}
@@ -180,13 +180,6 @@ def format_errors(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def extra_checks(template: ModelTemplate) -> list[str]:
-    """Checks beyond the CRD schema. Every spec rule of this API is expressible in the CRD
-    (OpenAPI or CEL) and lives in the models; this hook is where checks that need more than
-    one object's fields belong. It returns no errors today."""
-    return []
-
-
 def parse_manifest(manifest: Any) -> ModelTemplate:
     """Parse a manifest dict into a :class:`ModelTemplate`; raises :class:`ManifestInvalid`."""
     if not isinstance(manifest, dict):
@@ -199,13 +192,9 @@ def parse_manifest(manifest: Any) -> ModelTemplate:
     if errors:
         raise ManifestInvalid(errors)
     try:
-        template = ModelTemplate.model_validate(manifest)
+        return ModelTemplate.model_validate(manifest)
     except ValidationError as exc:
         raise ManifestInvalid(format_errors(exc)) from None
-    extra = extra_checks(template)
-    if extra:
-        raise ManifestInvalid(extra)
-    return template
 
 
 def validate_manifest(manifest: Any) -> list[str]:

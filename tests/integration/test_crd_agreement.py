@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
+from support.strategies import manifests
 
 from modeltemplate_operator import GROUP, PLURAL, VERSION
 from modeltemplate_operator.models import ModelTemplate
-from modeltemplate_operator.models.testing import manifests
 from modeltemplate_operator.validation import validate_manifest
 
 pytestmark = [

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from modeltemplate_operator.models import (
     CPU_ONLY_CAPS,
+    GPU_BY_TYPE,
     GPU_TYPE_CAPS,
-    PARAMETER_TYPES,
+    GPUS,
     RESERVED_ENV_NAMES,
     BundleConfig,
     EndpointConfig,
@@ -94,15 +95,21 @@ def test_enums_hold_every_seed_value():
         "nvidia-hopper-h100", "nvidia-hopper-h100-1g20gb", "nvidia-hopper-h100-3g40gb",
     ]  # fmt: skip
     assert [t.value for t in TrainingDatasetSchemaType] == ["GENERATION", "RERANKING_QUESTIONS"]
+    assert [p.value for p in ParameterType] == ["str", "int", "float", "bool", "list", "dict"]
     assert [i.value for i in IdentityType] == ["user", "service_account"]
-    assert tuple(p.value for p in ParameterType) == PARAMETER_TYPES
 
 
 def test_every_gpu_type_has_caps():
     assert set(GPU_TYPE_CAPS) == {g.value for g in GpuType}
     assert caps_for(None) == CPU_ONLY_CAPS == caps_for("unknown")
     assert caps_for(GpuType.NVIDIA_HOPPER_H100).storage == "1300Gi"
-    assert GpuType.NVIDIA_HOPPER_H100_1G20GB.is_mig and not GpuType.NVIDIA_TESLA_T4.is_mig
+
+
+def test_gpu_table_mig_slices_name_a_full_gpu_parent():
+    for gpu in GPUS:
+        assert (gpu.parent is None) == (gpu.mig_profile is None), gpu.type
+        if gpu.parent is not None:
+            assert GPU_BY_TYPE[gpu.parent].parent is None, gpu.type
 
 
 def test_python_attributes_are_snake_case_and_manifest_keys_camel_case():

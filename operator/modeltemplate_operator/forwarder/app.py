@@ -305,7 +305,7 @@ class Forwarder:
         else:
             return body  # not JSON: nothing to check
         if self._schema:
-            problems = self._schema.check(doc, require_key=route.params == "required")
+            problems = self._schema.check_request(doc, require_key=route.params == "required")
             if problems:
                 fields = ", ".join(p["field"] for p in problems)
                 raise _Abort(
@@ -321,7 +321,7 @@ class Forwarder:
     async def _proxy(self, request: web.BaseRequest, route: Route, t0: float):
         body = await self._read_body(request, route) if request.can_read_body else b""
         if route.params == "required" and not body and self._schema.has_required:
-            problems = self._schema.check({}, require_key=True)
+            problems = self._schema.check_request({}, require_key=True)
             raise _Abort(
                 _error(
                     422,

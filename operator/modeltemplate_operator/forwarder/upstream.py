@@ -162,12 +162,6 @@ class UpstreamResponse:
         self.headers = conn.headers or []
         self._done = False
 
-    def header(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
-
     async def next_chunk(self, timeout: float) -> bytes:
         """Body bytes received so far (coalesced), or b"" at the end of the body."""
         conn = self._conn

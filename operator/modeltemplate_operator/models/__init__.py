@@ -4,7 +4,7 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
 
 - :class:`ModelTemplate` — ``api_version``, ``kind``, ``metadata`` (:class:`ObjectMeta`),
   ``spec`` (:class:`ModelTemplateSpec`), ``status`` (:class:`ModelTemplateStatus` | None).
-  Parse a manifest dict with ``ModelTemplate.model_validate(d)`` (or ``from_manifest``).
+  Parse a manifest dict with ``ModelTemplate.model_validate(d)``.
 - :class:`ModelTemplateSpec` — ``endpoint_type``, ``model_type``, ``endpoint_protocol``,
   ``vendor_configuration``, ``model_creation_parameters_schema``,
   ``model_request_parameters_schema``; shortcuts ``bundle_config`` and ``endpoint_config``.
@@ -22,46 +22,50 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
 - Status: :class:`ModelTemplateStatus`, :class:`Condition`, :class:`WorkersStatus`,
   :class:`EndpointsStatus`, :class:`SchedulingStatus`.
 
-Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`, :data:`PARAMETER_TYPES`,
-:data:`GPU_TYPE_CAPS`, :data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
+Constants: :data:`RESERVED_ENV_NAMES`, :data:`RESERVED_ENV_PREFIXES`. GPU types: :data:`GPUS`
+(the one table; :class:`GpuType`, :data:`GPU_TYPE_CAPS` and :data:`GPU_BY_TYPE` derive from it),
+:data:`CPU_ONLY_CAPS`. Quantities: :func:`parse_quantity`.
+
+Modules: ``enums`` and ``gpus`` (the enums and the GPU table), ``fields`` (field types and the
+rules, each Python check paired with its CEL twin), ``spec`` / ``status`` / ``resource`` (the
+classes), ``rules`` (the XRule machinery), ``quantity``, ``constants``.
 """
 
-from .constants import (
+from .constants import MAX_WORKERS_LIMIT, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
+from .enums import (
+    EndpointProtocol,
+    EndpointType,
+    ModelType,
+    ParameterType,
+    TrainingDatasetSchemaType,
+    Vendor,
+)
+from .fields import ENV_NAME_PATTERN, IDENTIFIER_PATTERN, PATTERN_HELP, is_reserved_env_name
+from .gpus import (
     CPU_ONLY_CAPS,
-    ENV_NAME_PATTERN,
+    GPU_BY_TYPE,
     GPU_TYPE_CAPS,
-    IDENTIFIER_PATTERN,
-    MAX_WORKERS_LIMIT,
-    PARAMETER_TYPES,
-    RESERVED_ENV_NAMES,
-    RESERVED_ENV_PREFIXES,
+    GPUS,
+    Gpu,
+    GpuType,
     ResourceCaps,
+    caps_for,
 )
 from .quantity import QuantityError, is_quantity, parse_quantity
 from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
 from .rules import X_RULE_ERROR, K8sModel, XRule
 from .spec import (
-    PATTERN_HELP,
     BundleConfig,
     EndpointConfig,
-    EndpointProtocol,
-    EndpointType,
     FineTuningJobBundleConfig,
     FineTuningResources,
-    GpuType,
     LocalObjectReference,
     ModelParameter,
     ModelTemplateSpec,
-    ModelType,
     ParametersSchema,
-    ParameterType,
     SecretEnvVar,
     SecretKeySelector,
-    TrainingDatasetSchemaType,
-    Vendor,
     VendorConfiguration,
-    caps_for,
-    is_reserved_env_name,
 )
 from .status import (
     Condition,
@@ -85,7 +89,10 @@ __all__ = [
     "EndpointsStatus",
     "FineTuningJobBundleConfig",
     "FineTuningResources",
+    "GPUS",
+    "GPU_BY_TYPE",
     "GPU_TYPE_CAPS",
+    "Gpu",
     "GpuType",
     "IDENTIFIER_PATTERN",
     "IdentityType",
@@ -100,7 +107,6 @@ __all__ = [
     "NAME_MAX_LENGTH",
     "NAME_PATTERN",
     "ObjectMeta",
-    "PARAMETER_TYPES",
     "PATTERN_HELP",
     "ParameterType",
     "ParametersSchema",

@@ -1,28 +1,15 @@
-"""Constants of the ModelTemplate API shared by the models, the CRD generator and the renderer."""
+"""Limits and reserved names of the ModelTemplate API, shared by the models and the renderer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 __all__ = [
-    "IDENTIFIER_PATTERN",
-    "ENV_NAME_PATTERN",
     "RESERVED_ENV_NAMES",
     "RESERVED_ENV_PREFIXES",
-    "PARAMETER_TYPES",
-    "ResourceCaps",
-    "GPU_TYPE_CAPS",
-    "CPU_ONLY_CAPS",
     "MAX_WORKERS_LIMIT",
     "MAX_GPUS",
     "MAX_ENV_VARS",
     "MAX_PARAMETERS",
 ]
-
-#: Parameter names of the creation/request parameter schemas.
-IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-#: Names of environment variables (``bundleConfig.env`` keys and ``secretEnv[].name``).
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 #: Environment variable names a template may not set, because the rendered Launch-style pod
 #: sets them itself (or the node's GPU runtime does):
@@ -40,36 +27,11 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
     "NVIDIA_VISIBLE_DEVICES",
     "CUDA_VISIBLE_DEVICES",
 )
-#: Reserved prefixes: ``MODELTEMPLATE_`` is the settings namespace of the operator and of the
-#: ``http-forwarder`` sidecar; ``KUBERNETES_`` is injected by the kubelet.
+#: Reserved prefixes: ``MODELTEMPLATE_`` is the settings namespace of the operator;
+#: ``KUBERNETES_`` is injected by the kubelet. The http-forwarder's ``FORWARDER_`` settings need
+#: no reservation: a template's env reaches only the ``main`` container, never the sidecar.
 RESERVED_ENV_PREFIXES: tuple[str, ...] = ("MODELTEMPLATE_", "KUBERNETES_")
 
-#: The documented set of parameter types of ``modelCreationParametersSchema`` and
-#: ``modelRequestParametersSchema`` (Python type names, as in the SGP API: ``"str"``).
-PARAMETER_TYPES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict")
-
-
-@dataclass(frozen=True)
-class ResourceCaps:
-    """Upper bounds (Kubernetes quantities) for one worker of a GPU type."""
-
-    cpus: str
-    memory: str
-    storage: str
-
-
-#: Per-GPU-type caps Launch enforces for one worker (``cpus``/``memory``/``storage``).
-GPU_TYPE_CAPS: dict[str, ResourceCaps] = {
-    "nvidia-tesla-t4": ResourceCaps("63", "250Gi", "640Gi"),
-    "nvidia-ampere-a10": ResourceCaps("63", "250Gi", "640Gi"),
-    "nvidia-ampere-a100": ResourceCaps("95", "1000Gi", "640Gi"),
-    "nvidia-ampere-a100e": ResourceCaps("95", "1000Gi", "640Gi"),
-    "nvidia-hopper-h100": ResourceCaps("191", "2000Gi", "1300Gi"),
-    "nvidia-hopper-h100-1g20gb": ResourceCaps("47", "500Gi", "640Gi"),
-    "nvidia-hopper-h100-3g40gb": ResourceCaps("95", "1000Gi", "640Gi"),
-}
-#: Caps of a worker without GPUs (no ``gpuType``).
-CPU_ONLY_CAPS = ResourceCaps("7", "30Gi", "640Gi")
 
 MAX_WORKERS_LIMIT = 250
 #: Upper bound of ``gpus`` per worker (8 GPUs x 7 MIG slices fits).

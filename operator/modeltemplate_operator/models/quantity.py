@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from decimal import MAX_EMAX, MIN_EMIN, Decimal, localcontext
 
-__all__ = ["QuantityError", "is_quantity", "parse_quantity", "format_quantity"]
+__all__ = ["QuantityError", "is_quantity", "parse_quantity"]
 
 _QUANTITY_RE = re.compile(
     r"(?P<sign>[+-]?)(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
@@ -68,8 +68,3 @@ def is_quantity(value: object) -> bool:
     except QuantityError:
         return False
     return True
-
-
-def format_quantity(value: int | str) -> str:
-    """The quantity as written (ints become their decimal string), as CEL's ``string()`` does."""
-    return str(value)

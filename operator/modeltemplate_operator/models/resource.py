@@ -97,11 +97,6 @@ class ModelTemplate(K8sModel):
         None, description="Observed state, written by the operator."
     )
 
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> ModelTemplate:
-        """Parse (and validate) a manifest dict; raises pydantic.ValidationError."""
-        return cls.model_validate(manifest)
-
     def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
         """The manifest as a plain dict (camelCase, defaults filled, unset optionals omitted)."""
         exclude = None if include_status else {"status"}

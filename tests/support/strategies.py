@@ -1,4 +1,4 @@
-"""Hypothesis strategies for ModelTemplate manifests (a test helper; needs ``hypothesis``).
+"""Hypothesis strategies for ModelTemplate manifests (test support; needs ``hypothesis``).
 
 :func:`manifests` draws a plausible, valid manifest (optional fields omitted at random so
 defaults are exercised, values up to the exact caps), then applies zero to two *edits*, each
@@ -16,9 +16,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from .. import API_VERSION, KIND
-from .constants import CPU_ONLY_CAPS, GPU_TYPE_CAPS
-from .quantity import parse_quantity
+from modeltemplate_operator import API_VERSION, KIND
+from modeltemplate_operator.models import CPU_ONLY_CAPS, GPU_TYPE_CAPS, parse_quantity
 
 __all__ = ["manifests", "valid_manifests", "EDITS"]
 
