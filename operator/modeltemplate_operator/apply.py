@@ -166,7 +166,9 @@ class Applier:
                     self._writes[write_key] = _Write(None, _version(current))
                     pruned.append(name)
                     continue
-                raise ApplyRejected(f"{name}: {status_message(exc)}") from None
+                raise ApplyRejected(
+                    f"{name}: {status_message(exc)}", namespace_terminating=_terminating(exc)
+                ) from None
             self._writes[write_key] = _Write(fingerprint, _version(current), stored)
             applied.append(name)
             children.append(stored)
@@ -184,6 +186,19 @@ class Applier:
 class ApplyRejected(RuntimeError):
     """The API server refused a child for a reason a retry will not change (quota, admission,
     validation); the message names the child and the server's reason."""
+
+    def __init__(self, message: str, namespace_terminating: bool = False):
+        super().__init__(message)
+        #: Refused because the namespace is being deleted: nothing is wrong, everything goes.
+        self.namespace_terminating = namespace_terminating
+
+
+def _terminating(exc: ApiException) -> bool:
+    try:
+        causes = json.loads(exc.body or "")["details"]["causes"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ TEMPLATE = kinds.MODEL_TEMPLATE
 
 #: Refused children are retried on this backoff: fixing a quota sends the operator no event.
 REFUSED = Backoff(first=10.0, cap=300.0)
+#: A namespace being deleted takes its templates with it: their reconciles wait this long
+#: (quietly: no write, no status, no Event) and find them gone, or the namespace made anew.
+TERMINATING = Backoff(first=30.0, cap=30.0)
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Reconciler:
         #: Is KEDA's ScaledObject CRD served? Kept current by the CRD watch of the handlers.
         self.keda_installed = keda_installed
         self.core = CoreV1Api(api)
+        #: Namespaces the API server said are being deleted, until when to leave them alone.
+        self._terminating: dict[str, float] = {}
         #: Last status written per template, with the resourceVersion it was written over.
         self._statuses: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
 
@@ -68,6 +74,8 @@ class Reconciler:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
+        if self._terminating.get(meta["namespace"], 0.0) > time.monotonic():
+            return Outcome(None, False, retry=TERMINATING)
         outcome = self._reconcile(body, observed)
         log.debug(
             "reconciled %s/%s: applied=%s pruned=%s status_written=%s",
@@ -97,6 +105,10 @@ class Reconciler:
         try:
             result = self.applier.sync(render(plan), observed.objects, meta["uid"])
         except ApplyRejected as rejected:
+            if rejected.namespace_terminating:
+                log.debug("namespace %s is being deleted: %s", meta["namespace"], rejected)
+                self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
+                return Outcome(None, False, retry=TERMINATING)
             status = compute_status(
                 dict(body), plan, [], observed, _now(), apply_error=str(rejected)
             )

@@ -127,7 +127,7 @@ class Runtime:
                 self.queue.forget(key)
             else:
                 delay = self.queue.retry(key, retry)
-                log.info("reconcile of %s/%s again in %.0f s", *key, delay)
+                log.debug("reconcile of %s/%s again in %.0f s", *key, delay)
 
     def _reconcile(self, key: Key) -> Backoff | None:
         """One reconcile of the template's latest cached state (a worker thread)."""

@@ -3,8 +3,11 @@ reproduced its finding before the fix."""
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 
+import pytest
 from kubernetes import watch
 from kubernetes.client import CustomObjectsApi
 from support.k8s import get_json, wait_for
@@ -12,6 +15,7 @@ from support.manifests import tiny_template
 from test_operator import apply_template, condition, wait_ready
 from urllib3.exceptions import ProtocolError
 
+from devtools.localcluster import LocalCluster
 from modeltemplate_operator import GROUP, PLURAL, VERSION
 
 
@@ -87,3 +91,59 @@ def test_a_spec_change_is_never_ready_before_its_children_are(
     ]
     assert claims, "no status was written for the new generation"
     assert all(c["status"] == "False" for c in claims), claims
+
+
+def _operator_requests(cluster, offset: int) -> list[dict]:
+    with cluster.audit_log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [e for e in events if e.get("userAgent", "").startswith("modeltemplate-operator/")]
+
+
+def test_deleting_a_namespace_is_quiet(cluster, operator):
+    if not isinstance(cluster, LocalCluster):
+        pytest.skip("reads the local control plane's audit log")
+    namespace, count = f"t-gone-{uuid.uuid4().hex[:6]}", 40
+    cluster.kubectl("create", "namespace", namespace)
+    items = [tiny_template(f"g{i:02d}", cpus="0.05", memory="64Mi") for i in range(count)]
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": items}),
+    )
+    cluster.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "--timeout=120s",
+        "modeltemplate",
+        "--all",
+        timeout=130,
+    )
+    log_offset = operator.log_path.stat().st_size
+    audit_offset = cluster.audit_log.stat().st_size
+
+    cluster.kubectl("delete", "namespace", namespace, "--timeout=120s", timeout=130)
+
+    refused = [
+        e
+        for e in _operator_requests(cluster, audit_offset)
+        if e.get("stage") == "ResponseComplete"
+        and e["responseStatus"]["code"] >= 400
+        and e["objectRef"].get("namespace") == namespace
+    ]
+    log = operator.log_path.read_bytes()[log_offset:].decode()
+    complaints = [
+        line
+        for line in log.splitlines()
+        if namespace in line and any(w in line for w in ("could not", "failed", "Traceback"))
+    ]
+    print(f"{count} templates: {len(refused)} refused operator requests while the namespace went")
+    # At most one refused write per reconcile worker in flight when the deletion began.
+    assert len(refused) <= 16, [e["requestURI"] for e in refused]
+    assert complaints == []
