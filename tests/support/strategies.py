@@ -166,7 +166,8 @@ def valid_manifests(draw: Any) -> dict[str, Any]:
                     for n in names
                 ]
             }
-    name = draw(st.sampled_from(["llm", "chat-7b", "a" * 63, "e5-large-v2"]))
+    longest = 58 if spec["endpointType"] == "BATCH" else 63  # a Job's pods are <name>-<index>
+    name = draw(st.sampled_from(["llm", "chat-7b", "a" * longest, "e5-large-v2"]))
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": spec}
 
 
@@ -220,7 +221,7 @@ def _add_param(kind: str) -> Callable[[dict[str, Any], Any], None]:
 
 
 EDITS: list[Callable[[dict[str, Any], Any], None]] = [
-    _setter(("metadata", "name"), ["ok", "a" * 64, "Chat", "x.y", "9b", "a-"]),
+    _setter(("metadata", "name"), ["ok", "a" * 64, "a" * 62, "Chat", "x.y", "9b", "a-"]),
     _setter(("spec", "endpointType"), ["SYNC", "ASYNC", "sync", "REALTIME", _DELETE]),
     _setter(("spec", "modelType"), ["GENERIC", "LLM", _DELETE]),
     _setter(("spec", "endpointProtocol"), ["VLLM", "OPENAI"]),
@@ -231,11 +232,12 @@ EDITS: list[Callable[[dict[str, Any], Any], None]] = [
     ),
     _setter((*BC, "image"), ["ok/image", "Model", "a//b", "img:tag", "a--b", "-a", _DELETE]),
     _setter((*BC, "tag"), ["v1", ".x", "-x", "a b", "x" * 129, "", _DELETE]),
-    _setter((*BC, "command"), [["a"], [], "python", [1]]),
+    _setter((*BC, "command"), [["a"], [], "python", [1], ["a\x00b"], ["x" * 32_001]]),
     _setter(
         (*BC, "env"),
         [
             {"OK": "1"},
+            {"NUL": "a\x00b"},
             {"PORT": "1"},
             {"1BAD": "x"},
             {"MY-VAR": "x"},

@@ -244,6 +244,45 @@ def test_env_and_secret_rules():
     ]
 
 
+def test_values_that_could_never_reach_exec_are_refused():
+    m = minimal()
+    b = m["spec"]["vendorConfiguration"]["bundleConfig"]
+    b["env"] = {"CONFIG": "x" * 32_000}
+    b["command"] = ["serve", "y" * 32_000]
+    assert errors_of(m) == []
+    b["env"] = {"CONFIG": "x" * 32_001}  # Linux refuses an env string over 128 KiB at exec
+    (err,) = errors_of(m)
+    assert err.startswith("spec.vendorConfiguration.bundleConfig.env.CONFIG") and "32000" in err
+    b["env"] = {"CONFIG": "a\x00b"}
+    (err,) = errors_of(m)
+    assert "env.CONFIG" in err and "without NUL characters" in err
+
+
+@pytest.mark.parametrize(
+    "name_length, max_workers, ok",
+    [
+        (61, 1, True),
+        (62, 1, False),
+        (61, 10, True),
+        (60, 11, True),
+        (61, 11, False),
+        (59, 250, True),
+        (60, 250, False),
+    ],
+)
+def test_batch_names_leave_room_for_the_pod_index(name_length, max_workers, ok):
+    m = minimal()
+    m["metadata"]["name"] = "b" * name_length
+    m["spec"]["endpointType"] = "BATCH"
+    m["spec"]["vendorConfiguration"]["endpointConfig"] = {"maxWorkers": max_workers}
+    errors = errors_of(m)
+    assert (errors == []) is ok, errors
+    # The Job's pods are <name>-<index>, the highest index maxWorkers - 1: a DNS label.
+    assert (name_length + 1 + len(str(max_workers - 1)) <= 63) is ok
+    m["spec"]["endpointType"] = "SYNC"
+    assert errors_of(m) == []  # only BATCH templates make Job pods
+
+
 def test_reserved_env_names_are_one_constant():
     assert "PORT" in RESERVED_ENV_NAMES
     assert is_reserved_env_name("MODELTEMPLATE_ANYTHING") and is_reserved_env_name("KUBERNETES_X")

@@ -71,7 +71,15 @@ SECRET_NAME_PATTERN = r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 
 #: Human explanations of the patterns, used in the offline validator's messages.
+#: Values that reach exec(2) (env values, command arguments): no NUL character, which no C
+#: string can hold; the container would be accepted and never start.
+EXEC_STRING_PATTERN = r"^[^\x00]*$"
+#: Linux refuses an environment string ("NAME=value") or argument over 128 KiB at exec; 32,000
+#: characters stay under it in any encoding (4 bytes a character at most).
+MAX_EXEC_STRING_LENGTH = 32_000
+
 PATTERN_HELP: dict[str, str] = {
+    EXEC_STRING_PATTERN: "a string without NUL characters",
     REGISTRY_PATTERN: "a registry host (DNS name, optional :port, optional lowercase path)",
     IMAGE_PATTERN: "a lowercase image repository path such as vllm/vllm-openai",
     TAG_PATTERN: "an image tag: letters, digits, _ . -, at most 128 characters, not starting with . or -",
@@ -159,13 +167,16 @@ EnvName = Annotated[
     Field(strict=True, pattern=ENV_NAME_PATTERN, max_length=128, min_length=1),
     _ENV_NAME_RESERVED,
 ]
+ExecString = Annotated[
+    str, Field(strict=True, pattern=EXEC_STRING_PATTERN, max_length=MAX_EXEC_STRING_LENGTH)
+]
 EnvMap = Annotated[
-    dict[str, StrictStr],
+    dict[str, ExecString],
     Field(max_length=MAX_ENV_VARS),
     _ENV_KEYS_VALID,
     _ENV_KEYS_NOT_RESERVED,
 ]
-Command = Annotated[list[StrictStr], Field(max_length=256)]
+Command = Annotated[list[ExecString], Field(max_length=256)]
 
 
 def _quantity_type(name: str) -> Any:

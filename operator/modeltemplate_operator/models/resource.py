@@ -82,10 +82,46 @@ _NAME_RULE = XRule(
 )
 
 
+def _batch_name_limit(max_workers: int) -> int:
+    """A BATCH template's Job names its pods ``<name>-<index>``, a DNS label of at most 63."""
+    return NAME_MAX_LENGTH - 1 - len(str(max(1, max_workers) - 1))
+
+
+_CEL_MAX_WORKERS = (
+    "(has(self.spec.vendorConfiguration.endpointConfig) && "
+    "has(self.spec.vendorConfiguration.endpointConfig.maxWorkers) ? "
+    "self.spec.vendorConfiguration.endpointConfig.maxWorkers : 1)"
+)
+_CEL_BATCH_LIMIT = (
+    f"({NAME_MAX_LENGTH} - 1 - size(string({_CEL_MAX_WORKERS} > 1 ? {_CEL_MAX_WORKERS} - 1 : 0)))"
+)
+_BATCH_NAME_RULE = XRule(
+    rule=(
+        "!has(self.metadata.name) || self.spec.endpointType != 'BATCH' || "
+        f"size(self.metadata.name) <= {_CEL_BATCH_LIMIT}"
+    ),
+    check=lambda o: (
+        o.metadata.name is None
+        or o.spec.endpoint_type != "BATCH"
+        or len(o.metadata.name) <= _batch_name_limit(o.spec.endpoint_config.max_workers)
+    ),
+    describe=lambda o: (
+        f"metadata.name ({o.metadata.name}) must be at most "
+        f"{_batch_name_limit(o.spec.endpoint_config.max_workers)} characters for a BATCH "
+        "template: its Job names each pod <name>-<index>, at most 63 characters"
+    ),
+    message_expression=(
+        "'metadata.name (%s) must be at most %d characters for a BATCH template: its Job names "
+        "each pod <name>-<index>, at most 63 characters'.format([self.metadata.name, "
+        f"{_CEL_BATCH_LIMIT}])"
+    ),
+)
+
+
 class ModelTemplate(K8sModel):
     """An SGP Model Template served by the operator as a Launch-style workload."""
 
-    __x_rules__ = (_NAME_RULE,)
+    __x_rules__ = (_NAME_RULE, _BATCH_NAME_RULE)
 
     api_version: Literal["launch.modelops.dev/v1alpha1"] = Field(
         API_VERSION, description="launch.modelops.dev/v1alpha1"
