@@ -187,9 +187,17 @@ class LocalCluster:
 
     # -- lifecycle -----------------------------------------------------------
     def up(self, *, timeout: float = 120) -> LocalCluster:
-        """Start every component (or keep the running ones) and wait until nodes are Ready."""
+        """Start every component, or restart those of a previous ``up`` that died (same ports,
+        same data: objects survive), and wait until the API answers and the nodes are Ready."""
         if self.running():
             return self
+        deadline = time.monotonic() + timeout
+        if self._restartable():
+            try:
+                self._start_components(deadline, only_dead=True)
+                return self
+            except ClusterError as err:
+                print(f"could not restart the dead components ({err}); starting afresh")
         self.down()
         self.bin_dir = self.bin_dir or find_bin_dir()
         for d in ("pki", "data", "logs"):
@@ -206,16 +214,8 @@ class LocalCluster:
             )
         }
         self._write_pki()
-        deadline = time.monotonic() + timeout
         try:
-            self._start("etcd", self._etcd_args())
-            self._wait(lambda: self._etcd_ready(), deadline, "etcd")
-            self._start("kube-apiserver", self._apiserver_args())
-            self._wait(self._api_ready, deadline, "kube-apiserver")
-            self._start("kube-controller-manager", self._controller_manager_args())
-            self._start("kube-scheduler", self._scheduler_args())
-            self._start("kwok", self._kwok_args())
-            self._save_state()
+            self._start_components(deadline, only_dead=False)
             self._create_nodes()
             self._wait(self._nodes_ready, deadline, "fake nodes Ready")
             self._wait(self._default_service_account, deadline, "default ServiceAccount")
@@ -223,6 +223,37 @@ class LocalCluster:
             self.down()  # nothing half-started is left behind; logs stay
             raise
         return self
+
+    def _restartable(self) -> bool:
+        """A previous ``up`` left its state, certificates and data: only processes are missing."""
+        return (
+            self._load_state()
+            and (self.root / "pki").is_dir()
+            and (self.root / "data").is_dir()
+            and self.kubeconfig.exists()
+        )
+
+    def _start_components(self, deadline: float, *, only_dead: bool) -> None:
+        """Start the components in order (with ``only_dead``, those not running), each waiting
+        for what it needs; the nodes come back Ready once kwok runs again."""
+        starts = {
+            "etcd": (self._etcd_args, self._etcd_ready),
+            "kube-apiserver": (self._apiserver_args, self._api_ready),
+            "kube-controller-manager": (self._controller_manager_args, None),
+            "kube-scheduler": (self._scheduler_args, None),
+            "kwok": (self._kwok_args, None),
+        }
+        if only_dead:
+            self.pids = {n: p for n, p in self.pids.items() if n in COMPONENTS and pid_alive(p)}
+        for name in COMPONENTS:
+            args, ready = starts[name]
+            if name not in self.pids:
+                self._start(name, args())
+            if ready is not None:
+                self._wait(ready, deadline, name)
+        self._save_state()
+        if only_dead:
+            self._wait(self._nodes_ready, deadline, "fake nodes Ready")
 
     def down(self) -> None:
         """Stop every process this cluster started and remove its state and data."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -11,6 +12,7 @@ from kubernetes.utils import parse_quantity
 from support.k8s import get_json, wait_for
 
 from devtools.localcluster import LocalCluster, load_node_manifests
+from devtools.localcluster.cluster import pid_alive
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -203,3 +205,23 @@ def cluster_repo():
     from devtools.localcluster.cluster import REPO_ROOT
 
     return REPO_ROOT
+
+
+def test_up_restarts_dead_components_and_keeps_the_cluster(tmp_path_factory):
+    """`make cluster-up` after a component died restarts it: same CA, ports and objects."""
+    own = LocalCluster(root=tmp_path_factory.mktemp("restart-cluster"))
+    own.up()
+    try:
+        own.kubectl("create", "configmap", "survivor", "--from-literal=k=v")
+        server, ca = own.server, (own.root / "pki" / "ca.crt").read_bytes()
+        for name in ("etcd", "kube-scheduler", "kwok"):
+            os.killpg(own.pids[name], signal.SIGKILL)
+        wait_for(lambda: not any(pid_alive(own.pids[n]) for n in ("etcd", "kwok")), what="dead")
+
+        again = LocalCluster(root=own.root).up()
+
+        assert again.server == server and (own.root / "pki" / "ca.crt").read_bytes() == ca
+        assert all(pid_alive(pid) for pid in again.pids.values()) and again.running()
+        assert get_json(again, "configmap", "survivor")["data"] == {"k": "v"}
+    finally:
+        LocalCluster(root=own.root).down()
