@@ -1,9 +1,13 @@
 """Hypothesis: the API server (CRD schema + CEL), the models and the offline validator agree on
-which manifests are valid; for valid ones the server's defaulting equals the models'."""
+which manifests are valid; for valid ones the server's defaulting equals the models', and every
+child the operator renders from them is one the API server accepts (server-side dry run).
+
+``FUZZ_EXAMPLES`` sets the number of examples (``make test``: 80; ``make chaos``: more)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,9 +16,16 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 from support.strategies import manifests
 
-from modeltemplate_operator import GROUP, PLURAL, VERSION
+from modeltemplate_operator import GROUP, PLURAL, VERSION, kinds
+from modeltemplate_operator.apply import FIELD_MANAGER
+from modeltemplate_operator.config import OperatorConfig
+from modeltemplate_operator.kube import APPLY_PATCH, request
 from modeltemplate_operator.models import ModelTemplate
-from modeltemplate_operator.validation import validate_manifest
+from modeltemplate_operator.render import render
+from modeltemplate_operator.resolution import plan_for
+from modeltemplate_operator.validation import parse_manifest, validate_manifest
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "80"))
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,16 +46,30 @@ def server_dry_run(api: client.CustomObjectsApi, manifest: dict) -> tuple[dict |
         return None, body.get("message", str(exc))
 
 
+def children_refused(api_client, created: dict) -> list[str]:
+    """The rendered children of a (dry-run) created template the API server refuses."""
+    plan = plan_for(parse_manifest(created), OperatorConfig(), keda_installed=False)
+    refused = []
+    for child in render(plan):
+        path = kinds.for_object(child).path("default", child["metadata"]["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")]
+        try:
+            request(api_client, "PATCH", path, body=child, query=query, content_type=APPLY_PATCH)
+        except ApiException as exc:
+            refused.append(f"{child['kind']}: {exc.status} {exc.body}")
+    return refused
+
+
 @pytest.fixture(scope="module")
 def custom_api(api_client, crd_installed):
     return client.CustomObjectsApi(api_client)
 
 
-def test_models_crd_and_validator_agree(custom_api):
+def test_models_crd_and_validator_agree(custom_api, api_client):
     counts = {"valid": 0, "invalid": 0}
 
     @settings(
-        max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
     )
     @given(manifests())
     def check(manifest):
@@ -62,6 +87,7 @@ def test_models_crd_and_validator_agree(custom_api):
         if created is not None:
             counts["valid"] += 1
             assert created["spec"] == model.to_manifest()["spec"]
+            assert children_refused(api_client, created) == [], json.dumps(manifest["spec"])
         else:
             counts["invalid"] += 1
 
