@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries test unit integration lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale
+.PHONY: run help venv binaries test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ unit: $(STAMP) ## unit tests only
 
 integration: $(STAMP) binaries ## integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+chaos: $(STAMP) binaries ## faults injected at full size: 200-template bursts, 400 fuzzed templates (a table at the end)
+	CHAOS_TEMPLATES=200 FUZZ_EXAMPLES=400 $(PY) -m pytest tests/chaos tests/integration/test_crd_agreement.py tests/integration/test_reliability.py $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check operator devtools tests

@@ -28,9 +28,13 @@ SESSIONS = REPO_ROOT / ".local-cluster"
 
 
 def pytest_collection_modifyitems(items):
-    """Tests under tests/integration are integration tests; everything else is unit."""
+    """Tests under tests/integration are integration tests, those under tests/chaos chaos (and
+    integration) tests; everything else is unit."""
     for item in items:
-        if "integration" in item.path.parts:
+        if "chaos" in item.path.parts:
+            item.add_marker(pytest.mark.chaos)
+            item.add_marker(pytest.mark.integration)
+        elif "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
         elif not item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.unit)

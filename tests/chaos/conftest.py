@@ -1,0 +1,73 @@
+"""The chaos suite's own control plane (it kills its components) and its table of results.
+
+Every experiment records rows of experiment -> invariant -> result; the table is printed at the
+end of the run and written to test-artifacts/chaos.md. ``CHAOS_TEMPLATES`` sets the burst size
+(``make test``: 60, ``make chaos``: 200).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from chaoskit import ROWS, TEMPLATES
+from support.operator import OperatorProcess
+
+from devtools.localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def chaos_cluster(tmp_path_factory):
+    """A control plane of the chaos suite alone: its experiments kill etcd and the API server."""
+    local = LocalCluster(root=tmp_path_factory.mktemp("chaos-cluster"))
+    local.up(timeout=180)
+    for path in (
+        REPO / "crds" / "launch.modelops.dev_modeltemplates.yaml",
+        REPO / "deploy" / "base" / "priorityclasses.yaml",
+        REPO / "deploy" / "base" / "kopf-peering-crds.yaml",
+    ):
+        local.kubectl("apply", "--server-side", "-f", str(path))
+    local.kubectl("wait", "--for=condition=Established", "crd/modeltemplates.launch.modelops.dev")
+    yield local
+    local.down()
+    shutil.rmtree(local.root, ignore_errors=True)
+
+
+@pytest.fixture
+def start_operator(chaos_cluster, request):
+    """Start operator processes (standalone unless given args); all stopped after the test."""
+    started: list[OperatorProcess] = []
+
+    def start(*args: str, name: str = "", env: dict | None = None) -> OperatorProcess:
+        label = f"{request.node.name}{'-' + name if name else ''}-{len(started)}"
+        log = ARTIFACTS / f"chaos-operator-{label}.log"
+        log.unlink(missing_ok=True)
+        proc = OperatorProcess(Path(chaos_cluster.kubeconfig), log, *args, env=env).start()
+        started.append(proc)
+        proc.wait_for_log(lambda text: "Activity 'startup' succeeded" in text, timeout=60)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not ROWS:
+        return
+    header = ("experiment", "invariant", "result")
+    widths = [max(len(row[i]) for row in [header, *ROWS]) for i in range(3)]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    lines = [line(header), line(["-" * w for w in widths]), *map(line, ROWS)]
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "chaos.md").write_text("\n".join(lines) + "\n")
+    terminalreporter.write_sep("=", f"chaos: {TEMPLATES}-template bursts")
+    for text in lines:
+        terminalreporter.write_line(text)
