@@ -38,8 +38,15 @@ def namespace(chaos_cluster):
 
 
 def burst(cluster, namespace: str, count: int) -> list[str]:
+    """Half the templates with one worker, half scaled to zero: the fake fleet's CPU nodes hold
+    about 200 workers (each forwarder asks for a CPU), and both kinds converge differently."""
     names = [f"c{i:03d}" for i in range(count)]
-    items = [tiny_template(n, cpus="0.02", memory="32Mi", storage="64Mi") for n in names]
+    items = [
+        tiny_template(
+            n, cpus="0.02", memory="32Mi", storage="64Mi", minWorkers=i % 2, maxWorkers=i % 2
+        )
+        for i, n in enumerate(names)
+    ]
     cluster.kubectl(
         "apply",
         "-n",
