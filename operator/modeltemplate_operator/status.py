@@ -4,9 +4,11 @@ Conditions (kstatus style, each with ``observedGeneration``):
 
 ``Valid``        the spec passed every check (False: ``InvalidSpec``, nothing rendered).
 ``Ready``        the endpoint serves: all desired workers ready and up to date. False
-                 reasons name the cause: ``Unschedulable``, ``ImagePullBackOff`` (and the other
-                 container waiting reasons), ``WorkersNotReady``, ``RollingOut``,
-                 ``AsyncNotSupported``, ``JobFailed``, ``InvalidSpec``, ``Pending``.
+                 reasons name the cause: ``Unschedulable``, ``Evicted``, ``ImagePullBackOff``
+                 (and the other container waiting reasons; ``CrashLoopBackOff`` with the last
+                 exit: ``OOMKilled``, exit code), ``ProgressDeadlineExceeded``,
+                 ``WorkersNotReady``, ``RollingOut``, ``AsyncNotSupported``, ``JobFailed``,
+                 ``InvalidSpec``, ``ApplyFailed``, ``Pending``.
 ``Autoscaling``  the scaling the spec asks for is in place (False: ``NoScaleToZero`` when
                  minWorkers is 0 and KEDA is not installed).
 """
@@ -37,6 +39,8 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "InvalidSpec",
     "JobFailed",
     "ApplyFailed",
+    "Evicted",
+    "ProgressDeadlineExceeded",
 }
 CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
@@ -78,6 +82,7 @@ def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
         name = pod["metadata"]["name"]
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             continue
+        status = pod.get("status") or {}
         scheduled = _conditions_of(pod).get("PodScheduled")
         if (
             scheduled
@@ -87,14 +92,38 @@ def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
             return Verdict(
                 "False", "Unschedulable", f"pod {name}: {scheduled.get('message', '')}".strip()
             )
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        for cs in status.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in FAILED_WAITING_REASONS:
                 detail = waiting.get("message") or waiting["reason"]
                 return Verdict(
-                    "False", waiting["reason"], f"pod {name} container {cs['name']}: {detail}"
+                    "False",
+                    waiting["reason"],
+                    f"pod {name} container {cs['name']}: {detail}{_last_exit(cs)}",
                 )
     return None
+
+
+def _evicted(pods: list[dict[str, Any]]) -> Verdict | None:
+    """An evicted worker (its replacement is not ready yet: the caller checks that first)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        status = pod.get("status") or {}
+        if status.get("phase") == "Failed" and status.get("reason") == "Evicted":
+            detail = status.get("message") or "evicted by the kubelet"
+            return Verdict("False", "Evicted", f"pod {pod['metadata']['name']}: {detail}")
+    return None
+
+
+def _last_exit(container_status: dict[str, Any]) -> str:
+    """Why the container's last run ended (``OOMKilled``, exit code 137), for a crash loop."""
+    terminated = (container_status.get("lastState") or {}).get("terminated") or {}
+    if not terminated:
+        return ""
+    reason = terminated.get("reason") or "Error"
+    code = terminated.get("exitCode")
+    restarts = container_status.get("restartCount")
+    text = f"; last exit: {reason}" + (f" (exit code {code})" if code is not None else "")
+    return text + (f" after {restarts} restarts" if restarts else "")
 
 
 def _not_ready_containers(pods: list[dict[str, Any]]) -> list[str]:
@@ -117,6 +146,13 @@ def _deployment_verdict(observed: Observed) -> Verdict:
     problem = pod_problem(observed.pods)
     if problem:
         return problem
+    progressing = _conditions_of(dep).get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Verdict(
+            "False",
+            "ProgressDeadlineExceeded",
+            progressing.get("message") or "the Deployment made no progress within its deadline",
+        )
     if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
         return Verdict(
             "False", "RollingOut", "the Deployment controller has not seen the latest spec yet"
@@ -129,6 +165,9 @@ def _deployment_verdict(observed: Observed) -> Verdict:
         return Verdict("True", "ScaledToZero", "no workers: scaled to zero until requests arrive")
     if ready >= desired:
         return Verdict("True", "WorkersReady", f"{ready}/{desired} workers ready")
+    evicted = _evicted(observed.pods)
+    if evicted:
+        return evicted
     waiting = _not_ready_containers(observed.pods)
     detail = f"; not ready: {', '.join(waiting[:5])}" if waiting else ""
     return Verdict("False", "WorkersNotReady", f"{ready}/{desired} workers ready{detail}")

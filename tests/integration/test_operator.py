@@ -284,9 +284,23 @@ def test_streaming_template_exposes_the_streaming_url(cluster, operator, namespa
     assert status["endpoints"]["streaming"].endswith("/stream")
 
 
-def _kubelet_reports(cluster, namespace, name, main_state: dict, main_ready: bool):
-    """Write what a kubelet would report for the template's pod (kwok runs no containers)."""
-    [p] = [p for p in pods(cluster, namespace, name) if not p["metadata"].get("deletionTimestamp")]
+def _kubelet_reports(
+    cluster,
+    namespace,
+    name,
+    main_state: dict,
+    main_ready: bool,
+    main_extra: dict | None = None,
+    pod_name: str | None = None,
+):
+    """Write what a kubelet would report for the template's pod (kwok runs no containers):
+    ``main``'s state and readiness, plus ``main_extra`` fields (restartCount, lastState)."""
+    [p] = [
+        p
+        for p in pods(cluster, namespace, name)
+        if not p["metadata"].get("deletionTimestamp")
+        and (pod_name is None or p["metadata"]["name"] == pod_name)
+    ]
     statuses = []
     for c in p["spec"]["containers"]:
         is_main = c["name"] == "main"
@@ -301,6 +315,7 @@ def _kubelet_reports(cluster, namespace, name, main_state: dict, main_ready: boo
                 "state": main_state
                 if is_main
                 else {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                **((main_extra or {}) if is_main else {}),
             }
         )
     conditions = [

@@ -12,7 +12,7 @@ from kubernetes import watch
 from kubernetes.client import CustomObjectsApi
 from support.k8s import get_json, wait_for
 from support.manifests import tiny_template
-from test_operator import apply_template, condition, wait_ready
+from test_operator import _kubelet_reports, apply_template, condition, pods, wait_ready
 from urllib3.exceptions import ProtocolError
 
 from devtools.localcluster import LocalCluster
@@ -147,3 +147,44 @@ def test_deleting_a_namespace_is_quiet(cluster, operator):
     # At most one refused write per reconcile worker in flight when the deletion began.
     assert len(refused) <= 16, [e["requestURI"] for e in refused]
     assert complaints == []
+
+
+def _pod_of(cluster, namespace, name) -> dict:
+    [p] = [p for p in pods(cluster, namespace, name) if not p["metadata"].get("deletionTimestamp")]
+    return p
+
+
+def _ready_reason(cluster, namespace, name, reason):
+    return wait_for(
+        lambda: (c := condition(cluster, namespace, name)) and c["reason"] == reason and c,
+        what=f"Ready=False/{reason}",
+    )
+
+
+def test_a_crash_loop_names_the_last_exit(cluster, operator, namespace):
+    apply_template(cluster, namespace, tiny_template("oom"))
+    wait_ready(cluster, namespace, "oom")
+    waiting = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}}
+    _kubelet_reports(
+        cluster,
+        namespace,
+        "oom",
+        waiting,
+        main_ready=False,
+        main_extra={
+            "restartCount": 3,
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+        },
+    )
+    cond = _ready_reason(cluster, namespace, "oom", "CrashLoopBackOff")
+    assert "last exit: OOMKilled (exit code 137) after 3 restarts" in cond["message"]
+
+
+def test_a_missing_secret_key_is_named(cluster, operator, namespace):
+    apply_template(cluster, namespace, tiny_template("secretless"))
+    wait_ready(cluster, namespace, "secretless")
+    message = f"couldn't find key token in Secret {namespace}/hf"
+    waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+    _kubelet_reports(cluster, namespace, "secretless", waiting, main_ready=False)
+    cond = _ready_reason(cluster, namespace, "secretless", "CreateContainerConfigError")
+    assert message in cond["message"]

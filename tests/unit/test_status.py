@@ -222,3 +222,49 @@ def test_a_refused_child_is_the_reason():
     ready = conditions(st)["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", "ApplyFailed", refused)
     assert transition_events({}, st) == [("Warning", "ApplyFailed", refused)]
+
+
+def test_crash_loop_names_the_last_exit():
+    crashing = pod(waiting={"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}, ready=False)
+    main = crashing["status"]["containerStatuses"][0]
+    main["restartCount"] = 7
+    main["lastState"] = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    ready = conditions(status_of(Observed([deployment(ready=0)], pods=[crashing])))["Ready"]
+    assert ready["reason"] == "CrashLoopBackOff"
+    assert ready["message"] == (
+        "pod llm-abc container main: back-off 5m0s; last exit: OOMKilled (exit code 137) "
+        "after 7 restarts"
+    )
+
+
+def test_evicted_pods_and_stuck_rollouts_are_named():
+    evicted = pod(ready=False)
+    evicted["status"].update(
+        phase="Failed", reason="Evicted", message="The node was low on resource: memory."
+    )
+    ready = conditions(status_of(Observed([deployment(ready=0)], pods=[evicted])))["Ready"]
+    assert (ready["reason"], ready["message"]) == (
+        "Evicted",
+        "pod llm-abc: The node was low on resource: memory.",
+    )
+    # Once its replacement serves, an evicted pod left behind is history, not trouble.
+    replaced = Observed([deployment()], pods=[evicted, pod("llm-new")])
+    assert conditions(status_of(replaced))["Ready"]["reason"] == "WorkersReady"
+    stuck = deployment(replicas=2, ready=1, updated=1)
+    stuck["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "llm-5d8" has timed out progressing.',
+        }
+    ]
+    ready = conditions(status_of(Observed([stuck])))["Ready"]
+    assert (ready["reason"], ready["message"]) == (
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "llm-5d8" has timed out progressing.',
+    )
+    assert transition_events({}, status_of(Observed([stuck])))[0][:2] == (
+        "Warning",
+        "ProgressDeadlineExceeded",
+    )
