@@ -7,6 +7,7 @@ template and its children as the watch caches last saw them.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -58,8 +59,8 @@ class Reconciler:
         self.core = CoreV1Api(api)
         #: Namespaces the API server said are being deleted, until when to leave them alone.
         self._terminating: dict[str, float] = {}
-        #: Last status written per template, with the resourceVersion it was written over.
-        self._statuses: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+        #: Last status written per template, until the watch cache shows it.
+        self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """A template is gone: drop what is kept about it."""
@@ -134,21 +135,29 @@ class Reconciler:
         retry: Backoff | None = None,
     ) -> Outcome:
         meta = body["metadata"]
-        key, version = (meta["namespace"], meta["name"]), meta.get("resourceVersion")
+        key = (meta["namespace"], meta["name"])
         old = dict(body.get("status") or {})
         old.pop("kopf", None)
         last = self._statuses.get(key)
-        if last is not None and last[1] == version:
-            old = last[0]  # the cache has not caught up with our last status write yet
+        if last is not None:
+            # Only the operator writes status: until the cache shows our last write (it may lag
+            # by several), that write is what the API server holds.
+            if last == old:
+                del self._statuses[key]
+            else:
+                old = last
+        # Events first, each named after the transition it reports: if the operator dies before
+        # the status write, the next reconcile sees the same transition and finds its Event
+        # posted (409) instead of losing it, or posting it twice.
+        for event_type, reason, message in transition_events(old, status):
+            self._post_event(body, event_type, reason, message)
         written = False
         if status != old:
             patch = {k: None for k in old if k not in status} | status
             path = TEMPLATE.path(meta["namespace"], meta["name"]) + "/status"
             request(self.api, "PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
-            self._statuses[key] = (status, version)
+            self._statuses[key] = status
             written = True
-        for event_type, reason, message in transition_events(old, status):
-            self._post_event(body, event_type, reason, message)
         return Outcome(result, written, retry)
 
     def _post_event(
@@ -156,8 +165,11 @@ class Reconciler:
     ) -> None:
         meta = body["metadata"]
         now = dt.datetime.now(dt.UTC)
+        # One name per transition: the template's uid and the version whose status it leaves.
+        transition = f"{meta['uid']}/{meta.get('resourceVersion')}/{event_type}/{reason}"
+        digest = hashlib.sha256(transition.encode()).hexdigest()[:16]
         event = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": TEMPLATE.api_version,
                 "kind": TEMPLATE.kind,
@@ -177,4 +189,6 @@ class Reconciler:
         try:
             self.core.create_namespaced_event(meta["namespace"], event)
         except ApiException as exc:  # an event is never worth failing a reconcile for
+            if exc.status == 409:
+                return  # posted by an earlier attempt whose status write did not happen
             log.warning("could not post event %s: %s", reason, exc.reason)

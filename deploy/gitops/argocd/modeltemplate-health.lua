@@ -19,6 +19,8 @@ local degraded_reasons = {
   CreateContainerError = true,
   JobFailed = true,
   ApplyFailed = true,
+  Evicted = true,
+  ProgressDeadlineExceeded = true,
 }
 local suspended_reasons = {
   AsyncNotSupported = true,
