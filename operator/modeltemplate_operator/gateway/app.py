@@ -1,0 +1,186 @@
+"""The SGP model template routes (``/v4/model-templates``), as the official client calls them.
+
+Auth: ``x-api-key`` is a Kubernetes bearer token; the account (``x-selected-account-id``, or
+``account_id`` in the body or query) is the namespace. Writes go to the API server with the
+caller's token; reads come from the watch cache after an access review with that token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import GROUP, PLURAL, VERSION
+from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..validation import ManifestInvalid, parse_manifest
+from .access import Access
+from .kubeapi import KubeAPI, KubeError
+from .sgp import (
+    CREATED_AT_ANNOTATION,
+    ApiError,
+    from_api_server,
+    manifest_errors,
+    manifest_from_request,
+    validation_error,
+)
+from .store import Store, Watcher, entry_of
+
+__all__ = ["create_app"]
+
+PREFIX = "/v4/model-templates"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+ApiKey = Annotated[str | None, Header(alias="x-api-key")]
+Account = Annotated[str | None, Header(alias="x-selected-account-id")]
+
+
+def _token(api_key: str | None) -> str:
+    token = (api_key or "").removeprefix("Bearer ").strip()
+    if not token:
+        raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
+    return token
+
+
+def _namespaced(namespace: str, name: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{path}/{name}" if name else path
+
+
+def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
+    store = Store()
+    watcher = Watcher(kube, store)
+    access = Access(kube, ttl=access_ttl)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await kube.close()
+
+    app = FastAPI(
+        title="ModelTemplate gateway (SGP API)",
+        summary="SGP /v4/model-templates served from ModelTemplate resources",
+        lifespan=lifespan,
+    )
+    app.state.store, app.state.watcher = store, watcher
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    async def synced() -> None:
+        try:
+            await asyncio.wait_for(watcher.synced.wait(), timeout=10)
+        except TimeoutError:
+            raise ApiError(503, "the template cache has not synced with the cluster yet") from None
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        ok = watcher.synced.is_set()
+        return JSONResponse({"synced": ok, "templates": len(store)}, status_code=200 if ok else 503)
+
+    @app.post(PREFIX, summary="Create a model template")
+    async def create(request: Request, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise validation_error([("", "the body must be JSON")]) from None
+        namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
+        if not namespace:
+            raise validation_error([("account_id", "account_id: required (the namespace)")])
+        user = await access.username(token)
+        annotations = {
+            CREATED_BY_USER_ANNOTATION: user,
+            CREATED_BY_TYPE_ANNOTATION: "service_account"
+            if user.startswith("system:serviceaccount:")
+            else "user",
+            CREATED_AT_ANNOTATION: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        manifest = manifest_from_request(body, namespace, annotations)
+        try:
+            parse_manifest(manifest)
+        except ManifestInvalid as exc:
+            raise manifest_errors(exc.errors) from None
+        try:
+            created = await kube.request(
+                "POST",
+                _namespaced(namespace),
+                token=token,
+                body=manifest,
+                query={"fieldValidation": "Strict"},
+            )
+        except KubeError as exc:
+            raise from_api_server(exc.status, exc.body, name=body.get("name", "")) from None
+        entry = store.upsert(created, only_new=True) or entry_of(created)
+        return Response(entry.json, media_type="application/json")
+
+    @app.get(PREFIX, summary="List model templates (paged)")
+    async def list_templates(
+        api_key: ApiKey = None,
+        account: Account = None,
+        page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (at most 10000)")
+        ] = DEFAULT_LIMIT,
+        account_id: Annotated[str | None, Query()] = None,
+    ):
+        token = _token(api_key)
+        namespace = account_id or account or None
+        await access.require(token, namespace, "list")
+        await synced()
+        entries, total = store.page(namespace, page, limit)
+        head = b'{"items":[' + b",".join(e.json for e in entries) + b"],"
+        tail = f'"total_item_count":{total},"current_page":{page},"items_per_page":{limit}}}'
+        return Response(head + tail.encode(), media_type="application/json")
+
+    async def _readable(token: str, template_id: str, account: str | None, verb: str):
+        await access.username(token)  # 401 for a bad key, whatever the id
+        await synced()
+        entry = store.get(template_id)
+        if entry is None or (account and account != entry.namespace):
+            raise ApiError(404, f"model template {template_id!r} not found", False)
+        await access.require(token, entry.namespace, verb)
+        return entry
+
+    @app.get(PREFIX + "/{model_template_id}", summary="Get a model template")
+    async def retrieve(model_template_id: str, api_key: ApiKey = None, account: Account = None):
+        entry = await _readable(_token(api_key), model_template_id, account, "get")
+        return Response(entry.json, media_type="application/json")
+
+    @app.delete(PREFIX + "/{model_template_id}", summary="Delete a model template")
+    async def delete(model_template_id: str, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        entry = await _readable(token, model_template_id, account, "get")
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": entry.uid},
+        }
+        try:
+            await kube.request(
+                "DELETE", _namespaced(entry.namespace, entry.name), token=token, body=options
+            )
+        except KubeError as exc:
+            if exc.status == 404 or (exc.status == 409 and "Precondition" in str(exc)):
+                store.remove(entry.uid)
+                raise ApiError(
+                    404, f"model template {model_template_id!r} not found", False
+                ) from None
+            raise from_api_server(exc.status, exc.body) from None
+        store.remove(entry.uid, tombstone=True)
+        return {"count": 1, "success": True}
+
+    return app
