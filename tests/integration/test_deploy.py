@@ -36,6 +36,7 @@ from modeltemplate_operator.config import OperatorConfig
 SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
 ASYNC_SAMPLE = "whisper-large-v3-async"
+GATEWAY_ACCOUNT = "modeltemplate-gateway"
 
 #: The whole grant of deploy/'s RBAC: (apiGroup, resource, resourceNames) -> verbs.
 EXPECTED_RULES = {
@@ -114,6 +115,12 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "PriorityClass/modeltemplate-high-priority",
             "Service/modeltemplate-operator",
             "ServiceAccount/modeltemplate-operator",
+            "ClusterRole/modeltemplate-gateway",
+            "ClusterRoleBinding/modeltemplate-gateway",
+            "Deployment/modeltemplate-gateway",
+            "PodDisruptionBudget/modeltemplate-gateway",
+            "Service/modeltemplate-gateway",
+            "ServiceAccount/modeltemplate-gateway",
         ]
     )
     cluster_scoped = {
@@ -176,7 +183,7 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "health"
-    pdb = find(rendered, "PodDisruptionBudget")
+    pdb = find(rendered, "PodDisruptionBudget", "modeltemplate-operator")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
@@ -184,7 +191,9 @@ def test_operator_config_is_accepted_by_the_operator(rendered):
     raw = yaml.safe_load(find(rendered, "ConfigMap")["data"]["config.yaml"])
     config = OperatorConfig.from_sources(raw, {})
     assert (config.gpu_preset, config.mig_strategy) == ("launch", "mixed")
-    image = find(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = find(rendered, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
     assert config.forwarder_image == image  # the sidecar comes from the operator's image
     priority_classes = {d["metadata"]["name"] for d in rendered if d["kind"] == "PriorityClass"}
     assert {config.priority_class_high, config.priority_class_default} == priority_classes
@@ -204,18 +213,30 @@ def test_image_override_also_moves_the_forwarder_image(cluster, tmp_path):
     )
     docs = kustomize(cluster, overlay)
     assert (
-        find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        find(docs, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
         == "registry.local/mto:ci"
     )
+    gateway = find(docs, "Deployment", "modeltemplate-gateway")
+    assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/mto:ci"
     config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
     assert config["forwarderImage"] == "registry.local/mto:ci"
 
 
 def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
-    roles = [d for d in rendered if d["kind"] in ("ClusterRole", "Role")]
-    assert [r["metadata"]["name"] for r in roles] == ["modeltemplate-operator"]
+    roles = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("ClusterRole", "Role")}
+    assert sorted(roles) == ["modeltemplate-gateway", "modeltemplate-operator"]
+    # The gateway's own role: its watch cache, nothing more (callers act with their own keys).
+    assert roles["modeltemplate-gateway"]["rules"] == [
+        {
+            "apiGroups": ["launch.modelops.dev"],
+            "resources": ["modeltemplates"],
+            "verbs": ["list", "watch"],
+        }
+    ]
     granted = {}
-    for rule in roles[0]["rules"]:
+    for rule in roles["modeltemplate-operator"]["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, []), rule
         assert "nonResourceURLs" not in rule
@@ -225,11 +246,15 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
                 granted.setdefault(key, set()).update(rule["verbs"])
     assert granted == EXPECTED_RULES
     bindings = [d for d in rendered if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
-    assert [(b["roleRef"]["name"], b["subjects"]) for b in bindings] == [
+    assert sorted((b["roleRef"]["name"], b["subjects"]) for b in bindings) == [
+        (
+            "modeltemplate-gateway",
+            [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": NAMESPACE}],
+        ),
         (
             "modeltemplate-operator",
             [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
-        )
+        ),
     ]
 
 
@@ -271,13 +296,20 @@ def deployed(cluster):
     diff = cluster.kubectl("diff", "--server-side", "-k", str(DEPLOY), check=False)
     # The in-cluster replicas stand down: on a cluster that can pull the image (kind) they
     # would be peers of the operator process the tests run, with the same priority.
-    cluster.kubectl("scale", "deployment/modeltemplate-operator", "-n", NAMESPACE, "--replicas=0")
+    cluster.kubectl(
+        "scale",
+        "deployment/modeltemplate-operator",
+        "deployment/modeltemplate-gateway",
+        "-n",
+        NAMESPACE,
+        "--replicas=0",
+    )
     return generations, diff
 
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 13
+    assert first == second and len(first) == 19
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 
