@@ -123,11 +123,16 @@ def _ready(cluster, namespace: str, name: str) -> None:
 
 
 def _writes_to(cluster, name: str) -> list[dict]:
-    """Audit log entries of writes to the template ``name`` (the local control plane logs
-    every write)."""
+    """Audit log entries of writes to the ModelTemplate ``name`` (the local control plane
+    logs every write)."""
     log = Path(cluster.audit_log)
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    return [e for e in events if (e.get("objectRef") or {}).get("name") == name]
+    return [
+        e
+        for e in events
+        if (e.get("objectRef") or {}).get("resource") == "modeltemplates"
+        and e["objectRef"].get("name") == name
+    ]
 
 
 def test_create_from_the_seed_example_get_delete(cluster, gateway, account, seed_item):

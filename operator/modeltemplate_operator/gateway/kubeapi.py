@@ -78,8 +78,11 @@ class KubeAPI:
     def _own_headers(self) -> dict[str, str]:
         if self.cfg.refresh_api_key_hook is not None:
             self.cfg.refresh_api_key_hook(self.cfg)  # in-cluster tokens rotate
-        auth = self.cfg.get_api_key_with_prefix("authorization")
-        return {"Authorization": auth} if auth else {}
+        return {
+            setting["key"]: setting["value"]
+            for setting in self.cfg.auth_settings().values()
+            if setting.get("in") == "header" and setting.get("value")
+        }
 
     async def request(
         self,
