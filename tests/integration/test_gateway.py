@@ -329,3 +329,36 @@ def test_gateway_runs_on_its_own_service_account_alone(cluster, gateway):
         assert denied.stdout.strip() == "no", verb
     log = gateway.log()
     assert "watch cache:" in log and "403" not in log and "forbidden" not in log.lower(), log
+
+
+def test_api_server_refusals_are_translated_to_sgp_paths(api_client, crd_installed, namespace):
+    """What the API server itself refuses (OpenAPI schema, CEL) reaches an SGP caller as a
+    422 naming snake_case paths — checked on the API server's own Status body."""
+    from kubernetes.client.exceptions import ApiException
+
+    from modeltemplate_operator import kube
+    from modeltemplate_operator.gateway.sgp import from_api_server
+
+    manifest = {
+        "apiVersion": "launch.modelops.dev/v1alpha1",
+        "kind": "ModelTemplate",
+        "metadata": {"name": "refused"},
+        "spec": {
+            "endpointType": "SYNC",
+            "modelType": "GENERIC",
+            "vendorConfiguration": {
+                "bundleConfig": {"registry": "docker.io", "image": "a/b", "tag": "1"},
+                "endpointConfig": {"minWorkers": 3, "maxWorkers": 1, "perWorker": 0},
+            },
+        },
+    }
+    path = f"/apis/launch.modelops.dev/v1alpha1/namespaces/{namespace}/modeltemplates"
+    with pytest.raises(ApiException) as refused:
+        kube.request(api_client, "POST", path, body=manifest)
+    error = from_api_server(refused.value.status, json.loads(refused.value.body))
+    assert error.status == 422 and error.headers == {"x-should-retry": "false"}
+    locs = {tuple(d["loc"]) for d in error.detail}
+    assert ("body", "vendor_configuration", "endpoint_config", "per_worker") in locs, error.detail
+    text = json.dumps(error.detail)
+    assert "min_workers (3) must be <= max_workers (1)" in text, text
+    assert "perWorker" not in text and "minWorkers" not in text and "spec." not in text
