@@ -116,6 +116,8 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "Service/modeltemplate-operator",
             "ServiceAccount/modeltemplate-operator",
             "ClusterRole/modeltemplate-gateway",
+            "ClusterRole/modeltemplate-editor",
+            "ClusterRole/modeltemplate-viewer",
             "ClusterRoleBinding/modeltemplate-gateway",
             "Deployment/modeltemplate-gateway",
             "PodDisruptionBudget/modeltemplate-gateway",
@@ -187,6 +189,32 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
+def test_gateway_deployment_is_hardened_and_reachable(rendered):
+    deployment = find(rendered, "Deployment", "modeltemplate-gateway")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == GATEWAY_ACCOUNT
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["command"] == ["modeltemplate-gateway"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = find(rendered, "Service", "modeltemplate-gateway")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    pdb = find(rendered, "PodDisruptionBudget", "modeltemplate-gateway")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    operator = find(rendered, "Deployment", "modeltemplate-operator")
+    assert container["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
 def test_operator_config_is_accepted_by_the_operator(rendered):
     raw = yaml.safe_load(find(rendered, "ConfigMap")["data"]["config.yaml"])
     config = OperatorConfig.from_sources(raw, {})
@@ -226,7 +254,20 @@ def test_image_override_also_moves_the_forwarder_image(cluster, tmp_path):
 
 def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
     roles = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("ClusterRole", "Role")}
-    assert sorted(roles) == ["modeltemplate-gateway", "modeltemplate-operator"]
+    assert sorted(roles) == [
+        "modeltemplate-editor",
+        "modeltemplate-gateway",
+        "modeltemplate-operator",
+        "modeltemplate-viewer",
+    ]
+    # Roles for users of templates: bound per namespace by admins, never by deploy/ itself.
+    for name, verbs in (
+        ("modeltemplate-editor", ["get", "list", "watch", "create", "update", "patch", "delete"]),
+        ("modeltemplate-viewer", ["get", "list", "watch"]),
+    ):
+        assert roles[name]["rules"] == [
+            {"apiGroups": ["launch.modelops.dev"], "resources": ["modeltemplates"], "verbs": verbs}
+        ]
     # The gateway's own role: its watch cache, nothing more (callers act with their own keys).
     assert roles["modeltemplate-gateway"]["rules"] == [
         {
@@ -309,7 +350,7 @@ def deployed(cluster):
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 19
+    assert first == second and len(first) == 21
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 
@@ -322,6 +363,22 @@ def test_rbac_grants_exactly_the_listed_rules(cluster, deployed):
         )
         want = {(g, r, names, v) for (g, r, names), verbs in EXPECTED_RULES.items() for v in verbs}
         assert extra == want, namespace
+
+
+def test_gateway_rbac_grants_only_its_watch_cache(cluster, deployed):
+    """The gateway's own ServiceAccount may list and watch templates, nothing else: whatever
+    it does for a caller is done with the caller's token (tests/integration/test_gateway.py
+    runs it with this ServiceAccount's token alone)."""
+    cluster.kubectl("create", "serviceaccount", "rbac-baseline", "-n", NAMESPACE, check=False)
+    gateway = f"system:serviceaccount:{NAMESPACE}:{GATEWAY_ACCOUNT}"
+    for namespace in (NAMESPACE, "default"):
+        extra = _rules_of(cluster, gateway, namespace) - _rules_of(
+            cluster, f"system:serviceaccount:{NAMESPACE}:rbac-baseline", namespace
+        )
+        assert extra == {
+            ("launch.modelops.dev", "modeltemplates", (), "list"),
+            ("launch.modelops.dev", "modeltemplates", (), "watch"),
+        }, namespace
 
 
 @pytest.mark.parametrize(

@@ -23,13 +23,14 @@ from support.k8s import get_json, wait_for
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_SA = "modeltemplate-gateway"
 GATEWAY_NS = "modeltemplate-system"
-VERBS = {"editor": "get,list,watch,create,delete", "reader": "get,list,watch"}
+#: The roles deploy/ ships for users of templates, bound in the account's namespace.
+ROLES = {"editor": "modeltemplate-editor", "reader": "modeltemplate-viewer"}
 
 
 @pytest.fixture(scope="module")
 def gateway(cluster, crd_installed, operator, tmp_path_factory):
     """The gateway process, authenticated as deploy/'s gateway ServiceAccount only."""
-    for name in ("namespace.yaml", "gateway-rbac.yaml"):
+    for name in ("namespace.yaml", "gateway-rbac.yaml", "user-roles.yaml"):
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "deploy" / "base" / name))
     work = tmp_path_factory.mktemp("gateway")
     kubeconfig = service_account_kubeconfig(
@@ -43,30 +44,22 @@ def gateway(cluster, crd_installed, operator, tmp_path_factory):
 
 
 class Account:
-    """A namespace with an editor and a reader ServiceAccount, and their API keys."""
+    """A namespace with an editor and a reader ServiceAccount (bound to deploy/'s user roles),
+    and their API keys (TokenRequest tokens, as ``kubectl create token`` mints them)."""
 
     def __init__(self, cluster, name: str):
         self.name = name
         self.keys: dict[str, str] = {}
         cluster.kubectl("create", "namespace", name)
-        for role, verbs in VERBS.items():
+        for role in ROLES:
             cluster.kubectl("create", "serviceaccount", role, "-n", name)
             cluster.kubectl(
                 "create",
-                "role",
-                f"templates-{role}",
-                "-n",
-                name,
-                f"--verb={verbs}",
-                "--resource=modeltemplates.launch.modelops.dev",
-            )
-            cluster.kubectl(
-                "create",
                 "rolebinding",
-                f"templates-{role}",
+                role,
                 "-n",
                 name,
-                f"--role=templates-{role}",
+                f"--clusterrole={ROLES[role]}",
                 f"--serviceaccount={name}:{role}",
             )
             self.keys[role] = cluster.kubectl(
