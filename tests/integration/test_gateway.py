@@ -38,9 +38,11 @@ def gateway(cluster, crd_installed, operator, tmp_path_factory):
     )
     log = REPO / "test-artifacts" / "gateway.log"
     log.unlink(missing_ok=True)
-    proc = GatewayProcess(kubeconfig, log).start().wait_ready()
-    yield proc
-    proc.stop()
+    proc = GatewayProcess(kubeconfig, log).start()
+    try:
+        yield proc.wait_ready()
+    finally:
+        proc.stop()
 
 
 class Account:

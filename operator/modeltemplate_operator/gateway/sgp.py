@@ -110,6 +110,9 @@ def template_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
     except ValidationError:
         pass  # an object the API server accepted before a rule existed: shown as stored
     sgp, _ = manifest_to_sgp({"metadata": {"name": meta.get("name")}, "spec": spec})
+    for key in ("model_creation_parameters_schema", "model_request_parameters_schema"):
+        for parameter in (sgp.get(key) or {}).get("parameters") or []:
+            parameter.setdefault("description", "")  # required in the client's type
     vendor = sgp.get("vendor_configuration") or {}
     for resources in (
         vendor.get("endpoint_config"),
