@@ -91,7 +91,10 @@ def test_request_to_manifest_and_back_keeps_every_field_and_fills_defaults():
         "high_priority": False,
     }
     assert sgp["vendor_configuration"]["vendor"] == "LAUNCH" and sgp["endpoint_protocol"] == "SGP"
-    assert sgp["model_request_parameters_schema"]["parameters"][0]["name"] == "temperature"
+    assert sgp["model_request_parameters_schema"]["parameters"] == [
+        # description is required in the client's type: filled with "" when not given
+        {"name": "temperature", "type": "float", "required": False, "description": ""}
+    ]
     assert (sgp["id"], sgp["created_at"], sgp["account_id"]) == (
         "uid-1",
         "2026-01-02T03:04:05Z",
