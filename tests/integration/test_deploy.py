@@ -152,16 +152,14 @@ def test_crds_and_priority_classes_come_from_their_sources(rendered):
             }, source
 
 
-def test_operator_deployment_is_hardened_and_peered(rendered):
-    deployment = find(rendered, "Deployment", "modeltemplate-operator")
+def _hardened_container(deployment: dict, service_account: str) -> dict:
+    """The one container of a 2-replica, non-root, read-only, capability-free Deployment."""
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    assert pod["serviceAccountName"] == service_account
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert "--standalone" not in container["args"]  # two replicas: peering elects the active one
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
@@ -169,6 +167,15 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert "memory" in container["resources"]["limits"]
+    return container
+
+
+def test_operator_deployment_is_hardened_and_peered(rendered):
+    deployment = find(rendered, "Deployment", "modeltemplate-operator")
+    container = _hardened_container(deployment, SERVICE_ACCOUNT)
+    pod = deployment["spec"]["template"]["spec"]
+    assert "--standalone" not in container["args"]  # two replicas: peering elects the active one
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -191,19 +198,8 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
 
 def test_gateway_deployment_is_hardened_and_reachable(rendered):
     deployment = find(rendered, "Deployment", "modeltemplate-gateway")
-    assert deployment["spec"]["replicas"] == 2
-    pod = deployment["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == GATEWAY_ACCOUNT
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (container,) = pod["containers"]
+    container = _hardened_container(deployment, GATEWAY_ACCOUNT)
     assert container["command"] == ["modeltemplate-gateway"]
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
-    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
-    assert "memory" in container["resources"]["limits"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     service = find(rendered, "Service", "modeltemplate-gateway")

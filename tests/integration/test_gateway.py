@@ -19,6 +19,9 @@ from _helpers_deploy import service_account_kubeconfig
 from scale_gp import SGPClient
 from support.gateway import READ_ONLY, GatewayProcess, create_body, seed_examples
 from support.k8s import get_json, wait_for
+from support.manifests import tiny_template
+
+from modeltemplate_operator.convert import manifest_to_sgp
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_SA = "modeltemplate-gateway"
@@ -93,22 +96,8 @@ def seed_item():
 
 
 def _tiny(name: str) -> dict:
-    """A small CPU-only template in the client's types (25 of them fit the fake fleet)."""
-    return {
-        "name": name,
-        "endpoint_type": "SYNC",
-        "model_type": "GENERIC",
-        "vendor_configuration": {
-            "bundle_config": {"registry": "docker.io", "image": "modelops/tiny", "tag": "1"},
-            "endpoint_config": {
-                "cpus": 1,
-                "memory": "128Mi",
-                "storage": "1Gi",
-                "min_workers": 1,
-                "max_workers": 1,
-            },
-        },
-    }
+    """A small CPU-only template as an SGP body (whole cpus: the client types them as int)."""
+    return manifest_to_sgp(tiny_template(name, cpus=1))[0]
 
 
 def _ready(cluster, namespace: str, name: str) -> None:
@@ -334,19 +323,7 @@ def test_api_server_refusals_are_translated_to_sgp_paths(api_client, crd_install
     from modeltemplate_operator import kube
     from modeltemplate_operator.gateway.sgp import from_api_server
 
-    manifest = {
-        "apiVersion": "launch.modelops.dev/v1alpha1",
-        "kind": "ModelTemplate",
-        "metadata": {"name": "refused"},
-        "spec": {
-            "endpointType": "SYNC",
-            "modelType": "GENERIC",
-            "vendorConfiguration": {
-                "bundleConfig": {"registry": "docker.io", "image": "a/b", "tag": "1"},
-                "endpointConfig": {"minWorkers": 3, "maxWorkers": 1, "perWorker": 0},
-            },
-        },
-    }
+    manifest = tiny_template("refused", minWorkers=3, maxWorkers=1, perWorker=0)
     path = f"/apis/launch.modelops.dev/v1alpha1/namespaces/{namespace}/modeltemplates"
     with pytest.raises(ApiException) as refused:
         kube.request(api_client, "POST", path, body=manifest)
