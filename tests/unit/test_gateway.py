@@ -263,3 +263,35 @@ def test_ttl_cache_expires_and_stays_bounded():
         cache.put(n, n)
     assert len(cache._data) <= 3 and cache.get(9) == 9
     assert token_hash("secret") != "secret" and len(token_hash("secret")) == 64
+
+
+def test_openapi_declares_the_sgp_shapes_and_every_reference_resolves():
+    import json
+    import re
+
+    from kubernetes import client
+
+    from modeltemplate_operator.gateway.app import create_app
+    from modeltemplate_operator.gateway.kubeapi import KubeAPI
+
+    app = create_app(KubeAPI(client.Configuration(host="https://127.0.0.1:1")))
+    schema = app.openapi()
+    components = schema["components"]["schemas"]
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schema)))
+    assert refs <= set(components), refs - set(components)
+    routes = schema["paths"]["/v4/model-templates"]
+    body = routes["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ModelTemplateCreate"}
+    create = components["ModelTemplateCreate"]
+    assert {"account_id", "name", "endpoint_type", "model_type", "vendor_configuration"} == set(
+        create["required"]
+    )
+    template = components["ModelTemplate"]
+    assert {"id", "created_at", "created_by_user_id", "created_by_identity_type"} <= set(
+        template["required"]
+    )
+    assert "min_workers" in components["EndpointConfig"]["properties"]  # snake_case names
+    params = {p["name"]: p for p in routes["get"]["parameters"]}
+    assert (
+        params["limit"]["schema"]["maximum"] == 10000 and params["page"]["schema"]["minimum"] == 1
+    )

@@ -20,6 +20,7 @@ from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
 from .kubeapi import KubeAPI, KubeError
+from .openapi import json_body, json_response, sgp_schemas
 from .sgp import (
     CREATED_AT_ANNOTATION,
     ApiError,
@@ -74,6 +75,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store, app.state.watcher = store, watcher
+    _document(app)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -90,7 +92,12 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         ok = watcher.synced.is_set()
         return JSONResponse({"synced": ok, "templates": len(store)}, status_code=200 if ok else 503)
 
-    @app.post(PREFIX, summary="Create a model template")
+    @app.post(
+        PREFIX,
+        summary="Create a model template",
+        openapi_extra=json_body("ModelTemplateCreate"),
+        responses=json_response("ModelTemplate"),
+    )
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
         token = _token(api_key)
         try:
@@ -126,7 +133,9 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         entry = store.upsert(created, only_new=True) or entry_of(created)
         return Response(entry.json, media_type="application/json")
 
-    @app.get(PREFIX, summary="List model templates (paged)")
+    @app.get(
+        PREFIX, summary="List model templates (paged)", responses=json_response("ModelTemplatePage")
+    )
     async def list_templates(
         api_key: ApiKey = None,
         account: Account = None,
@@ -154,12 +163,20 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         await access.require(token, entry.namespace, verb)
         return entry
 
-    @app.get(PREFIX + "/{model_template_id}", summary="Get a model template")
+    @app.get(
+        PREFIX + "/{model_template_id}",
+        summary="Get a model template",
+        responses=json_response("ModelTemplate"),
+    )
     async def retrieve(model_template_id: str, api_key: ApiKey = None, account: Account = None):
         entry = await _readable(_token(api_key), model_template_id, account, "get")
         return Response(entry.json, media_type="application/json")
 
-    @app.delete(PREFIX + "/{model_template_id}", summary="Delete a model template")
+    @app.delete(
+        PREFIX + "/{model_template_id}",
+        summary="Delete a model template",
+        responses=json_response("DeleteResponse"),
+    )
     async def delete(model_template_id: str, api_key: ApiKey = None, account: Account = None):
         token = _token(api_key)
         entry = await _readable(token, model_template_id, account, "get")
@@ -184,3 +201,17 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         return {"count": 1, "success": True}
 
     return app
+
+
+def _document(app: FastAPI) -> None:
+    """``/openapi.json`` with the SGP schemas the routes declare by reference."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(sgp_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
