@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,6 +35,8 @@ from .store import Store, Watcher, entry_of
 __all__ = ["create_app"]
 
 PREFIX = "/v4/model-templates"
+#: An account is a namespace: a DNS-1123 label.
+ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
@@ -105,8 +108,10 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         except ValueError:
             raise validation_error([("", "the body must be JSON")]) from None
         namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
-        if not namespace:
-            raise validation_error([("account_id", "account_id: required (the namespace)")])
+        if not isinstance(namespace, str) or not ACCOUNT_PATTERN.match(namespace):
+            raise validation_error(
+                [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
+            )
         user = await access.username(token)
         annotations = {
             CREATED_BY_USER_ANNOTATION: user,
