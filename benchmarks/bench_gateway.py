@@ -32,14 +32,14 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 from _helpers_deploy import service_account_kubeconfig  # noqa: E402
 from bench_scale import RssSampler  # noqa: E402
 from support.gateway import GatewayProcess  # noqa: E402
 from support.manifests import tiny_template  # noqa: E402
 
-from modeltemplate_operator.localcluster import LocalCluster  # noqa: E402
+from devtools.localcluster import LocalCluster  # noqa: E402
 
 NAMESPACE = "bench"
 LIMIT = 100
