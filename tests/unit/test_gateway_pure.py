@@ -1,4 +1,5 @@
-"""Pure parts of the SGP gateway: object <-> SGP JSON, error translation, paging, caches."""
+"""Pure parts of the SGP gateway: object <-> SGP JSON, error translation, paging, caches
+(the gateway against the cluster: tests/integration/test_gateway.py)."""
 
 from __future__ import annotations
 
