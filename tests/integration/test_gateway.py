@@ -26,6 +26,8 @@ from modeltemplate_operator.convert import manifest_to_sgp
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_SA = "modeltemplate-gateway"
 GATEWAY_NS = "modeltemplate-system"
+#: Seconds an access review is reused (short here, to see a revoked binding take effect).
+ACCESS_TTL = 2
 #: The roles deploy/ ships for users of templates, bound in the account's namespace.
 ROLES = {"editor": "modeltemplate-editor", "reader": "modeltemplate-viewer"}
 
@@ -41,7 +43,7 @@ def gateway(cluster, crd_installed, operator, tmp_path_factory):
     )
     log = REPO / "test-artifacts" / "gateway.log"
     log.unlink(missing_ok=True)
-    proc = GatewayProcess(kubeconfig, log).start()
+    proc = GatewayProcess(kubeconfig, log, f"--access-ttl={ACCESS_TTL}").start()
     try:
         yield proc.wait_ready()
     finally:
@@ -334,3 +336,27 @@ def test_api_server_refusals_are_translated_to_sgp_paths(api_client, crd_install
     text = json.dumps(error.detail)
     assert "min_workers (3) must be <= max_workers (1)" in text, text
     assert "perWorker" not in text and "minWorkers" not in text and "spec." not in text
+
+
+def test_a_revoked_role_binding_stops_reads_within_the_access_ttl(cluster, gateway):
+    """Reads come from the cache, but only while RBAC still lets the caller read."""
+    acc = Account(cluster, f"gw-revoke-{uuid.uuid4().hex[:6]}")
+    try:
+        made = acc.client(gateway).model_templates.create(account_id=acc.name, **_tiny("kept"))
+        reader = acc.client(gateway, "reader")
+        assert [t.id for t in reader.model_templates.list()] == [made.id]
+        assert reader.model_templates.retrieve(made.id).id == made.id
+        cluster.kubectl("delete", "rolebinding", "reader", "-n", acc.name)
+
+        def refused() -> bool:
+            try:
+                reader.model_templates.retrieve(made.id)
+            except scale_gp.PermissionDeniedError:
+                return True
+            return False
+
+        wait_for(refused, timeout=ACCESS_TTL + 10, interval=0.5, what="the read to be refused")
+        with pytest.raises(scale_gp.PermissionDeniedError):
+            reader.model_templates.list()
+    finally:
+        cluster.kubectl("delete", "namespace", acc.name, "--wait=false", check=False)

@@ -6,5 +6,6 @@
   for a caller, the gateway's own credentials only for its watch.
 - :mod:`.store` — the watch cache (ids -> templates, sorted pages) and the loop that fills it.
 - :mod:`.access` — who the caller is and what RBAC lets them read, cached for seconds.
-- :mod:`.app` — the FastAPI routes.
+- :mod:`.openapi` — the SGP shapes in ``/openapi.json``, generated from the models.
+- :mod:`.app` — the FastAPI routes; :mod:`.__main__` — the ``modeltemplate-gateway`` command.
 """
