@@ -11,6 +11,7 @@ from modeltemplate_operator.convert import sgp_message, sgp_path
 from modeltemplate_operator.gateway.access import TtlCache, token_hash
 from modeltemplate_operator.gateway.sgp import (
     CREATED_AT_ANNOTATION,
+    creator_annotations,
     from_api_server,
     manifest_errors,
     manifest_from_request,
@@ -296,3 +297,19 @@ def test_openapi_declares_the_sgp_shapes_and_every_reference_resolves():
     assert (
         params["limit"]["schema"]["maximum"] == 10000 and params["page"]["schema"]["minimum"] == 1
     )
+
+
+def test_creator_annotations():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    robot = creator_annotations("system:serviceaccount:team-a:ci", now)
+    assert robot == {
+        "launch.modelops.dev/created-by-user-id": "system:serviceaccount:team-a:ci",
+        "launch.modelops.dev/created-by-identity-type": "service_account",
+        CREATED_AT_ANNOTATION: "2026-01-02T03:04:05.000678Z",
+    }
+    person = creator_annotations("alice@example.com", now)
+    assert person["launch.modelops.dev/created-by-identity-type"] == "user"
+    later = obj("x", "u", "2026-01-02T03:04:05Z", precise=robot[CREATED_AT_ANNOTATION])
+    assert order_key(later) == ("2026-01-02T03:04:05.000678000", "u")

@@ -17,14 +17,13 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .. import GROUP, PLURAL, VERSION
-from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
 from .kubeapi import KubeAPI, KubeError
 from .openapi import json_body, json_response, sgp_schemas
 from .sgp import (
-    CREATED_AT_ANNOTATION,
     ApiError,
+    creator_annotations,
     from_api_server,
     manifest_errors,
     manifest_from_request,
@@ -113,13 +112,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
                 [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
             )
         user = await access.username(token)
-        annotations = {
-            CREATED_BY_USER_ANNOTATION: user,
-            CREATED_BY_TYPE_ANNOTATION: "service_account"
-            if user.startswith("system:serviceaccount:")
-            else "user",
-            CREATED_AT_ANNOTATION: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
+        annotations = creator_annotations(user, datetime.now(UTC))
         manifest = manifest_from_request(body, namespace, annotations)
         try:
             parse_manifest(manifest)

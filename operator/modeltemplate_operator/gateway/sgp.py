@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ __all__ = [
     "CREATED_AT_ANNOTATION",
     "ApiError",
     "manifest_from_request",
+    "creator_annotations",
     "template_to_sgp",
     "order_key",
     "page_bounds",
@@ -88,6 +90,18 @@ def manifest_from_request(body: Any, namespace: str, annotations: dict[str, str]
         "kind": KIND,
         "metadata": {"name": body.get("name"), "namespace": namespace, "annotations": annotations},
         "spec": spec_from_sgp(spec_in),
+    }
+
+
+def creator_annotations(username: str, now: datetime) -> dict[str, str]:
+    """Who creates the template (the names the creator-identity admission policy checks) and
+    when, to the microsecond (the paging order)."""
+    return {
+        CREATED_BY_USER_ANNOTATION: username,
+        CREATED_BY_TYPE_ANNOTATION: "service_account"
+        if username.startswith("system:serviceaccount:")
+        else "user",
+        CREATED_AT_ANNOTATION: now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
 
 
