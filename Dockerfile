@@ -17,7 +17,8 @@ RUN /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install . \
  && /opt/venv/bin/python -m compileall -q /opt/venv \
  && /opt/venv/bin/modeltemplate-operator --help >/dev/null \
- && /opt/venv/bin/modeltemplate-forwarder --help >/dev/null
+ && /opt/venv/bin/modeltemplate-forwarder --help >/dev/null \
+ && /opt/venv/bin/modeltemplate-gateway --help >/dev/null
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="modeltemplate-operator" \

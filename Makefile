@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale
+.PHONY: run help venv binaries test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -73,3 +73,6 @@ bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
 
 bench-scale: $(STAMP) binaries ## 1000 templates: operator convergence vs direct apply, peak RSS
 	$(PY) benchmarks/bench_scale.py $(BENCH_ARGS)
+
+bench-gateway: $(STAMP) binaries ## SGP gateway vs API server: list of 1000 templates (latency, req/s, RSS)
+	$(PY) benchmarks/bench_gateway.py $(BENCH_ARGS)

@@ -146,6 +146,11 @@ class LocalCluster:
         return self.root / "operator.pid"
 
     @property
+    def gateway_pid_file(self) -> Path:
+        """Set by ``make demo``, which runs the SGP API gateway beside the operator."""
+        return self.root / "gateway.pid"
+
+    @property
     def _state_file(self) -> Path:
         return self.root / "state.json"
 
@@ -258,10 +263,14 @@ class LocalCluster:
     def down(self) -> None:
         """Stop every process this cluster started and remove its state and data."""
         self._load_state()
-        if self.operator_pid_file.exists():
-            self.pids = {"operator": int(self.operator_pid_file.read_text()), **self.pids}
-            self.operator_pid_file.unlink()
-        for name in ["operator", *reversed(COMPONENTS)]:
+        for name, pid_file in (
+            ("gateway", self.gateway_pid_file),
+            ("operator", self.operator_pid_file),
+        ):
+            if pid_file.exists():
+                self.pids = {name: int(pid_file.read_text()), **self.pids}
+                pid_file.unlink()
+        for name in ["gateway", "operator", *reversed(COMPONENTS)]:
             pid = self.pids.get(name)
             if pid and pid_alive(pid):
                 try:

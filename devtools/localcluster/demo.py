@@ -1,16 +1,23 @@
-"""``make demo``: the local control plane, the CRD, the operator and every sample, then a table.
+"""``make demo``: the local control plane, the CRD, the operator, the SGP API gateway and every
+sample, then a table and how to call the API.
 
-The operator runs as a background process of the local cluster (``make cluster-down`` stops it
-with the rest); its log is ``.local-cluster/logs/operator.log``.
+The operator and the gateway run as background processes of the local cluster (``make
+cluster-down`` stops them with the rest); their logs are ``.local-cluster/logs/operator.log``
+and ``gateway.log``. The gateway listens on 127.0.0.1:8000 (``MODELTEMPLATE_GATEWAY_PORT``
+moves it; a free port is taken when it is busy).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import yaml
 
@@ -21,7 +28,10 @@ SAMPLES = REPO_ROOT / "deploy" / "samples"
 CLUSTER_FILES = [
     REPO_ROOT / "deploy" / "base" / "priorityclasses.yaml",
     REPO_ROOT / "deploy" / "base" / "kopf-peering-crds.yaml",
+    REPO_ROOT / "deploy" / "base" / "user-roles.yaml",
 ]
+#: The ServiceAccount whose token the demo's API calls use (bound to modeltemplate-editor).
+API_USER = "sgp-user"
 
 
 def install_crds(cluster: LocalCluster) -> None:
@@ -32,15 +42,14 @@ def install_crds(cluster: LocalCluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
-def start_operator(cluster: LocalCluster) -> int:
-    """The operator against the local cluster, once; returns its pid."""
-    pid_file = cluster.operator_pid_file
+def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> int:
+    """``python -m ARGS`` against the local cluster, once; returns its pid."""
     if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELTEMPLATE_LOG_FORMAT": "json"}
-    with open(cluster.logs / "operator.log", "ab") as log:
+    with open(cluster.logs / log_name, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modeltemplate_operator"],
+            [sys.executable, "-m", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -49,6 +58,78 @@ def start_operator(cluster: LocalCluster) -> int:
         )
     pid_file.write_text(str(proc.pid))
     return proc.pid
+
+
+def start_operator(cluster: LocalCluster) -> int:
+    """The operator against the local cluster, once; returns its pid."""
+    return _start(cluster, cluster.operator_pid_file, "operator.log", "modeltemplate_operator")
+
+
+def _gateway_port() -> int:
+    wanted = int(os.environ.get("MODELTEMPLATE_GATEWAY_PORT", "8000"))
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", wanted))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gateway(cluster: LocalCluster) -> str:
+    """The SGP API gateway on loopback, once; returns its URL when its cache has synced."""
+    url_file = cluster.root / "gateway.url"
+    if cluster.gateway_pid_file.exists() and url_file.exists():
+        if pid_alive(int(cluster.gateway_pid_file.read_text())):
+            return url_file.read_text()
+    port = _gateway_port()
+    _start(
+        cluster,
+        cluster.gateway_pid_file,
+        "gateway.log",
+        "modeltemplate_operator.gateway",
+        "--host=127.0.0.1",
+        f"--port={port}",
+    )
+    url = f"http://127.0.0.1:{port}"
+    url_file.write_text(url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                return url
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise ClusterError(f"the gateway did not answer on {url} (log: {cluster.logs / 'gateway.log'})")
+
+
+def add_api_user(cluster: LocalCluster) -> None:
+    """A ServiceAccount allowed to use templates in the demo namespace (its tokens are keys)."""
+    for args in (
+        ("create", "serviceaccount", API_USER, "-n", NAMESPACE),
+        (
+            "create",
+            "rolebinding",
+            API_USER,
+            "-n",
+            NAMESPACE,
+            "--clusterrole=modeltemplate-editor",
+            f"--serviceaccount={NAMESPACE}:{API_USER}",
+        ),
+    ):
+        cluster.kubectl(*args, check=False)  # already there on a second run
+
+
+def api_check(cluster: LocalCluster, gateway: str) -> str:
+    """One list call through the gateway with a fresh key of the demo's API user."""
+    key = cluster.kubectl("create", "token", API_USER, "-n", NAMESPACE).stdout.strip()
+    request = urllib.request.Request(
+        f"{gateway}/v4/model-templates?limit=100",
+        headers={"x-api-key": key, "x-selected-account-id": NAMESPACE},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = json.loads(response.read())
+    names = ", ".join(t["name"] for t in page["items"])
+    return f"GET {gateway}/v4/model-templates: {page['total_item_count']} templates ({names})"
 
 
 def _samples() -> list[dict]:
@@ -113,6 +194,9 @@ def run(cluster: LocalCluster) -> int:
     print(f"operator running (pid {pid}, log {cluster.logs / 'operator.log'})")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(namespace))
+    add_api_user(cluster)
+    gateway = start_gateway(cluster)
+    print(f"SGP API gateway at {gateway} (log {cluster.logs / 'gateway.log'})")
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(SAMPLES))
     print(
         f"applied {len(_samples())} sample ModelTemplates to namespace {NAMESPACE}; waiting for Ready ..."
@@ -125,13 +209,20 @@ def run(cluster: LocalCluster) -> int:
         return 1
     print()
     print(table(cluster))
+    print(f"\n{api_check(cluster, gateway)}")
     print(f"""
 Explore:
   export KUBECONFIG={cluster.kubeconfig}
   kubectl get modeltemplates -n {NAMESPACE}
   kubectl describe modeltemplate -n {NAMESPACE} llama-3-1-8b-instruct-vllm
   kubectl get deploy,svc,hpa,pdb,job,pods -n {NAMESPACE} -o wide
+The SGP API (account = namespace, API key = a Kubernetes token; docs at {gateway}/docs):
+  export SGP_API_KEY=$(kubectl create token {API_USER} -n {NAMESPACE}) SGP_ACCOUNT_ID={NAMESPACE}
+  curl -s -H "x-api-key: $SGP_API_KEY" -H "x-selected-account-id: $SGP_ACCOUNT_ID" \\
+    '{gateway}/v4/model-templates?limit=2'
+  .venv/bin/python -c 'from scale_gp import SGPClient
+  for t in SGPClient(base_url="{gateway}").model_templates.list(): print(t.id, t.name)'
 Clean up:
   kubectl delete namespace {NAMESPACE}   # templates and every child they own
-  make cluster-down{" " * (len(NAMESPACE) + 11)}# the operator and the control plane""")
+  make cluster-down{" " * (len(NAMESPACE) + 11)}# the gateway, the operator and the control plane""")
     return 0

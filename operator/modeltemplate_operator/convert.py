@@ -15,12 +15,19 @@ Mapping (1:1, driven by the pydantic models' field names and aliases):
 
 Only keys are renamed: defaults are not filled in, so a round trip returns the input. Unknown
 keys are kept as they are, for the validator to report.
+
+Field paths in error messages follow the same mapping: :func:`sgp_path` turns
+``spec.vendorConfiguration.endpointConfig.minWorkers`` into
+``vendor_configuration.endpoint_config.min_workers`` and :func:`sgp_message` rewrites every
+path and field name of a message, so an SGP caller reads the names it sent.
 """
 
 from __future__ import annotations
 
+import re
 import types
 import typing
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,6 +42,8 @@ __all__ = [
     "manifest_to_sgp",
     "spec_to_sgp",
     "spec_from_sgp",
+    "sgp_path",
+    "sgp_message",
 ]
 
 SGP_READ_ONLY_FIELDS = (
@@ -184,3 +193,65 @@ def manifest_to_sgp(
         if key in renamed:
             sgp[key] = renamed[key]
     return sgp, warnings
+
+
+_PATH_PART = re.compile(r"([^.\[]+)((?:\[[^\]]*\])*)")
+#: A manifest field path inside a message: metadata.x or spec.x.y[0].z.
+_MANIFEST_PATH = re.compile(r"\b(?:metadata|spec)(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[^\]\s]*\])+")
+_CAMEL_WORD = re.compile(r"\b[a-z]+(?:[A-Z][a-z0-9]*)+\b")
+
+
+def sgp_path(path: str) -> str:
+    """A manifest field path as the SGP field path (``metadata.name`` -> ``name``;
+    ``spec.vendorConfiguration.bundleConfig.healthcheckRoute`` ->
+    ``vendor_configuration.bundle_config.healthcheck_route``; list indexes and map keys kept)."""
+    if path == "metadata.name":
+        return "name"
+    if not path.startswith("spec.") and not path.startswith("spec["):
+        return path
+    model: type[BaseModel] | None = ModelTemplateSpec
+    out: list[str] = []
+    for key, index in _PATH_PART.findall(path[len("spec.") :]):
+        field = _field_by_alias(model, key) if model is not None else None
+        if field is None:
+            out.append(key + index)
+            model = None
+            continue
+        name, annotation = field
+        out.append(name + index)
+        model = _model_of(annotation)
+    return ".".join(out)
+
+
+def sgp_message(message: str) -> str:
+    """A validation message with manifest paths and camelCase field names in SGP's terms."""
+    message = _MANIFEST_PATH.sub(lambda m: sgp_path(m.group(0)), message)
+    names = _snake_names()
+    return _CAMEL_WORD.sub(lambda m: names.get(m.group(0), m.group(0)), message)
+
+
+def _field_by_alias(model: type[BaseModel], key: str) -> tuple[str, Any] | None:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == key:
+            return name, field.annotation
+    return None
+
+
+@cache
+def _snake_names() -> dict[str, str]:
+    """camelCase alias -> snake_case name of every spec field (all nesting levels)."""
+    names: dict[str, str] = {}
+    todo: list[type[BaseModel]] = [ModelTemplateSpec]
+    seen: set[type[BaseModel]] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            if field.alias and field.alias != name:
+                names[field.alias] = name
+            sub = _model_of(field.annotation)
+            if sub is not None:
+                todo.append(sub)
+    return names

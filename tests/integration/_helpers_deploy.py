@@ -50,15 +50,17 @@ def write_overlay(directory: Path, **fields: Any) -> Path:
     return directory
 
 
-def service_account_kubeconfig(cluster, path: Path) -> Path:
-    """A kubeconfig with the admin kubeconfig's server and CA, and a token of the deploy/
-    ServiceAccount as its only credential."""
+def service_account_kubeconfig(
+    cluster, path: Path, service_account: str = SERVICE_ACCOUNT, namespace: str = NAMESPACE
+) -> Path:
+    """A kubeconfig with the admin kubeconfig's server and CA, and a token of a deploy/
+    ServiceAccount (the operator's by default) as its only credential."""
     admin = json.loads(
         cluster.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
     )
     server = admin["clusters"][0]["cluster"]
     token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h"
+        "create", "token", service_account, "-n", namespace, "--duration=1h"
     ).stdout.strip()
     cluster_entry = {"server": server["server"]}
     for key in ("certificate-authority-data", "insecure-skip-tls-verify", "tls-server-name"):
@@ -68,9 +70,9 @@ def service_account_kubeconfig(cluster, path: Path) -> Path:
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": cluster_entry}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "users": [{"name": service_account, "user": {"token": token}}],
         "contexts": [
-            {"name": "operator", "context": {"cluster": "cluster", "user": SERVICE_ACCOUNT}}
+            {"name": "operator", "context": {"cluster": "cluster", "user": service_account}}
         ],
         "current-context": "operator",
     }

@@ -36,6 +36,7 @@ from modeltemplate_operator.config import OperatorConfig
 SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
 ASYNC_SAMPLE = "whisper-large-v3-async"
+GATEWAY_ACCOUNT = "modeltemplate-gateway"
 
 #: The whole grant of deploy/'s RBAC: (apiGroup, resource, resourceNames) -> verbs.
 EXPECTED_RULES = {
@@ -114,6 +115,14 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "PriorityClass/modeltemplate-high-priority",
             "Service/modeltemplate-operator",
             "ServiceAccount/modeltemplate-operator",
+            "ClusterRole/modeltemplate-gateway",
+            "ClusterRole/modeltemplate-editor",
+            "ClusterRole/modeltemplate-viewer",
+            "ClusterRoleBinding/modeltemplate-gateway",
+            "Deployment/modeltemplate-gateway",
+            "PodDisruptionBudget/modeltemplate-gateway",
+            "Service/modeltemplate-gateway",
+            "ServiceAccount/modeltemplate-gateway",
         ]
     )
     cluster_scoped = {
@@ -143,16 +152,14 @@ def test_crds_and_priority_classes_come_from_their_sources(rendered):
             }, source
 
 
-def test_operator_deployment_is_hardened_and_peered(rendered):
-    deployment = find(rendered, "Deployment", "modeltemplate-operator")
+def _hardened_container(deployment: dict, service_account: str) -> dict:
+    """The one container of a 2-replica, non-root, read-only, capability-free Deployment."""
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    assert pod["serviceAccountName"] == service_account
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
-    assert "--standalone" not in container["args"]  # two replicas: peering elects the active one
-    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
@@ -160,6 +167,15 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert "memory" in container["resources"]["limits"]
+    return container
+
+
+def test_operator_deployment_is_hardened_and_peered(rendered):
+    deployment = find(rendered, "Deployment", "modeltemplate-operator")
+    container = _hardened_container(deployment, SERVICE_ACCOUNT)
+    pod = deployment["spec"]["template"]["spec"]
+    assert "--standalone" not in container["args"]  # two replicas: peering elects the active one
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -176,15 +192,32 @@ def test_operator_deployment_is_hardened_and_peered(rendered):
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == "health"
-    pdb = find(rendered, "PodDisruptionBudget")
+    pdb = find(rendered, "PodDisruptionBudget", "modeltemplate-operator")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_gateway_deployment_is_hardened_and_reachable(rendered):
+    deployment = find(rendered, "Deployment", "modeltemplate-gateway")
+    container = _hardened_container(deployment, GATEWAY_ACCOUNT)
+    assert container["command"] == ["modeltemplate-gateway"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = find(rendered, "Service", "modeltemplate-gateway")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    pdb = find(rendered, "PodDisruptionBudget", "modeltemplate-gateway")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    operator = find(rendered, "Deployment", "modeltemplate-operator")
+    assert container["image"] == operator["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
 def test_operator_config_is_accepted_by_the_operator(rendered):
     raw = yaml.safe_load(find(rendered, "ConfigMap")["data"]["config.yaml"])
     config = OperatorConfig.from_sources(raw, {})
     assert (config.gpu_preset, config.mig_strategy) == ("launch", "mixed")
-    image = find(rendered, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = find(rendered, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
     assert config.forwarder_image == image  # the sidecar comes from the operator's image
     priority_classes = {d["metadata"]["name"] for d in rendered if d["kind"] == "PriorityClass"}
     assert {config.priority_class_high, config.priority_class_default} == priority_classes
@@ -204,18 +237,43 @@ def test_image_override_also_moves_the_forwarder_image(cluster, tmp_path):
     )
     docs = kustomize(cluster, overlay)
     assert (
-        find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        find(docs, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
         == "registry.local/mto:ci"
     )
+    gateway = find(docs, "Deployment", "modeltemplate-gateway")
+    assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/mto:ci"
     config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
     assert config["forwarderImage"] == "registry.local/mto:ci"
 
 
 def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
-    roles = [d for d in rendered if d["kind"] in ("ClusterRole", "Role")]
-    assert [r["metadata"]["name"] for r in roles] == ["modeltemplate-operator"]
+    roles = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("ClusterRole", "Role")}
+    assert sorted(roles) == [
+        "modeltemplate-editor",
+        "modeltemplate-gateway",
+        "modeltemplate-operator",
+        "modeltemplate-viewer",
+    ]
+    # Roles for users of templates: bound per namespace by admins, never by deploy/ itself.
+    for name, verbs in (
+        ("modeltemplate-editor", ["get", "list", "watch", "create", "update", "patch", "delete"]),
+        ("modeltemplate-viewer", ["get", "list", "watch"]),
+    ):
+        assert roles[name]["rules"] == [
+            {"apiGroups": ["launch.modelops.dev"], "resources": ["modeltemplates"], "verbs": verbs}
+        ]
+    # The gateway's own role: its watch cache, nothing more (callers act with their own keys).
+    assert roles["modeltemplate-gateway"]["rules"] == [
+        {
+            "apiGroups": ["launch.modelops.dev"],
+            "resources": ["modeltemplates"],
+            "verbs": ["list", "watch"],
+        }
+    ]
     granted = {}
-    for rule in roles[0]["rules"]:
+    for rule in roles["modeltemplate-operator"]["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, []), rule
         assert "nonResourceURLs" not in rule
@@ -225,11 +283,15 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
                 granted.setdefault(key, set()).update(rule["verbs"])
     assert granted == EXPECTED_RULES
     bindings = [d for d in rendered if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
-    assert [(b["roleRef"]["name"], b["subjects"]) for b in bindings] == [
+    assert sorted((b["roleRef"]["name"], b["subjects"]) for b in bindings) == [
+        (
+            "modeltemplate-gateway",
+            [{"kind": "ServiceAccount", "name": GATEWAY_ACCOUNT, "namespace": NAMESPACE}],
+        ),
         (
             "modeltemplate-operator",
             [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}],
-        )
+        ),
     ]
 
 
@@ -271,13 +333,20 @@ def deployed(cluster):
     diff = cluster.kubectl("diff", "--server-side", "-k", str(DEPLOY), check=False)
     # The in-cluster replicas stand down: on a cluster that can pull the image (kind) they
     # would be peers of the operator process the tests run, with the same priority.
-    cluster.kubectl("scale", "deployment/modeltemplate-operator", "-n", NAMESPACE, "--replicas=0")
+    cluster.kubectl(
+        "scale",
+        "deployment/modeltemplate-operator",
+        "deployment/modeltemplate-gateway",
+        "-n",
+        NAMESPACE,
+        "--replicas=0",
+    )
     return generations, diff
 
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 13
+    assert first == second and len(first) == 21
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 
@@ -290,6 +359,22 @@ def test_rbac_grants_exactly_the_listed_rules(cluster, deployed):
         )
         want = {(g, r, names, v) for (g, r, names), verbs in EXPECTED_RULES.items() for v in verbs}
         assert extra == want, namespace
+
+
+def test_gateway_rbac_grants_only_its_watch_cache(cluster, deployed):
+    """The gateway's own ServiceAccount may list and watch templates, nothing else: whatever
+    it does for a caller is done with the caller's token (tests/integration/test_gateway.py
+    runs it with this ServiceAccount's token alone)."""
+    cluster.kubectl("create", "serviceaccount", "rbac-baseline", "-n", NAMESPACE, check=False)
+    gateway = f"system:serviceaccount:{NAMESPACE}:{GATEWAY_ACCOUNT}"
+    for namespace in (NAMESPACE, "default"):
+        extra = _rules_of(cluster, gateway, namespace) - _rules_of(
+            cluster, f"system:serviceaccount:{NAMESPACE}:rbac-baseline", namespace
+        )
+        assert extra == {
+            ("launch.modelops.dev", "modeltemplates", (), "list"),
+            ("launch.modelops.dev", "modeltemplates", (), "watch"),
+        }, namespace
 
 
 @pytest.mark.parametrize(

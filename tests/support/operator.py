@@ -13,6 +13,9 @@ from pathlib import Path
 class OperatorProcess:
     """``python -m modeltemplate_operator`` with its own kubeconfig, logging to a file."""
 
+    #: The module ``python -m`` runs (the gateway's support class runs another one).
+    module = "modeltemplate_operator"
+
     def __init__(
         self, kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None
     ):
@@ -32,7 +35,7 @@ class OperatorProcess:
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modeltemplate_operator", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -63,6 +66,8 @@ class OperatorProcess:
             if predicate(text):
                 return text
             if self.proc and self.proc.poll() is not None:
-                raise AssertionError(f"operator exited ({self.proc.returncode}):\n{text[-3000:]}")
+                raise AssertionError(
+                    f"{self.module} exited ({self.proc.returncode}):\n{text[-3000:]}"
+                )
             time.sleep(0.25)
         raise AssertionError(f"operator log condition not met in {timeout}s:\n{self.log()[-3000:]}")

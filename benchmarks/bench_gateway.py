@@ -1,0 +1,204 @@
+"""The SGP gateway's list vs the API server's own list of the same page: ``make bench-gateway``.
+
+On a fresh local control plane with N ModelTemplates (default 1000) in one namespace, the
+gateway runs as a process with deploy/'s gateway ServiceAccount token; callers use the token of
+a ServiceAccount bound to ``modeltemplate-viewer`` in that namespace, for both sides:
+
+- gateway:    ``GET /v4/model-templates?page=1&limit=100`` (x-api-key, x-selected-account-id)
+- API server: ``GET /apis/launch.modelops.dev/v1alpha1/namespaces/NS/modeltemplates?limit=100``
+              (what ``kubectl get --raw`` sends; the caller's bearer token, TLS)
+
+Latency: one keep-alive connection, requests one after another, the two sides alternating in
+rounds. Throughput: CONCURRENCY connections for a fixed time per side, alternating. The load
+generator (aiohttp) runs on the same 2 cores as the control plane and the gateway. The
+gateway's RSS is sampled from /proc during the run. Figures are printed beside their targets.
+
+Usage: python benchmarks/bench_gateway.py [--templates N] [--requests R] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import ssl
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+
+from _helpers_deploy import service_account_kubeconfig  # noqa: E402
+from bench_scale import RssSampler  # noqa: E402
+from support.gateway import GatewayProcess  # noqa: E402
+from support.manifests import tiny_template  # noqa: E402
+
+from devtools.localcluster import LocalCluster  # noqa: E402
+
+NAMESPACE = "bench"
+LIMIT = 100
+CONCURRENCY = 16
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def timed(session: aiohttp.ClientSession, url: str, headers: dict) -> tuple[float, int]:
+    start = time.perf_counter()
+    async with session.get(url, headers=headers) as response:
+        body = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: {response.status} {body[:300]!r}")
+    return time.perf_counter() - start, len(json.loads(body)["items"])
+
+
+async def latency(sides: dict, requests: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in sides}
+    sessions = {
+        name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=1))
+        for name, (_, _, ssl_ctx) in sides.items()
+    }
+    try:
+        for name, (url, headers, _) in sides.items():  # warm-up: connections, caches
+            for _ in range(20):
+                await timed(sessions[name], url, headers)
+        for _ in range(requests // 50):
+            for name, (url, headers, _) in sides.items():
+                for _ in range(50):
+                    elapsed, items = await timed(sessions[name], url, headers)
+                    assert items == LIMIT, (name, items)
+                    out[name].append(elapsed)
+    finally:
+        for session in sessions.values():
+            await session.close()
+    return out
+
+
+async def throughput(url: str, headers: dict, ssl_ctx, seconds: float) -> tuple[int, float]:
+    done = 0
+    connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker():
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await timed(session, url, headers)
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return done, time.perf_counter() - start
+
+
+def setup(cluster: LocalCluster, n: int, work: Path) -> tuple[GatewayProcess, str]:
+    crds = sorted(f for f in (REPO / "crds").glob("*.yaml") if f.name != "kustomization.yaml")
+    base = REPO / "deploy" / "base"
+    files = crds + [base / "namespace.yaml", base / "gateway-rbac.yaml", base / "user-roles.yaml"]
+    cluster.kubectl("apply", "--server-side", *[f"-f={f}" for f in files])
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    for start in range(0, n, 250):
+        items = [tiny_template(f"t-{i:04d}") for i in range(start, min(n, start + 250))]
+        body = {"apiVersion": "v1", "kind": "List", "items": items}
+        cluster.kubectl(
+            "create", "-n", NAMESPACE, "-f", "-", "-o", "name", input=json.dumps(body), timeout=300
+        )
+    cluster.kubectl("create", "serviceaccount", "reader", "-n", NAMESPACE)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        NAMESPACE,
+        "--clusterrole=modeltemplate-viewer",
+        f"--serviceaccount={NAMESPACE}:reader",
+    )
+    token = cluster.kubectl("create", "token", "reader", "-n", NAMESPACE).stdout.strip()
+    kubeconfig = service_account_kubeconfig(
+        cluster, work / "kubeconfig", "modeltemplate-gateway", "modeltemplate-system"
+    )
+    gateway = GatewayProcess(kubeconfig, work / "gateway.log", "--log-level=warning").start()
+    gateway.wait_ready(timeout=120)
+    return gateway, token
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--templates", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=1000, help="per side, latency phase")
+    parser.add_argument("--seconds", type=float, default=10, help="per side, throughput phase")
+    args = parser.parse_args()
+    cluster = LocalCluster(root=REPO / ".local-cluster" / f"bench-gateway-{os.getpid()}")
+    gateway = None
+    try:
+        cluster.up()
+        t0 = time.monotonic()
+        gateway, token = setup(cluster, args.templates, cluster.root)
+        print(
+            f"{args.templates} templates created, gateway synced in {time.monotonic() - t0:.1f} s"
+        )
+        rss = RssSampler(gateway.proc.pid)
+        rss.start()
+        ca = ssl.create_default_context(cafile=str(cluster.ca_path))
+        sides = {
+            "gateway": (
+                f"{gateway.base_url}/v4/model-templates?page=1&limit={LIMIT}",
+                {"x-api-key": token, "x-selected-account-id": NAMESPACE},
+                None,
+            ),
+            "api-server": (
+                f"{cluster.server}/apis/launch.modelops.dev/v1alpha1/namespaces/{NAMESPACE}"
+                f"/modeltemplates?limit={LIMIT}",
+                {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                ca,
+            ),
+        }
+        lat = asyncio.run(latency(sides, args.requests))
+        rates = {}
+        for name, (url, headers, ssl_ctx) in [*sides.items(), *sides.items()]:
+            done, elapsed = asyncio.run(throughput(url, headers, ssl_ctx, args.seconds / 2))
+            total_done, total_time = rates.get(name, (0, 0.0))
+            rates[name] = (total_done + done, total_time + elapsed)
+        rss.running = False
+        p = {name: (percentile(v, 0.5), percentile(v, 0.99)) for name, v in lat.items()}
+        ms = 1000
+        print(
+            f"list of page 1, limit={LIMIT}, of {args.templates} templates; latency: "
+            f"{len(lat['gateway'])} sequential requests per side; throughput: {CONCURRENCY} "
+            f"connections, {args.seconds:.0f} s per side"
+        )
+        for name in sides:
+            done, elapsed = rates[name]
+            print(
+                f"  {name:10}  p50 {p[name][0] * ms:6.2f} ms  p99 {p[name][1] * ms:6.2f} ms  "
+                f"mean {statistics.mean(lat[name]) * ms:6.2f} ms  "
+                f"{done / elapsed:7.0f} req/s ({done} requests)"
+            )
+        ratio = p["gateway"][1] / p["api-server"][1]
+        rate = rates["gateway"][0] / rates["gateway"][1]
+        print(f"gateway p99 / API server p99: {ratio:.2f} (target <= 2)")
+        print(f"gateway list throughput: {rate:.0f} req/s (target >= 500)")
+        print(
+            f"gateway peak RSS: {rss.peak / 2**20:.0f} MB at {args.templates} templates (target <= 120)"
+        )
+        return 0
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        cluster.down()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

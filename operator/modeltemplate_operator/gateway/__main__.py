@@ -1,0 +1,67 @@
+"""``modeltemplate-gateway``: serve the SGP model template API (FastAPI on uvicorn).
+
+Settings (flag, or environment variable with the ``MODELTEMPLATE_GATEWAY_`` prefix):
+
+==========================  ================================  ==========================
+flag                        environment variable              default
+==========================  ================================  ==========================
+``--host``                  MODELTEMPLATE_GATEWAY_HOST        0.0.0.0
+``--port``                  MODELTEMPLATE_GATEWAY_PORT        8000
+``--kubeconfig``            KUBECONFIG                        in-cluster, else ~/.kube/config
+``--access-ttl``            MODELTEMPLATE_GATEWAY_ACCESS_TTL  10 (seconds an access review is reused)
+``--log-level``             MODELTEMPLATE_GATEWAY_LOG_LEVEL   info
+==========================  ================================  ==========================
+
+The kubeconfig (or the pod's ServiceAccount) is the gateway's own identity, used only for the
+watch cache: it needs ``list`` and ``watch`` on modeltemplates, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from .app import create_app
+from .kubeapi import KubeAPI, load_configuration
+
+ENV = "MODELTEMPLATE_GATEWAY_"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="modeltemplate-gateway", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default=env(ENV + "HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(env(ENV + "PORT", "8000")))
+    parser.add_argument("--kubeconfig", default=env("KUBECONFIG"))
+    parser.add_argument("--access-ttl", type=float, default=float(env(ENV + "ACCESS_TTL", "10")))
+    parser.add_argument("--log-level", default=env(ENV + "LOG_LEVEL", "info"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    kubeconfig = args.kubeconfig.split(os.pathsep)[0] if args.kubeconfig else None
+    app = create_app(KubeAPI(load_configuration(kubeconfig)), access_ttl=args.access_ttl)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The SGP model template routes (``/v4/model-templates``), as the official client calls them.
+
+Auth: ``x-api-key`` is a Kubernetes bearer token; the account (``x-selected-account-id``, or
+``account_id`` in the body or query) is the namespace. Writes go to the API server with the
+caller's token; reads come from the watch cache after an access review with that token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import GROUP, PLURAL, VERSION
+from ..validation import ManifestInvalid, parse_manifest
+from .access import Access
+from .kubeapi import KubeAPI, KubeError
+from .openapi import json_body, json_response, sgp_schemas
+from .sgp import (
+    ApiError,
+    creator_annotations,
+    from_api_server,
+    manifest_errors,
+    manifest_from_request,
+    validation_error,
+)
+from .store import Store, Watcher, entry_of
+
+__all__ = ["create_app"]
+
+PREFIX = "/v4/model-templates"
+#: An account is a namespace: a DNS-1123 label.
+ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+ApiKey = Annotated[str | None, Header(alias="x-api-key")]
+Account = Annotated[str | None, Header(alias="x-selected-account-id")]
+
+
+def _token(api_key: str | None) -> str:
+    token = (api_key or "").removeprefix("Bearer ").strip()
+    if not token:
+        raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
+    return token
+
+
+def _namespaced(namespace: str, name: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{path}/{name}" if name else path
+
+
+def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
+    store = Store()
+    watcher = Watcher(kube, store)
+    access = Access(kube, ttl=access_ttl)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await kube.close()
+
+    app = FastAPI(
+        title="ModelTemplate gateway (SGP API)",
+        summary="SGP /v4/model-templates served from ModelTemplate resources",
+        lifespan=lifespan,
+    )
+    app.state.store, app.state.watcher = store, watcher
+    _document(app)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    async def synced() -> None:
+        try:
+            await asyncio.wait_for(watcher.synced.wait(), timeout=10)
+        except TimeoutError:
+            raise ApiError(503, "the template cache has not synced with the cluster yet") from None
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        ok = watcher.synced.is_set()
+        return JSONResponse({"synced": ok, "templates": len(store)}, status_code=200 if ok else 503)
+
+    @app.post(
+        PREFIX,
+        summary="Create a model template",
+        openapi_extra=json_body("ModelTemplateCreate"),
+        responses=json_response("ModelTemplate"),
+    )
+    async def create(request: Request, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise validation_error([("", "the body must be JSON")]) from None
+        namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
+        if not isinstance(namespace, str) or not ACCOUNT_PATTERN.match(namespace):
+            raise validation_error(
+                [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
+            )
+        user = await access.username(token)
+        annotations = creator_annotations(user, datetime.now(UTC))
+        manifest = manifest_from_request(body, namespace, annotations)
+        try:
+            parse_manifest(manifest)
+        except ManifestInvalid as exc:
+            raise manifest_errors(exc.errors) from None
+        try:
+            created = await kube.request(
+                "POST",
+                _namespaced(namespace),
+                token=token,
+                body=manifest,
+                query={"fieldValidation": "Strict"},
+            )
+        except KubeError as exc:
+            raise from_api_server(exc.status, exc.body, name=body.get("name", "")) from None
+        entry = store.upsert(created, only_new=True) or entry_of(created)
+        return Response(entry.json, media_type="application/json")
+
+    @app.get(
+        PREFIX, summary="List model templates (paged)", responses=json_response("ModelTemplatePage")
+    )
+    async def list_templates(
+        api_key: ApiKey = None,
+        account: Account = None,
+        page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (at most 10000)")
+        ] = DEFAULT_LIMIT,
+        account_id: Annotated[str | None, Query()] = None,
+    ):
+        token = _token(api_key)
+        namespace = account_id or account or None
+        await access.require(token, namespace, "list")
+        await synced()
+        entries, total = store.page(namespace, page, limit)
+        head = b'{"items":[' + b",".join(e.json for e in entries) + b"],"
+        tail = f'"total_item_count":{total},"current_page":{page},"items_per_page":{limit}}}'
+        return Response(head + tail.encode(), media_type="application/json")
+
+    async def _readable(token: str, template_id: str, account: str | None, verb: str):
+        await access.username(token)  # 401 for a bad key, whatever the id
+        await synced()
+        entry = store.get(template_id)
+        if entry is None or (account and account != entry.namespace):
+            raise ApiError(404, f"model template {template_id!r} not found", False)
+        await access.require(token, entry.namespace, verb)
+        return entry
+
+    @app.get(
+        PREFIX + "/{model_template_id}",
+        summary="Get a model template",
+        responses=json_response("ModelTemplate"),
+    )
+    async def retrieve(model_template_id: str, api_key: ApiKey = None, account: Account = None):
+        entry = await _readable(_token(api_key), model_template_id, account, "get")
+        return Response(entry.json, media_type="application/json")
+
+    @app.delete(
+        PREFIX + "/{model_template_id}",
+        summary="Delete a model template",
+        responses=json_response("DeleteResponse"),
+    )
+    async def delete(model_template_id: str, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        entry = await _readable(token, model_template_id, account, "get")
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": entry.uid},
+        }
+        try:
+            await kube.request(
+                "DELETE", _namespaced(entry.namespace, entry.name), token=token, body=options
+            )
+        except KubeError as exc:
+            if exc.status == 404 or (exc.status == 409 and "Precondition" in str(exc)):
+                store.remove(entry.uid)
+                raise ApiError(
+                    404, f"model template {model_template_id!r} not found", False
+                ) from None
+            raise from_api_server(exc.status, exc.body) from None
+        store.remove(entry.uid, tombstone=True)
+        return {"count": 1, "success": True}
+
+    return app
+
+
+def _document(app: FastAPI) -> None:
+    """``/openapi.json`` with the SGP schemas the routes declare by reference."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(sgp_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

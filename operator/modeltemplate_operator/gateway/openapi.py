@@ -1,0 +1,88 @@
+"""The SGP shapes in ``/openapi.json``, generated from the models (snake_case names).
+
+The routes read and write raw JSON (the body is validated by :mod:`..validation` so errors name
+SGP paths, and pages are joined from cached bytes), so their schemas are declared here, from
+:class:`..models.ModelTemplateSpec` and the descriptions of the read-only status fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..convert import SGP_READ_ONLY_FIELDS
+from ..models import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplateSpec, ModelTemplateStatus
+
+__all__ = ["ref", "sgp_schemas", "json_body", "json_response"]
+
+_REF = "#/components/schemas/{model}"
+
+
+def ref(model: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model)}
+
+
+def json_body(model: str) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose JSON body is ``model``."""
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(model)}}}
+    }
+
+
+def json_response(model: str, description: str = "Successful Response") -> dict[int, Any]:
+    return {
+        200: {"description": description, "content": {"application/json": {"schema": ref(model)}}}
+    }
+
+
+def sgp_schemas() -> dict[str, Any]:
+    """Component schemas: ModelTemplateCreate, ModelTemplate, ModelTemplatePage,
+    DeleteResponse, and every nested spec model."""
+    spec = ModelTemplateSpec.model_json_schema(by_alias=False, ref_template=_REF)
+    schemas: dict[str, Any] = spec.pop("$defs")
+    name = {
+        "type": "string",
+        "maxLength": NAME_MAX_LENGTH,
+        "pattern": NAME_PATTERN,
+        "description": "Name of the template, unique in its account (a DNS-1035 label).",
+    }
+    account = {"type": "string", "description": "The account (namespace) of the template."}
+    schemas["ModelTemplateCreate"] = {
+        **spec,
+        "title": "ModelTemplateCreate",
+        "properties": {"account_id": account, "name": name, **spec["properties"]},
+        "required": ["account_id", "name", *spec["required"]],
+    }
+    status = ModelTemplateStatus.model_json_schema(by_alias=False)["properties"]
+    read_only = {key: status[key] for key in SGP_READ_ONLY_FIELDS}
+    read_only["created_by_identity_type"] = {
+        "type": "string",
+        "enum": ["user", "service_account"],
+        "description": status["created_by_identity_type"].get("description", ""),
+    }
+    for key in ("id", "created_at", "account_id", "created_by_user_id"):
+        read_only[key] = {"type": "string", "description": status[key].get("description", "")}
+    schemas["ModelTemplate"] = {
+        "type": "object",
+        "title": "ModelTemplate",
+        "properties": {"name": name, **spec["properties"], **read_only},
+        "required": [*SGP_READ_ONLY_FIELDS, "name", *spec["required"]],
+    }
+    integer = {"type": "integer"}
+    schemas["ModelTemplatePage"] = {
+        "type": "object",
+        "title": "ModelTemplatePage",
+        "properties": {
+            "items": {"type": "array", "items": ref("ModelTemplate")},
+            "total_item_count": integer | {"description": "The total number of items."},
+            "current_page": integer | {"description": "The current page number (from 1)."},
+            "items_per_page": integer | {"description": "The number of items per page."},
+        },
+        "required": ["items", "total_item_count", "current_page", "items_per_page"],
+    }
+    schemas["DeleteResponse"] = {
+        "type": "object",
+        "title": "DeleteResponse",
+        "properties": {"count": integer, "success": {"type": "boolean"}},
+        "required": ["count", "success"],
+    }
+    return schemas

@@ -1,0 +1,165 @@
+"""The watch cache: every ModelTemplate the gateway's own ServiceAccount may list/watch.
+
+Reads by id and list pages are answered from here, never by listing the cluster per request
+(the caller's right to read a namespace is checked separately, see :mod:`.access`). Each
+template is converted to SGP JSON once, when it changes, so a page is a join of ready bytes.
+
+Freshness: the watch delivers changes within milliseconds; creates and deletes made through
+this gateway replica are applied to the cache at once (read-your-writes on one replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .. import GROUP, PLURAL, VERSION
+from .kubeapi import KubeAPI, KubeError
+from .sgp import order_key, page_bounds, template_to_sgp
+
+__all__ = ["Entry", "Store", "Watcher", "TEMPLATES_PATH"]
+
+log = logging.getLogger("modeltemplate_operator.gateway")
+TEMPLATES_PATH = f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+#: How long a template deleted through the gateway stays hidden from late watch events.
+TOMBSTONE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    uid: str
+    namespace: str
+    name: str
+    key: tuple[str, str]
+    json: bytes = field(repr=False)
+
+
+def entry_of(obj: dict) -> Entry:
+    meta = obj["metadata"]
+    body = json.dumps(template_to_sgp(obj), separators=(",", ":")).encode()
+    return Entry(meta["uid"], meta["namespace"], meta["name"], order_key(obj), body)
+
+
+class Store:
+    """Templates by id, pages in paging order (per namespace and overall)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._by_uid: dict[str, Entry] = {}
+        self._sorted: dict[str | None, list[Entry]] = {}
+        self._tombstones: dict[str, float] = {}
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def get(self, uid: str) -> Entry | None:
+        return self._by_uid.get(uid)
+
+    def upsert(self, obj: dict, *, only_new: bool = False) -> Entry | None:
+        uid = obj["metadata"]["uid"]
+        if uid in self._tombstones or (only_new and uid in self._by_uid):
+            return self._by_uid.get(uid)
+        entry = entry_of(obj)
+        if self._by_uid.get(uid) != entry:
+            self._by_uid[uid] = entry
+            self._sorted.clear()
+        return entry
+
+    def remove(self, uid: str, *, tombstone: bool = False) -> None:
+        if tombstone:
+            now = self._clock()
+            self._tombstones = {
+                u: t for u, t in self._tombstones.items() if now - t < TOMBSTONE_SECONDS
+            }
+            self._tombstones[uid] = now
+        else:
+            self._tombstones.pop(uid, None)
+        if self._by_uid.pop(uid, None) is not None:
+            self._sorted.clear()
+
+    def replace(self, objects: list[dict]) -> None:
+        """A fresh list: exactly these templates (tombstones of listed ids are kept)."""
+        uids = {o["metadata"]["uid"] for o in objects}
+        self._tombstones = {u: t for u, t in self._tombstones.items() if u in uids}
+        self._by_uid = {}
+        self._sorted.clear()
+        for obj in objects:
+            self.upsert(obj)
+
+    def page(self, namespace: str | None, page: int, limit: int) -> tuple[list[Entry], int]:
+        """Page ``page`` of ``limit`` templates of ``namespace`` (None: all), and the total."""
+        ordered = self._sorted.get(namespace)
+        if ordered is None:
+            ordered = sorted(
+                (e for e in self._by_uid.values() if namespace in (None, e.namespace)),
+                key=lambda e: e.key,
+            )
+            self._sorted[namespace] = ordered
+        start, end = page_bounds(page, limit, len(ordered))
+        return ordered[start:end], len(ordered)
+
+
+class Watcher:
+    """List, then watch from the list's resourceVersion; list again when the watch expires."""
+
+    def __init__(self, kube: KubeAPI, store: Store, *, watch_seconds: int = 290):
+        self.kube = kube
+        self.store = store
+        self.synced = asyncio.Event()
+        self.watch_seconds = watch_seconds
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                version = await self._list()
+                self.synced.set()
+                backoff = 0.5
+                while version:
+                    version = await self._watch(version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - log, back off, list again
+                log.warning("watch cache: %s; listing again in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+
+    async def _list(self) -> str:
+        items: list[dict] = []
+        query = {"limit": "500"}
+        while True:
+            page = await self.kube.request("GET", TEMPLATES_PATH, token=None, query=query)
+            items += page.get("items") or []
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                break
+            query = {"limit": "500", "continue": cont}
+        self.store.replace(items)
+        log.info("watch cache: %d templates listed", len(items))
+        return page["metadata"]["resourceVersion"]
+
+    async def _watch(self, version: str) -> str | None:
+        """Apply events until the stream ends; the version to resume from (None: list)."""
+        query = {
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.watch_seconds),
+        }
+        try:
+            async for event in self.kube.watch(TEMPLATES_PATH, query):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    return None  # 410 Gone and friends: list again
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if kind in ("ADDED", "MODIFIED"):
+                    self.store.upsert(obj)
+                elif kind == "DELETED":
+                    self.store.remove(obj["metadata"]["uid"])
+        except KubeError as exc:
+            if exc.status == 410:
+                return None
+            raise
+        return version
