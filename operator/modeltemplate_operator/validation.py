@@ -88,6 +88,11 @@ def _show_typed(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else _show(value)
 
 
+def _got(value: Any) -> str:
+    """What was given instead: ``null``, or the type and the value (``string "3"``)."""
+    return "null" if value is None else f"{_type_of(value)} {_show_typed(value)}"
+
+
 def _type_of(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -137,9 +142,11 @@ def _message(err: dict[str, Any]) -> list[str]:
     if kind == "string_too_short":
         return [f"{path} ({_show(value)}) must be at least {ctx['min_length']} characters"]
     if kind == "too_long":
-        return [
-            f"{path} must have at most {ctx['max_length']} items (has {ctx.get('actual_length')})"
-        ]
+        actual = ctx.get("actual_length")
+        if actual is None and hasattr(value, "__len__"):
+            actual = len(value)
+        has = f" (has {actual})" if actual is not None else ""
+        return [f"{path} must have at most {ctx['max_length']} items{has}"]
     if kind == "too_short":
         return [f"{path} must have at least {ctx['min_length']} items"]
     if kind == "greater_than_equal":
@@ -151,7 +158,7 @@ def _message(err: dict[str, Any]) -> list[str]:
     if kind == "less_than":
         return [f"{path} ({_show(value)}) must be < {ctx['lt']}"]
     if kind in _TYPE_NAMES:
-        return [f"{path} must be {_TYPE_NAMES[kind]} (got {_type_of(value)} {_show_typed(value)})"]
+        return [f"{path} must be {_TYPE_NAMES[kind]} (got {_got(value)})"]
     return [f"{path} ({_show(value)}): {err['msg']}"]
 
 
@@ -174,8 +181,7 @@ def format_errors(exc: ValidationError) -> list[str]:
         else:
             value = errs[0].get("input")
             out.append(
-                f"{format_path(loc)} must be an integer or a quantity string "
-                f"(got {_type_of(value)} {_show_typed(value)})"
+                f"{format_path(loc)} must be an integer or a quantity string (got {_got(value)})"
             )
     return list(dict.fromkeys(out))
 

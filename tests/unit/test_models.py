@@ -430,3 +430,20 @@ def test_parse_quantity(text, value):
 )
 def test_not_quantities(text):
     assert not is_quantity(text)
+
+
+def test_messages_say_null_and_count_once():
+    m = minimal()
+    m["spec"]["vendorConfiguration"]["endpointConfig"] = {"cpus": None, "minWorkers": None}
+    m["spec"]["vendorConfiguration"]["bundleConfig"]["env"] = {f"V{i}": "x" for i in range(130)}
+    errors = errors_of(m)
+    assert (
+        "spec.vendorConfiguration.endpointConfig.cpus must be an integer or a quantity string (got null)"
+        in errors
+    )
+    assert (
+        "spec.vendorConfiguration.endpointConfig.minWorkers must be an integer (got null)" in errors
+    )
+    assert (
+        "spec.vendorConfiguration.bundleConfig.env must have at most 128 items (has 130)" in errors
+    )
