@@ -45,6 +45,11 @@ class Outcome:
     retry: Backoff | None = None  # reconcile again after this backoff (as a Result does)
 
 
+def _ready_condition(status: Mapping[str, Any]) -> dict[str, Any]:
+    conditions = status.get("conditions") or []
+    return next((dict(c) for c in conditions if c.get("type") == "Ready"), {})
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -149,8 +154,10 @@ class Reconciler:
         # Events first, each named after the transition it reports: if the operator dies before
         # the status write, the next reconcile sees the same transition and finds its Event
         # posted (409) instead of losing it, or posting it twice.
+        left = _ready_condition(old)
+        since = f"{left.get('reason')}@{left.get('lastTransitionTime')}"
         for event_type, reason, message in transition_events(old, status):
-            self._post_event(body, event_type, reason, message)
+            self._post_event(body, since, event_type, reason, message)
         written = False
         if status != old:
             patch = {k: None for k in old if k not in status} | status
@@ -161,12 +168,13 @@ class Reconciler:
         return Outcome(result, written, retry)
 
     def _post_event(
-        self, body: Mapping[str, Any], event_type: str, reason: str, message: str
+        self, body: Mapping[str, Any], since: str, event_type: str, reason: str, message: str
     ) -> None:
         meta = body["metadata"]
         now = dt.datetime.now(dt.UTC)
-        # One name per transition: the template's uid and the version whose status it leaves.
-        transition = f"{meta['uid']}/{meta.get('resourceVersion')}/{event_type}/{reason}"
+        # One name per transition: the template, the Ready condition it leaves (reason and
+        # when it began, as stored) and where it goes.
+        transition = f"{meta['uid']}/{since}/{event_type}/{reason}"
         digest = hashlib.sha256(transition.encode()).hexdigest()[:16]
         event = {
             "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},

@@ -214,9 +214,10 @@ def test_up_restarts_dead_components_and_keeps_the_cluster(tmp_path_factory):
     try:
         own.kubectl("create", "configmap", "survivor", "--from-literal=k=v")
         server, ca = own.server, (own.root / "pki" / "ca.crt").read_bytes()
-        for name in ("etcd", "kube-scheduler", "kwok"):
+        killed = ("etcd", "kube-scheduler", "kwok")
+        for name in killed:
             os.killpg(own.pids[name], signal.SIGKILL)
-        wait_for(lambda: not any(pid_alive(own.pids[n]) for n in ("etcd", "kwok")), what="dead")
+        wait_for(lambda: not any(pid_alive(own.pids[n]) for n in killed), what="all three dead")
 
         again = LocalCluster(root=own.root).up()
 
