@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from .. import GROUP, PLURAL, VERSION
+from ..kinds import MODEL_TEMPLATE as TEMPLATE
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
 from .kubeapi import KubeAPI, KubeError
@@ -48,11 +48,6 @@ def _token(api_key: str | None) -> str:
     if not token:
         raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
     return token
-
-
-def _namespaced(namespace: str, name: str = "") -> str:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-    return f"{path}/{name}" if name else path
 
 
 def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
@@ -121,7 +116,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         try:
             created = await kube.request(
                 "POST",
-                _namespaced(namespace),
+                TEMPLATE.path(namespace),
                 token=token,
                 body=manifest,
                 query={"fieldValidation": "Strict"},
@@ -186,7 +181,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         }
         try:
             await kube.request(
-                "DELETE", _namespaced(entry.namespace, entry.name), token=token, body=options
+                "DELETE", TEMPLATE.path(entry.namespace, entry.name), token=token, body=options
             )
         except KubeError as exc:
             if exc.status == 404 or (exc.status == 409 and "Precondition" in str(exc)):
