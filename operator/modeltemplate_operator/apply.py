@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from . import kinds
-from .kube import APPLY_PATCH, is_transient, request, status_message
+from .kube import APPLY_PATCH, MERGE_PATCH, is_transient, request, status_message
 from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
@@ -108,6 +108,17 @@ class Applier:
         query = [("fieldManager", self.field_manager), ("force", "true")]
         return request(self.api, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
 
+    def replace_lists(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply never removes what another manager added to a list we render (an
+        env var, a volume, a toleration someone slipped in): a merge patch of the spec replaces
+        every rendered list wholesale, and leaves maps merged."""
+        meta = obj["metadata"]
+        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
+        query = [("fieldManager", self.field_manager)]
+        body = {"spec": obj["spec"]}
+        log.info("%s/%s had foreign list entries: replaced", obj["kind"], meta["name"])
+        return request(self.api, "PATCH", path, body=body, query=query, content_type=MERGE_PATCH)
+
     def delete(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
         path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
@@ -169,6 +180,8 @@ class Applier:
                 raise ApplyRejected(
                     f"{name}: {status_message(exc)}", namespace_terminating=_terminating(exc)
                 ) from None
+            if not is_subset(obj, stored):
+                stored = self.replace_lists(obj)
             self._writes[write_key] = _Write(fingerprint, _version(current), stored)
             applied.append(name)
             children.append(stored)

@@ -252,6 +252,13 @@ def test_children_deleted_or_edited_are_restored(chaos_cluster, start_operator, 
         lambda d: d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] == "5005",
         "env edit",
     )
+    patched(
+        [{"op": "add", "path": f"{main}/env/-", "value": {"name": "LD_PRELOAD", "value": "/x.so"}}],
+        lambda d: all(
+            e["name"] != "LD_PRELOAD" for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        ),
+        "env var added by someone else",
+    )
 
 
 def test_active_replica_killed_mid_burst(chaos_cluster, start_operator, namespace):
