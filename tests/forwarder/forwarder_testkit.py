@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import sys
+import time
 
+import aiohttp
 from aiohttp import web
 
 from modeltemplate_operator.forwarder import Forwarder, parse_config
@@ -45,7 +49,7 @@ class Upstream:
         self._runner: web.AppRunner | None = None
 
     async def start(self, port: int = 0) -> int:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -168,3 +172,48 @@ async def stack(*flags: str, upstream: Upstream | None = None, env: dict | None 
 
 def base(fwd: Forwarder) -> str:
     return f"http://127.0.0.1:{fwd.port}"
+
+
+async def spawn(up: Upstream, *flags: str) -> tuple[asyncio.subprocess.Process, int]:
+    """The forwarder as a real subprocess in front of ``up``; returns once /healthz answers."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "modeltemplate_operator.forwarder",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--upstream",
+        up.url,
+        *flags,
+        env={**os.environ, "FORWARDER_LOG_LEVEL": "WARNING"},
+    )
+    deadline = time.monotonic() + 15
+    async with aiohttp.ClientSession() as s:
+        while True:
+            try:
+                if (await s.get(f"http://127.0.0.1:{port}/healthz")).status == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            assert proc.returncode is None, "forwarder exited early"
+            assert time.monotonic() < deadline, "forwarder did not come up"
+            await asyncio.sleep(0.05)
+    return proc, port
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory from /proc (``VmHWM``: its peak so far), in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1000
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()

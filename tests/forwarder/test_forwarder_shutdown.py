@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 
 import aiohttp
 import pytest
-from forwarder_testkit import Upstream, free_port, run
+from forwarder_testkit import Upstream, run, spawn
 
 from modeltemplate_operator.forwarder import ConfigError, parse_config
 from modeltemplate_operator.forwarder.__main__ import main
@@ -19,40 +17,11 @@ from modeltemplate_operator.forwarder.__main__ import main
 pytestmark = pytest.mark.unit
 
 
-async def _spawn(up: Upstream, *flags: str) -> tuple[asyncio.subprocess.Process, int]:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "modeltemplate_operator.forwarder",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--upstream",
-        up.url,
-        *flags,
-        env={**os.environ, "FORWARDER_LOG_LEVEL": "WARNING"},
-    )
-    deadline = time.monotonic() + 15
-    async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                if (await s.get(f"http://127.0.0.1:{port}/healthz")).status == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            assert proc.returncode is None, "forwarder exited early"
-            assert time.monotonic() < deadline, "forwarder did not come up"
-            await asyncio.sleep(0.05)
-    return proc, port
-
-
 def test_sigterm_during_50_in_flight_requests_and_a_stream_loses_none():
     async def scenario():
         up = Upstream()
         await up.start()
-        proc, port = await _spawn(up, "--per-worker", "100", "--grace-period-seconds", "20")
+        proc, port = await spawn(up, "--per-worker", "100", "--grace-period-seconds", "20")
         try:
             up.all_active = asyncio.Event()
             up.expect_active = 51
@@ -97,7 +66,7 @@ def test_sigterm_exits_once_the_grace_period_is_over():
     async def scenario():
         up = Upstream()
         await up.start()
-        proc, port = await _spawn(up, "--grace-period-seconds", "0.5")
+        proc, port = await spawn(up, "--grace-period-seconds", "0.5")
         try:
             up.all_active = asyncio.Event()
             up.expect_active = 1

@@ -275,23 +275,30 @@ class Forwarder:
                 metrics.leave()
             metrics.observe(route.path, status, loop_time() - t0)
 
-    async def _read_body(self, request: web.BaseRequest, route: Route) -> bytes:
+    async def _read_bounded(self, request: web.BaseRequest, limit: int) -> bytearray:
+        """The body as it arrives, refused (413) as soon as it passes ``limit``: a chunked body
+        (no Content-Length) is never held beyond the limit either."""
+        body = bytearray()
+        content = request.content
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                return body
+            if len(body) + len(chunk) > limit:
+                raise _Abort(_too_large(limit))
+            body += chunk
+
+    async def _read_body(self, request: web.BaseRequest, route: Route) -> bytes | bytearray:
         limit = self.config.max_body_bytes
         length = request.content_length
         if length is not None and length > limit:
-            raise _Abort(
-                _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
-            )
+            raise _Abort(_too_large(limit))
         if (
             request.version >= (1, 1)
             and request.headers.get("Expect", "").lower() == "100-continue"
         ):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await request.content.read()
-        if len(body) > limit:
-            raise _Abort(
-                _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
-            )
+        body = await self._read_bounded(request, limit)
         mime = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         if body and (not mime or mime == "application/json" or mime.endswith("+json")):
             try:
@@ -347,7 +354,9 @@ class Forwarder:
                 self.limiter.release()
         return await self._exchange(request, route, body, t0)
 
-    async def _exchange(self, request: web.BaseRequest, route: Route, body: bytes, t0: float):
+    async def _exchange(
+        self, request: web.BaseRequest, route: Route, body: bytes | bytearray, t0: float
+    ):
         target = self._upstream_targets[route.path]
         qs = request.query_string
         if qs:
@@ -434,6 +443,10 @@ class Forwarder:
                 raise ConnectionResetError("client disconnected") from None
         await resp.write_eof()
         return resp
+
+
+def _too_large(limit: int) -> web.Response:
+    return _error(413, "body_too_large", f"request body over {limit} bytes (--max-body-bytes)")
 
 
 def _timeout_error(seconds: float) -> web.Response:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httptools
 
 HIGH_WATER = 256 * 1024
+BODY_SLICE = 64 * 1024  # request bodies are written to the upstream in slices of this size
 WATCHDOG_TICK = 0.1  # seconds: read timeouts fire up to this much late
 
 
@@ -55,6 +56,7 @@ class _Conn(asyncio.Protocol):
         "_hdrs",
         "_delimited_by_close",
         "deadline",
+        "writable",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -63,6 +65,7 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
+        self.writable: asyncio.Future | None = None  # set while the transport's buffer is full
         self._reset()
 
     def _reset(self) -> None:
@@ -92,8 +95,31 @@ class _Conn(asyncio.Protocol):
             self._wake()
             self.transport.close()  # type: ignore[union-attr]
 
+    def pause_writing(self) -> None:
+        self.writable = self.pool.loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    async def send_body(self, body: bytes | bytearray, timeout: float) -> None:
+        """Write ``body`` in slices as the transport takes them: the transport's buffer never
+        holds a copy of more than one slice of a large body."""
+        view = memoryview(body)
+        for start in range(0, len(view), BODY_SLICE):
+            if self.closed:
+                return  # the response (or its absence) tells the caller what happened
+            self.transport.write(view[start : start + BODY_SLICE])  # type: ignore[union-attr]
+            if self.writable is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self.writable), timeout)
+                except TimeoutError:
+                    raise UpstreamTimeout() from None
+
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self.resume_writing()
         if self.headers is not None and not self.complete and self.error is None:
             # A body delimited by the connection's end completes here; a cut one errors.
             if self._delimited_by_close:
@@ -288,17 +314,19 @@ class UpstreamPool:
         method: bytes,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: bytes,
+        body: bytes | bytearray,
         timeout: float | None = None,
     ) -> UpstreamResponse:
-        """Send one request and wait for the response head. The caller must ``release()``."""
+        """Send one request and wait for the response head. The caller must ``release()``.
+
+        The body is written after the head, slice by slice (``_Conn.send_body``), never copied
+        into one payload with it."""
         head = [method, b" ", target, b" HTTP/1.1\r\nHost: ", self.host_header, b"\r\n"]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
         if body or method not in (b"GET", b"HEAD"):
             head.append(b"Content-Length: %d\r\n" % len(body))
         head.append(b"\r\n")
-        head.append(body)
         payload = b"".join(head)
         for attempt in (1, 2):
             conn = self._get_idle()
@@ -307,6 +335,8 @@ class UpstreamPool:
                 conn = await self._connect()
             conn.transport.write(payload)  # type: ignore[union-attr]
             try:
+                if body:
+                    await conn.send_body(body, timeout or self.read_timeout)
                 while conn.headers is None:
                     if conn.error is not None:
                         raise conn.error

@@ -1,0 +1,75 @@
+"""Abuse of the forwarder on 127.0.0.1: oversized and malformed requests, slow and silent
+clients, memory. Every loop is bounded; figures (RSS, latency) are printed, not asserted on
+speed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from forwarder_testkit import Upstream, rss_mb, run, spawn, stop_process
+
+pytestmark = pytest.mark.unit
+
+MIB = 1024 * 1024
+
+
+async def read_status(reader: asyncio.StreamReader, timeout: float = 10) -> int:
+    """The status code of the response on ``reader`` (0 when the connection closed first)."""
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+
+
+async def chunked_upload(port: int, total: int, piece: int = 256 * 1024) -> int:
+    """POST /predict with a chunked body of ``total`` bytes; stops sending once an answer came."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = asyncio.ensure_future(read_status(reader, timeout=120))
+    chunk = b"%x\r\n" % piece + b"x" * piece + b"\r\n"
+    try:
+        for _ in range(total // piece):
+            if answer.done():
+                break
+            writer.write(chunk)
+            await writer.drain()
+        else:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+    except ConnectionError:
+        pass
+    try:
+        return await answer
+    finally:
+        writer.close()
+
+
+def test_a_200_mib_chunked_body_is_refused_at_the_limit_without_being_held():
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        proc, port = await spawn(up)
+        try:
+            before = rss_mb(proc.pid)
+            assert await chunked_upload(port, 200 * MIB) == 413
+            after, peak = rss_mb(proc.pid), rss_mb(proc.pid, "VmHWM")
+            print(
+                f"\nforwarder RSS around a 200 MiB chunked upload (limit 16 MiB): before "
+                f"{before:.1f} MB, after {after:.1f} MB, peak {peak:.1f} MB"
+            )
+            assert peak < 100, f"peak RSS {peak:.1f} MB"
+            # Legitimate bodies at the limit still pass, each held once.
+            three = await asyncio.gather(*(chunked_upload(port, 16 * MIB) for _ in range(3)))
+            assert three == [200, 200, 200]
+            assert [len(call["body"]) for call in up.calls] == [16 * MIB] * 3
+            print(
+                f"after three 16 MiB bodies in parallel: {rss_mb(proc.pid):.1f} MB, peak "
+                f"{rss_mb(proc.pid, 'VmHWM'):.1f} MB"
+            )
+        finally:
+            await stop_process(proc)
+            await up.stop()
+
+    run(scenario(), timeout=120)
