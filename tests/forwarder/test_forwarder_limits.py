@@ -249,3 +249,39 @@ def test_metrics_in_flight_gauge_requests_by_route_and_status_latency_and_ttfb()
         assert _sample(text, "process_resident_memory_bytes") > 0
 
     run(scenario())
+
+
+def test_requests_still_sending_their_head_or_body_are_not_counted_as_load():
+    """50 clients stalled mid-request held the in-flight gauge (the HPA's metric) at 50 while the
+    model was idle; only complete requests waiting for or holding a slot count."""
+
+    async def scenario():
+        async with stack("--per-worker", "2") as (fwd, up):
+            stalled = []
+            for i in range(50):
+                reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+                head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                if i % 2:
+                    writer.write(head + b'Content-Length: 100\r\n\r\n{"partial": ')
+                else:
+                    writer.write(head + b"Content-Len")
+                await writer.drain()
+                stalled.append(writer)
+            up.all_active = asyncio.Event()
+            up.expect_active = 2
+            up.delay = 0.5
+            async with aiohttp.ClientSession() as s:
+                busy = [
+                    asyncio.create_task(s.post(base(fwd) + "/predict", json={})) for _ in range(3)
+                ]
+                await asyncio.wait_for(up.all_active.wait(), 5)
+                text = await (await s.get(base(fwd) + "/metrics")).text()
+                # two holding a slot, one waiting for it; none of the 50 stalled ones
+                assert _sample(text, "modeltemplate_forwarder_requests_in_flight") == 3
+                assert [r.status for r in await asyncio.gather(*busy)] == [200, 200, 200]
+                text = await (await s.get(base(fwd) + "/metrics")).text()
+                assert _sample(text, "modeltemplate_forwarder_requests_in_flight") == 0
+            for writer in stalled:
+                writer.close()
+
+    run(scenario())

@@ -256,13 +256,16 @@ class Forwarder:
         loop_time = asyncio.get_running_loop().time
         t0 = loop_time()
         metrics = self.metrics
-        capped = route.capped
         status = 500
-        if capped:
-            metrics.enter()
+        counted = False  # in the in-flight gauge: only once the request is complete
         try:
             try:
-                resp = await self._proxy(request, route, t0)
+                body = await self._read_body(request, route) if request.can_read_body else b""
+                self._check_required(route, body)
+                if route.capped:
+                    metrics.enter()
+                    counted = True
+                resp = await self._forward(request, route, body, t0)
             except _Abort as abort:
                 resp = abort.response
             status = resp.status
@@ -271,7 +274,7 @@ class Forwarder:
             status = CLIENT_CLOSED
             raise
         finally:
-            if capped:
+            if counted:
                 metrics.leave()
             metrics.observe(route.path, status, loop_time() - t0)
 
@@ -314,29 +317,17 @@ class Forwarder:
         if self._schema:
             problems = self._schema.check_request(doc, require_key=route.params == "required")
             if problems:
-                fields = ", ".join(p["field"] for p in problems)
-                raise _Abort(
-                    _error(
-                        422,
-                        "invalid_request_parameters",
-                        f"invalid model_request_parameters: {fields}",
-                        errors=problems,
-                    )
-                )
+                raise _Abort(_invalid_parameters(problems))
         return body
 
-    async def _proxy(self, request: web.BaseRequest, route: Route, t0: float):
-        body = await self._read_body(request, route) if request.can_read_body else b""
+    def _check_required(self, route: Route, body: bytes | bytearray) -> None:
+        """An empty body on a route whose parameters are required: report the missing ones."""
         if route.params == "required" and not body and self._schema.has_required:
-            problems = self._schema.check_request({}, require_key=True)
-            raise _Abort(
-                _error(
-                    422,
-                    "invalid_request_parameters",
-                    "invalid model_request_parameters: " + ", ".join(p["field"] for p in problems),
-                    errors=problems,
-                )
-            )
+            raise _Abort(_invalid_parameters(self._schema.check_request({}, require_key=True)))
+
+    async def _forward(
+        self, request: web.BaseRequest, route: Route, body: bytes | bytearray, t0: float
+    ):
         if route.capped:
             if not await self.limiter.acquire():
                 raise _Abort(
@@ -443,6 +434,16 @@ class Forwarder:
                 raise ConnectionResetError("client disconnected") from None
         await resp.write_eof()
         return resp
+
+
+def _invalid_parameters(problems: list[dict]) -> web.Response:
+    fields = ", ".join(p["field"] for p in problems)
+    return _error(
+        422,
+        "invalid_request_parameters",
+        f"invalid model_request_parameters: {fields}",
+        errors=problems,
+    )
 
 
 def _too_large(limit: int) -> web.Response:
