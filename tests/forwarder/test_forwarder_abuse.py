@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from forwarder_testkit import Upstream, rss_mb, run, spawn, stop_process
+from forwarder_testkit import Upstream, rss_mb, run, spawn, stack, stop_process
+
+from modeltemplate_operator.forwarder import parse_config
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +75,56 @@ def test_a_200_mib_chunked_body_is_refused_at_the_limit_without_being_held():
             await up.stop()
 
     run(scenario(), timeout=120)
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """Everything the forwarder sends until it closes the connection (bounded wait)."""
+    return await asyncio.wait_for(reader.read(), seconds)
+
+
+def test_silent_slow_and_idle_clients_are_timed_out():
+    """Partial heads, partial bodies and silent connections stayed open past 130 s."""
+
+    async def scenario():
+        flags = ("--header-timeout-seconds", "0.5", "--body-timeout-seconds", "0.5")
+        # keep-alive idle far longer than the test: only the head/body deadlines can close these
+        async with stack(*flags, "--keepalive-timeout-seconds", "600") as (fwd, up):
+            conns = [await asyncio.open_connection("127.0.0.1", fwd.port) for _ in range(4)]
+            (silent, _), (head, w_head), (body, w_body), (kept, w_kept) = conns
+            w_head.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            w_body.write(b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{"a"')
+            # a kept-alive connection whose next request head stops half-way
+            w_kept.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await asyncio.wait_for(kept.readuntil(b'"ok"}'), 10)).startswith(
+                b"HTTP/1.1 200 "
+            )
+            w_kept.write(b"GET /healthz HTTP/1.1\r\nHo")
+            # generous bounds: each is closed after its configured timeout (0.5 s)
+            assert await closed_within(silent, 10) == b""
+            assert await closed_within(head, 10) == b""
+            assert await closed_within(kept, 10) == b""
+            answer = await closed_within(body, 10)
+            assert answer.startswith(b"HTTP/1.1 408 ")
+            assert b'"error": "body_timeout"' in answer
+            assert b"Connection: close" in answer
+            for _, writer in conns:
+                writer.close()
+        assert up.calls == []
+        async with stack("--keepalive-timeout-seconds", "0.5") as (fwd, up):
+            idle, w_idle = await asyncio.open_connection("127.0.0.1", fwd.port)
+            w_idle.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await closed_within(idle, 10)).startswith(b"HTTP/1.1 200 ")
+            w_idle.close()
+
+    run(scenario())
+
+
+def test_client_timeout_defaults():
+    cfg = parse_config([], {})
+    assert (
+        cfg.header_timeout_seconds,
+        cfg.body_timeout_seconds,
+        cfg.keepalive_timeout_seconds,
+    ) == (10.0, 10.0, 3630.0)
+    cfg = parse_config([], {"FORWARDER_HEADER_TIMEOUT_SECONDS": "3"})
+    assert cfg.header_timeout_seconds == 3.0

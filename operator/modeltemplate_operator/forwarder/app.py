@@ -23,6 +23,7 @@ from .limiter import ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
 from .routes import OWN_ROUTES, Route, routes_for
+from .server import ClientConnection, ForwarderServer
 from .upstream import (
     UpstreamError,
     UpstreamPool,
@@ -109,9 +110,14 @@ class Forwarder:
             read_timeout=cfg.upstream_timeout_seconds,
             keepalive=cfg.upstream_keepalive_seconds,
         )
-        server = web.Server(
+        server = ForwarderServer(
             self.handle,
             handler_cancellation=True,
+            header_timeout=cfg.header_timeout_seconds,
+            keepalive_timeout=cfg.keepalive_timeout_seconds,
+            # after an early answer (413, 408), the rest of a body is read and dropped for at
+            # most this long before the connection is closed
+            lingering_time=cfg.body_timeout_seconds,
             access_log=logging.getLogger("modeltemplate_operator.forwarder.access")
             if cfg.access_log
             else None,
@@ -164,6 +170,16 @@ class Forwarder:
 
     # -- dispatch -------------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        connection = request.protocol
+        if not isinstance(connection, ClientConnection):
+            return await self._dispatch(request)
+        connection.request_started()
+        try:
+            return await self._dispatch(request)
+        finally:
+            connection.request_finished()
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         route = self.routes.get(path)
         try:
@@ -280,11 +296,23 @@ class Forwarder:
 
     async def _read_bounded(self, request: web.BaseRequest, limit: int) -> bytearray:
         """The body as it arrives, refused (413) as soon as it passes ``limit``: a chunked body
-        (no Content-Length) is never held beyond the limit either."""
+        (no Content-Length) is never held beyond the limit either. A client silent for
+        ``--body-timeout-seconds`` between body bytes gets 408 and the connection is closed."""
         body = bytearray()
         content = request.content
+        timeout = self.config.body_timeout_seconds
         while True:
-            chunk = await content.readany()
+            try:
+                async with asyncio.timeout(timeout):
+                    chunk = await content.readany()
+            except TimeoutError:
+                resp = _error(
+                    408,
+                    "body_timeout",
+                    f"no request body bytes for {timeout}s (--body-timeout-seconds)",
+                )
+                resp.force_close()
+                raise _Abort(resp) from None
             if not chunk:
                 return body
             if len(body) + len(chunk) > limit:

@@ -43,6 +43,9 @@ class Config:
     health_timeout_seconds: float = 2.0
     health_cache_seconds: float = 0.5
     max_body_bytes: int = 16 * 1024 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 3630.0
     event_loop: str = "auto"
     access_log: bool = False
     log_level: str = "INFO"
@@ -108,6 +111,25 @@ _FLAGS: list[tuple[str, str, str, str]] = [
         "reuse an upstream health result for this long",
     ),
     ("max-body-bytes", "max_body_bytes", "posint", "largest request body accepted (then 413)"),
+    (
+        "header-timeout-seconds",
+        "header_timeout_seconds",
+        "pos",
+        "a client has this long for its request head, from connecting or from the first byte "
+        "of the next request (then the connection is closed)",
+    ),
+    (
+        "body-timeout-seconds",
+        "body_timeout_seconds",
+        "pos",
+        "longest silence between request body bytes (then 408 and the connection is closed)",
+    ),
+    (
+        "keepalive-timeout-seconds",
+        "keepalive_timeout_seconds",
+        "pos",
+        "an idle kept-alive client connection is closed after this",
+    ),
     ("event-loop", "event_loop", "loop", "auto (uvloop when installed), asyncio or uvloop"),
     ("access-log", "access_log", "bool", "log every request"),
     ("log-level", "log_level", "str", "DEBUG, INFO, WARNING, ERROR"),
