@@ -5,6 +5,7 @@ speed."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from forwarder_testkit import Upstream, rss_mb, run, spawn, stack, stop_process
@@ -19,7 +20,7 @@ MIB = 1024 * 1024
 async def read_status(reader: asyncio.StreamReader, timeout: float = 10) -> int:
     """The status code of the response on ``reader`` (0 when the connection closed first)."""
     line = await asyncio.wait_for(reader.readline(), timeout)
-    return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.") else 0
 
 
 async def chunked_upload(port: int, total: int, piece: int = 256 * 1024) -> int:
@@ -128,3 +129,84 @@ def test_client_timeout_defaults():
     ) == (10.0, 10.0, 3630.0)
     cfg = parse_config([], {"FORWARDER_HEADER_TIMEOUT_SECONDS": "3"})
     assert cfg.header_timeout_seconds == 3.0
+
+
+async def exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send raw bytes on a new connection; the status and head of the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        status = await read_status(reader)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) if status else b""
+        return status, head
+    finally:
+        writer.close()
+
+
+MALFORMED = {
+    "100 KB header": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        431,
+    ),
+    "10,000 headers": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+        + b"\r\n",
+        431,
+    ),
+    "20 KB request target": (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "Content-Length and Transfer-Encoding": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    ),
+    "Content-Length beyond 64 bits": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        400,
+    ),
+    "header without colon": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    "TLS hello": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n", 400),
+    "raw garbage": (bytes(range(256)) * 4, 400),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_requests_get_a_4xx_and_log_no_error_or_traceback(name, caplog):
+    data, expected = MALFORMED[name]
+
+    async def scenario():
+        async with stack() as (fwd, up):
+            status, head = await exchange(fwd.port, data)
+            assert (status, up.calls) == (expected, [])  # nothing reaches the model
+            assert b"application/json" in head
+            # the forwarder still serves
+            assert (await exchange(fwd.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 200
+
+    caplog.set_level(logging.DEBUG)
+    run(scenario())
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert noisy == []
+
+
+def test_absurd_or_too_large_content_length_is_413_before_any_body_is_read():
+    async def scenario():
+        async with stack() as (fwd, up):
+            for length in (20_000_000, 10**18):
+                head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length
+                assert (await exchange(fwd.port, head + b"{"))[0] == 413
+            reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+            writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n")
+            answer = asyncio.ensure_future(read_status(reader))
+            for _ in range(20_000_000 // 65536 + 1):  # a real 20 MB body, until refused
+                if answer.done():
+                    break
+                try:
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
+                except ConnectionError:
+                    break
+            assert await answer == 413
+            writer.close()
+        assert up.calls == []
+
+    run(scenario())

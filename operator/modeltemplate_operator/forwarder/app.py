@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import signal
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,6 +23,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
 from .routes import OWN_ROUTES, Route, routes_for
 from .server import ClientConnection, ForwarderServer
+from .server import json_error as _error
 from .upstream import (
     UpstreamError,
     UpstreamPool,
@@ -57,14 +57,6 @@ HOP_BY_HOP = frozenset(
 BUFFER_LIMIT = 1024 * 1024
 HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
 CLIENT_CLOSED = 499  # status recorded in metrics when the client went away first
-
-
-def _error(status: int, error: str, message: str, headers=None, **extra: Any) -> web.Response:
-    body = {"error": error, "message": message, "status": status}
-    body.update(extra)
-    resp = web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
-    resp.content_type = "application/json"
-    return resp
 
 
 class _Abort(Exception):

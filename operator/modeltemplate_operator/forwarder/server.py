@@ -6,15 +6,53 @@ each connection also gets a deadline for its request head: ``header_timeout`` fr
 the connection opens, or from the first byte of the next request on a kept-alive connection.
 A connection that misses it is closed. (Silence between body bytes is timed by the handler,
 which answers 408; see ``Forwarder._read_bounded``.)
+
+Requests that do not parse are answered by the forwarder's JSON error (400; 431 for oversized
+or too many header fields, 414 for an oversized request target) and logged at DEBUG in one
+line: they are the client's fault, and whoever floods the port with garbage must not flood the
+log with tracebacks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger("modeltemplate_operator.forwarder")
+
+
+def json_error(status: int, error: str, message: str, headers=None, **extra: Any) -> web.Response:
+    """The forwarder's error answer: ``{"error", "message", "status", …}``."""
+    body = {"error": error, "message": message, "status": status}
+    body.update(extra)
+    resp = web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+    resp.content_type = "application/json"
+    return resp
+
+
+def parse_failure(exc: HttpProcessingError) -> str:
+    """The parser's complaint in one short line (its message may quote the request at length)."""
+    lines = (exc.message or "").splitlines()
+    return lines[0][:120].rstrip(": ") if lines else ""
+
+
+def malformed_answer(exc: HttpProcessingError) -> web.Response:
+    """What a request that does not parse is answered with."""
+    if isinstance(exc, LineTooLong):
+        line = exc.args[0] if exc.args else b""
+        if bytes(line[:1]) == b"/":
+            return json_error(414, "uri_too_long", "the request target is too long")
+        return json_error(431, "header_too_large", "a request header field is too long")
+    reason = parse_failure(exc)
+    if reason.lower().startswith("too many headers"):
+        return json_error(431, "too_many_headers", "too many request header fields")
+    return json_error(400, "bad_request", f"malformed HTTP request: {reason or 'does not parse'}")
 
 
 class ClientConnection(RequestHandler):
@@ -54,6 +92,24 @@ class ClientConnection(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already under way")
+        resp = malformed_answer(exc)
+        log.debug(
+            "malformed request from %s: %s %s", request.remote, resp.status, parse_failure(exc)
+        )
+        resp.force_close()
+        return resp
 
     def request_started(self) -> None:
         self._busy = True
