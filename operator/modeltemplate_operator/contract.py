@@ -35,6 +35,9 @@ HEALTHCHECK_ROUTE_FLAG = "healthcheck-route"
 PROTOCOL_FLAG = "protocol"
 PER_WORKER_FLAG = "per-worker"
 REQUEST_PARAMETERS_SCHEMA_FLAG = "request-parameters-schema"
+#: Optional for render (the forwarder's default, 5 s, fits terminationGracePeriodSeconds 600 with
+#: the default --grace-period-seconds 580): how long to keep accepting after SIGTERM.
+SHUTDOWN_DELAY_FLAG = "shutdown-delay-seconds"
 
 
 def flag(name: str, value: object) -> str:

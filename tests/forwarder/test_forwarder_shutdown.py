@@ -9,7 +9,7 @@ import time
 
 import aiohttp
 import pytest
-from forwarder_testkit import Upstream, run, spawn
+from forwarder_testkit import Upstream, run, spawn, stop_process
 
 from modeltemplate_operator.forwarder import ConfigError, parse_config
 from modeltemplate_operator.forwarder.__main__ import main
@@ -21,7 +21,15 @@ def test_sigterm_during_50_in_flight_requests_and_a_stream_loses_none():
     async def scenario():
         up = Upstream()
         await up.start()
-        proc, port = await spawn(up, "--per-worker", "100", "--grace-period-seconds", "20")
+        proc, port = await spawn(
+            up,
+            "--per-worker",
+            "100",
+            "--grace-period-seconds",
+            "20",
+            "--shutdown-delay-seconds",
+            "0",
+        )
         try:
             up.all_active = asyncio.Event()
             up.expect_active = 51
@@ -62,11 +70,61 @@ def test_sigterm_during_50_in_flight_requests_and_a_stream_loses_none():
     run(scenario(), timeout=45)
 
 
+def test_sigterm_keeps_accepting_during_the_shutdown_delay_then_closes_the_listener():
+    """Endpoints drop a terminating pod a moment after it got SIGTERM: until then, new
+    connections still arrive and must be served, not refused or reset."""
+
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        proc, port = await spawn(up, "--shutdown-delay-seconds", "2")
+        url = f"http://127.0.0.1:{port}"
+        outcomes: list[tuple[float, object]] = []
+        try:
+            async with aiohttp.ClientSession() as s:
+
+                async def keep_sending():
+                    # a fresh connection per request, as new clients routed here would open
+                    for i in range(400):
+                        t = time.monotonic()
+                        try:
+                            async with aiohttp.ClientSession() as fresh:
+                                r = await fresh.post(url + "/predict?sleep=0.02", json={"i": i})
+                                outcomes.append((t, (r.status, (await r.json())["echo"]["i"])))
+                        except aiohttp.ClientError as exc:
+                            outcomes.append((t, exc))
+                            return
+
+                sender = asyncio.create_task(keep_sending())
+                await asyncio.sleep(0.3)
+                sigterm_at = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.1)
+                assert (await s.get(url + "/readyz")).status == 503  # readiness drops at once
+                await asyncio.wait_for(sender, 20)
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+        finally:
+            await stop_process(proc)
+            await up.stop()
+        in_delay = [o for t, o in outcomes if sigterm_at <= t < sigterm_at + 1.5]
+        print(f"\n{len(in_delay)} requests sent during the first 1.5 s of the 2 s delay")
+        assert in_delay and all(isinstance(o, tuple) and o[0] == 200 for o in in_delay)
+        ok = [o for _, o in outcomes if isinstance(o, tuple)]
+        assert [o[1] for o in ok] == list(range(len(ok)))
+        # after the delay the listener is closed: the sender's last request was refused
+        assert isinstance(outcomes[-1][1], aiohttp.ClientError)
+        assert outcomes[-1][0] >= sigterm_at + 1.5
+
+    run(scenario(), timeout=60)
+
+
 def test_sigterm_exits_once_the_grace_period_is_over():
     async def scenario():
         up = Upstream()
         await up.start()
-        proc, port = await spawn(up, "--grace-period-seconds", "0.5")
+        proc, port = await spawn(
+            up, "--grace-period-seconds", "0.5", "--shutdown-delay-seconds", "0"
+        )
         try:
             up.all_active = asyncio.Event()
             up.expect_active = 1

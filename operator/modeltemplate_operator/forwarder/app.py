@@ -148,7 +148,8 @@ class Forwarder:
         log.info("stopped")
 
     async def serve_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        """Run until SIGTERM or SIGINT, then shut down gracefully (``announce_shutdown``, then
+        ``shutdown``)."""
         await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -156,9 +157,18 @@ class Forwarder:
             loop.add_signal_handler(sig, stop.set)
         try:
             await stop.wait()
-            log.info("signal received, shutting down")
+            await self.announce_shutdown()
         finally:
             await self.shutdown()
+
+    async def announce_shutdown(self) -> None:
+        """Readiness answers 503 at once; requests are still accepted and served for
+        ``--shutdown-delay-seconds``, the time endpoints need to stop routing to this pod."""
+        self.draining = True
+        delay = self.config.shutdown_delay_seconds
+        log.info("signal received: not ready; still accepting for %ss, then draining", delay)
+        if delay:
+            await asyncio.sleep(delay)
 
     # -- dispatch -------------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -37,6 +37,7 @@ class Config:
     concurrency_wait_seconds: float = 1.0
     retry_after_seconds: int = 1
     grace_period_seconds: float = 580.0
+    shutdown_delay_seconds: float = 5.0
     upstream_timeout_seconds: float = 600.0
     upstream_connect_timeout_seconds: float = 5.0
     upstream_keepalive_seconds: float = 4.0
@@ -84,6 +85,13 @@ _FLAGS: list[tuple[str, str, str, str]] = [
         "grace_period_seconds",
         "nonneg",
         "on SIGTERM, how long in-flight requests may take to finish",
+    ),
+    (
+        c.SHUTDOWN_DELAY_FLAG,
+        "shutdown_delay_seconds",
+        "nonneg",
+        "on SIGTERM, how long to keep accepting (readiness already 503) before closing the "
+        "listener and draining",
     ),
     (
         "upstream-timeout-seconds",
