@@ -210,3 +210,61 @@ def test_absurd_or_too_large_content_length_is_413_before_any_body_is_read():
         assert up.calls == []
 
     run(scenario())
+
+
+def test_300_slow_header_connections_do_not_keep_a_normal_request_from_being_answered():
+    async def scenario():
+        async with stack() as (fwd, up):
+            slow = []
+            for _ in range(300):
+                reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+                writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                slow.append(writer)
+            for round_ in range(3):  # the slow ones keep trickling between normal requests
+                for writer in slow:
+                    writer.write(b"a")
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                status, _ = await exchange(
+                    fwd.port,
+                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\n\r\n{}",
+                )
+                print(
+                    f"\nround {round_}: normal request answered in {(loop.time() - t0) * 1000:.1f} ms"
+                )
+                assert status == 200
+            assert fwd.metrics.concurrency == 0  # none of the 300 counts as load
+            for writer in slow:
+                writer.close()
+
+    run(scenario())
+
+
+def test_a_client_gone_mid_upload_or_mid_stream_leaves_nothing_behind():
+    async def scenario():
+        async with stack() as (fwd, up):
+            reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+            writer.write(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500
+            )
+            await writer.drain()
+            writer.close()  # gone half-way through its body
+            reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
+            writer.write(
+                b"POST /stream?n=1000&interval=0.01 HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await asyncio.wait_for(reader.readuntil(b"data: event 1\n\n"), 10)
+            writer.close()  # gone mid-stream
+            await asyncio.wait_for(up.cancelled.wait(), 10)
+            for _ in range(100):  # bounded: the handlers notice within a few loop turns
+                if fwd.metrics.concurrency == 0 and fwd.limiter.active == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert (fwd.metrics.concurrency, fwd.limiter.active) == (0, 0)
+            assert [c["path"] for c in up.calls] == ["/generate_streaming"]
+            status, _ = await exchange(fwd.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 200
+
+    run(scenario())
