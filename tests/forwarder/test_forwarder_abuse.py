@@ -64,11 +64,11 @@ def test_a_200_mib_chunked_body_is_refused_at_the_limit_without_being_held():
             )
             assert peak < 100, f"peak RSS {peak:.1f} MB"
             # Legitimate bodies at the limit still pass, each held once.
-            three = await asyncio.gather(*(chunked_upload(port, 16 * MIB) for _ in range(3)))
-            assert three == [200, 200, 200]
-            assert [len(call["body"]) for call in up.calls] == [16 * MIB] * 3
+            two = await asyncio.gather(*(chunked_upload(port, 16 * MIB) for _ in range(2)))
+            assert two == [200, 200]
+            assert [len(call["body"]) for call in up.calls] == [16 * MIB] * 2
             print(
-                f"after three 16 MiB bodies in parallel: {rss_mb(proc.pid):.1f} MB, peak "
+                f"after two 16 MiB bodies in parallel: {rss_mb(proc.pid):.1f} MB, peak "
                 f"{rss_mb(proc.pid, 'VmHWM'):.1f} MB"
             )
         finally:
@@ -268,3 +268,31 @@ def test_a_client_gone_mid_upload_or_mid_stream_leaves_nothing_behind():
             assert status == 200
 
     run(scenario())
+
+
+def test_parallel_bodies_at_the_limit_stay_within_the_sidecar_memory_limit():
+    """Three 16 MiB bodies in parallel reached 175 MB against the sidecar's 100M limit: the
+    bodies held at once are capped by --max-buffered-bytes, the excess is told to retry."""
+
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        up.delay = 0.5  # the first bodies are still held while the others arrive
+        proc, port = await spawn(up)
+        try:
+            before = rss_mb(proc.pid)
+            statuses = await asyncio.gather(*(chunked_upload(port, 16 * MIB) for _ in range(4)))
+            peak = rss_mb(proc.pid, "VmHWM")
+            print(
+                f"\nfour 16 MiB bodies in parallel: {statuses}, RSS before {before:.1f} MB, "
+                f"peak {peak:.1f} MB"
+            )
+            assert 200 in statuses and set(statuses) <= {200, 503}
+            assert peak < 100, f"peak RSS {peak:.1f} MB"
+            retried = [await chunked_upload(port, 16 * MIB) for s in statuses if s == 503]
+            assert retried == [200] * len(retried)
+        finally:
+            await stop_process(proc)
+            await up.stop()
+
+    run(scenario(), timeout=120)

@@ -285,3 +285,28 @@ def test_requests_still_sending_their_head_or_body_are_not_counted_as_load():
                 writer.close()
 
     run(scenario())
+
+
+def test_body_bytes_are_given_back_whatever_the_answer():
+    async def scenario():
+        async with stack("--request-parameters-schema", SCHEMA, "--max-body-bytes", "64") as (
+            fwd,
+            up,
+        ):
+            async with aiohttp.ClientSession() as s:
+                for data, expected in (
+                    (b'{"model_request_parameters": {"max_tokens": 1}}', 200),
+                    (b"{bad", 400),
+                    (b'{"model_request_parameters": {"max_tokens": "x"}}', 422),
+                    (b"{" + b" " * 100 + b"}", 413),
+                ):
+                    r = await s.post(
+                        base(fwd) + "/predict",
+                        data=data,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    assert r.status == expected
+                    assert fwd.body_budget.held == 0
+        assert len(up.calls) == 1
+
+    run(scenario())

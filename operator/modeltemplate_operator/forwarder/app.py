@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 
 from .. import contract as c
 from .config import Config
-from .limiter import ConcurrencyLimiter
+from .limiter import ByteBudget, ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
 from .routes import OWN_ROUTES, Route, routes_for
@@ -72,6 +72,7 @@ class Forwarder:
         self.routes = routes_for(config.protocol)
         self.limiter = ConcurrencyLimiter(config.per_worker, config.concurrency_wait_seconds)
         self.metrics = ForwarderMetrics(config.per_worker, lambda: self.limiter.active)
+        self.body_budget = ByteBudget(config.max_buffered_bytes)
         self.draining = False
         self.port: int | None = None
         self._pool: UpstreamPool | None = None
@@ -276,10 +277,12 @@ class Forwarder:
         metrics = self.metrics
         status = 500
         counted = False  # in the in-flight gauge: only once the request is complete
+        body: bytes | bytearray = b""
         try:
             try:
-                body = await self._read_body(request, route) if request.can_read_body else b""
-                self._check_required(route, body)
+                if request.can_read_body:
+                    body = await self._receive_body(request)
+                self._check_body(request, route, body)
                 if route.capped:
                     metrics.enter()
                     counted = True
@@ -294,15 +297,26 @@ class Forwarder:
         finally:
             if counted:
                 metrics.leave()
+            self.body_budget.give(len(body))
             metrics.observe(route.path, status, loop_time() - t0)
 
     async def _read_bounded(self, request: web.BaseRequest, limit: int) -> bytearray:
         """The body as it arrives, refused (413) as soon as it passes ``limit``: a chunked body
         (no Content-Length) is never held beyond the limit either. A client silent for
-        ``--body-timeout-seconds`` between body bytes gets 408 and the connection is closed."""
+        ``--body-timeout-seconds`` between body bytes gets 408 and the connection is closed.
+        The bytes count against ``--max-buffered-bytes`` across requests (503 past it); the
+        caller gives back ``len()`` of the body returned, this method what it does not return."""
         body = bytearray()
+        try:
+            return await self._read_into(request, limit, body)
+        except BaseException:
+            self.body_budget.give(len(body))
+            raise
+
+    async def _read_into(self, request: web.BaseRequest, limit: int, body: bytearray) -> bytearray:
         content = request.content
         timeout = self.config.body_timeout_seconds
+        budget = self.body_budget
         while True:
             try:
                 async with asyncio.timeout(timeout):
@@ -319,9 +333,19 @@ class Forwarder:
                 return body
             if len(body) + len(chunk) > limit:
                 raise _Abort(_too_large(limit))
+            if not budget.take(len(chunk)):
+                raise _Abort(
+                    _error(
+                        503,
+                        "busy_buffering",
+                        f"other requests' bodies already fill this forwarder's "
+                        f"{budget.limit} bytes (--max-buffered-bytes); retry",
+                        headers={"Retry-After": self._retry_after},
+                    )
+                )
             body += chunk
 
-    async def _read_body(self, request: web.BaseRequest, route: Route) -> bytes | bytearray:
+    async def _receive_body(self, request: web.BaseRequest) -> bytearray:
         limit = self.config.max_body_bytes
         length = request.content_length
         if length is not None and length > limit:
@@ -331,29 +355,28 @@ class Forwarder:
             and request.headers.get("Expect", "").lower() == "100-continue"
         ):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await self._read_bounded(request, limit)
+        return await self._read_bounded(request, limit)
+
+    def _check_body(self, request: web.BaseRequest, route: Route, body: bytes | bytearray) -> None:
+        """400 for malformed JSON, 422 for bad or (on Launch routes) missing parameters."""
+        if not body:
+            if route.params == "required" and self._schema.has_required:
+                problems = self._schema.check_request({}, require_key=True)
+                raise _Abort(_invalid_parameters(problems))
+            return
         mime = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-        if body and (not mime or mime == "application/json" or mime.endswith("+json")):
-            try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _Abort(
-                    _error(400, "malformed_json", f"request body is not valid JSON: {exc}")
-                ) from None
-        elif not body:
-            doc = {}
-        else:
-            return body  # not JSON: nothing to check
+        if mime and mime != "application/json" and not mime.endswith("+json"):
+            return  # not JSON: nothing to check
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Abort(
+                _error(400, "malformed_json", f"request body is not valid JSON: {exc}")
+            ) from None
         if self._schema:
             problems = self._schema.check_request(doc, require_key=route.params == "required")
             if problems:
                 raise _Abort(_invalid_parameters(problems))
-        return body
-
-    def _check_required(self, route: Route, body: bytes | bytearray) -> None:
-        """An empty body on a route whose parameters are required: report the missing ones."""
-        if route.params == "required" and not body and self._schema.has_required:
-            raise _Abort(_invalid_parameters(self._schema.check_request({}, require_key=True)))
 
     async def _forward(
         self, request: web.BaseRequest, route: Route, body: bytes | bytearray, t0: float

@@ -44,6 +44,7 @@ class Config:
     health_timeout_seconds: float = 2.0
     health_cache_seconds: float = 0.5
     max_body_bytes: int = 16 * 1024 * 1024
+    max_buffered_bytes: int = 32 * 1024 * 1024
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
     keepalive_timeout_seconds: float = 3630.0
@@ -119,6 +120,12 @@ _FLAGS: list[tuple[str, str, str, str]] = [
         "reuse an upstream health result for this long",
     ),
     ("max-body-bytes", "max_body_bytes", "posint", "largest request body accepted (then 413)"),
+    (
+        "max-buffered-bytes",
+        "max_buffered_bytes",
+        "posint",
+        "request body bytes held at once across all requests (then 503 with Retry-After)",
+    ),
     (
         "header-timeout-seconds",
         "header_timeout_seconds",

@@ -1,4 +1,5 @@
-"""At most ``limit`` holders at once; others wait in FIFO order for at most ``wait`` seconds."""
+"""``ConcurrencyLimiter``: at most ``limit`` holders at once; others wait in FIFO order for at
+most ``wait`` seconds. ``ByteBudget``: at most ``limit`` bytes held at once across requests."""
 
 from __future__ import annotations
 
@@ -59,3 +60,21 @@ class ConcurrencyLimiter:
             self._waiters.remove(fut)
         except ValueError:
             pass
+
+
+class ByteBudget:
+    """Bytes held at once across all requests (request bodies), never above ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> bool:
+        """Hold ``n`` more bytes if the budget allows (call ``give`` later); else False."""
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
