@@ -417,6 +417,8 @@ def main() -> int:
                 args.event_loop,
                 "--log-level",
                 "WARNING",
+                "--shutdown-delay-seconds",  # stopped by SIGTERM at the end: no endpoints to wait for
+                "0",
             ],
             env=env,
             preexec_fn=_pinned("forwarder"),

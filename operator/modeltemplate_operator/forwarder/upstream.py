@@ -319,14 +319,17 @@ class UpstreamPool:
     ) -> UpstreamResponse:
         """Send one request and wait for the response head. The caller must ``release()``.
 
-        The body is written after the head, slice by slice (``_Conn.send_body``), never copied
-        into one payload with it."""
+        A body of up to one slice goes out with the head in one write; a bigger one is written
+        after the head, slice by slice (``_Conn.send_body``), never copied into one payload."""
         head = [method, b" ", target, b" HTTP/1.1\r\nHost: ", self.host_header, b"\r\n"]
         for name, value in headers:
             head += (name, b": ", value, b"\r\n")
         if body or method not in (b"GET", b"HEAD"):
             head.append(b"Content-Length: %d\r\n" % len(body))
         head.append(b"\r\n")
+        if len(body) <= BODY_SLICE:  # the common case: head and body in one write
+            head.append(body)
+            body = b""
         payload = b"".join(head)
         for attempt in (1, 2):
             conn = self._get_idle()
