@@ -319,8 +319,11 @@ class Forwarder:
         budget = self.body_budget
         while True:
             try:
-                async with asyncio.timeout(timeout):
-                    chunk = await content.readany()
+                if content.is_eof():  # all of it has arrived (small bodies): no timer needed
+                    chunk = content.read_nowait()
+                else:
+                    async with asyncio.timeout(timeout):
+                        chunk = await content.readany()
             except TimeoutError:
                 resp = _error(
                     408,

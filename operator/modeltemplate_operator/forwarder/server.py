@@ -62,23 +62,32 @@ class ClientConnection(RequestHandler):
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
-        self._head_deadline: asyncio.TimerHandle | None = None
+        # When the pending request head began (None: no head pending). One timer at a time
+        # checks it, so a busy keep-alive connection does not make and cancel a timer per
+        # request.
+        self._head_since: float | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
         self._busy = False
 
     def _arm(self) -> None:
-        if self._head_deadline is None:
+        if self._head_since is None:
             loop = asyncio.get_running_loop()
-            self._head_deadline = loop.call_later(self._header_timeout, self._head_expired)
+            self._head_since = loop.time()
+            if self._head_timer is None:
+                self._head_timer = loop.call_at(
+                    self._head_since + self._header_timeout, self._check_head
+                )
 
-    def _disarm(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-
-    def _head_expired(self) -> None:
-        self._head_deadline = None
-        if not self._busy:
+    def _check_head(self) -> None:
+        self._head_timer = None
+        if self._head_since is None or self._busy:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._head_since + self._header_timeout
+        if loop.time() >= deadline:
             self.force_close()
+        else:
+            self._head_timer = loop.call_at(deadline, self._check_head)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -90,7 +99,9 @@ class ClientConnection(RequestHandler):
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def handle_error(
@@ -113,7 +124,7 @@ class ClientConnection(RequestHandler):
 
     def request_started(self) -> None:
         self._busy = True
-        self._disarm()
+        self._head_since = None
 
     def request_finished(self) -> None:
         self._busy = False
