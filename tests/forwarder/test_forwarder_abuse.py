@@ -5,10 +5,12 @@ speed."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 
+import aiohttp
 import pytest
-from forwarder_testkit import Upstream, rss_mb, run, spawn, stack, stop_process
+from forwarder_testkit import Upstream, base, rss_mb, run, spawn, stack, stop_process
 
 from modeltemplate_operator.forwarder import parse_config
 
@@ -167,6 +169,15 @@ MALFORMED = {
     "header without colon": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
     "TLS hello": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n", 400),
     "raw garbage": (bytes(range(256)) * 4, 400),
+    "gzip body that is not gzip": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnotgzip!",
+        400,
+    ),
+    "bad chunk size": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
 }
 
 
@@ -296,3 +307,25 @@ def test_parallel_bodies_at_the_limit_stay_within_the_sidecar_memory_limit():
             await up.stop()
 
     run(scenario(), timeout=120)
+
+
+def test_a_gzip_body_reaches_the_model_decoded_and_a_gzip_bomb_is_413():
+    """The forwarder decodes a Content-Encoding: gzip body (to check it) and sent the decoded
+    bytes on with the gzip header, so the model failed to decode them."""
+
+    async def scenario():
+        async with stack() as (fwd, up):
+            async with aiohttp.ClientSession() as s:
+                headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+                r = await s.post(
+                    base(fwd) + "/predict", data=gzip.compress(b'{"a": 1}'), headers=headers
+                )
+                assert r.status == 200
+                assert (await r.json())["echo"] == {"a": 1}
+                assert "Content-Encoding" not in up.calls[0]["headers"]
+                bomb = gzip.compress(b"0" * (100 * MIB))  # about 100 KB on the wire
+                r = await s.post(base(fwd) + "/predict", data=bomb, headers=headers)
+                assert r.status == 413
+        assert len(up.calls) == 1
+
+    run(scenario())

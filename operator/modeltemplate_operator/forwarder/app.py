@@ -56,6 +56,9 @@ HOP_BY_HOP = frozenset(
 # Content-Length; everything else (SSE, chunked, big bodies) is passed through as it arrives.
 BUFFER_LIMIT = 1024 * 1024
 HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
+# Not passed on with a request either: the forwarder's server decodes a compressed request body
+# (to check and bound it), so the model receives the decoded bytes.
+REQUEST_DROPPED_B = HOP_BY_HOP_B | {b"content-encoding"}
 CLIENT_CLOSED = 499  # status recorded in metrics when the client went away first
 
 
@@ -324,6 +327,11 @@ class Forwarder:
                 else:
                     async with asyncio.timeout(timeout):
                         chunk = await content.readany()
+            except web.RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
+                log.debug("malformed request body from %s: %s", request.remote, exc)
+                resp = _error(400, "bad_request", "malformed request body: it does not decode")
+                resp.force_close()
+                raise _Abort(resp) from None
             except TimeoutError:
                 resp = _error(
                     408,
@@ -408,7 +416,7 @@ class Forwarder:
         qs = request.query_string
         if qs:
             target = target + b"?" + qs.encode()
-        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in HOP_BY_HOP_B]
+        headers = [(k, v) for k, v in request.raw_headers if k.lower() not in REQUEST_DROPPED_B]
         assert self._pool is not None
         try:
             up = await self._pool.request(request.method.encode(), target, headers, body)

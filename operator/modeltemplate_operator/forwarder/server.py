@@ -7,9 +7,9 @@ the connection opens, or from the first byte of the next request on a kept-alive
 A connection that misses it is closed. (Silence between body bytes is timed by the handler,
 which answers 408; see ``Forwarder._read_bounded``.)
 
-Requests that do not parse are answered by the forwarder's JSON error (400; 431 for oversized
-or too many header fields, 414 for an oversized request target) and logged at DEBUG in one
-line: they are the client's fault, and whoever floods the port with garbage must not flood the
+Requests that do not parse (or whose body does not decode) are answered by the forwarder's
+JSON error (400; 431 for oversized or too many header fields, 414 for an oversized request
+target) and logged at DEBUG in one line: they are the client's fault, and whoever floods the port with garbage must not flood the
 log with tracebacks.
 """
 
@@ -121,6 +121,14 @@ class ClientConnection(RequestHandler):
         )
         resp.force_close()
         return resp
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError | web.RequestPayloadError):
+            # aiohttp draining the rest of a body that does not decode: the client's doing
+            log.debug("malformed request body: %s", exc)
+            return
+        super().log_exception(*args, **kw)
 
     def request_started(self) -> None:
         self._busy = True
