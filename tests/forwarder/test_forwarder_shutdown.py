@@ -77,7 +77,7 @@ def test_sigterm_keeps_accepting_during_the_shutdown_delay_then_closes_the_liste
     async def scenario():
         up = Upstream()
         await up.start()
-        proc, port = await spawn(up, "--shutdown-delay-seconds", "2")
+        proc, port = await spawn(up, "--shutdown-delay-seconds", "3")
         url = f"http://127.0.0.1:{port}"
         outcomes: list[tuple[float, object]] = []
         try:
@@ -107,7 +107,7 @@ def test_sigterm_keeps_accepting_during_the_shutdown_delay_then_closes_the_liste
             await stop_process(proc)
             await up.stop()
         in_delay = [o for t, o in outcomes if sigterm_at <= t < sigterm_at + 1.5]
-        print(f"\n{len(in_delay)} requests sent during the first 1.5 s of the 2 s delay")
+        print(f"\n{len(in_delay)} requests sent during the first 1.5 s of the 3 s delay")
         assert in_delay and all(isinstance(o, tuple) and o[0] == 200 for o in in_delay)
         ok = [o for _, o in outcomes if isinstance(o, tuple)]
         assert [o[1] for o in ok] == list(range(len(ok)))
