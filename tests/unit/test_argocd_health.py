@@ -139,6 +139,8 @@ def ready(status, reason, message="", generation=2, observed=2, cond_observed=2,
                 "CreateContainerConfigError",
                 "CreateContainerError",
                 "JobFailed",
+                "ApplyFailed",
+                "FailedCreate",
             )
         ],
         # valid but intentionally not deployed
@@ -165,6 +167,15 @@ def test_degraded_reasons_cover_the_operator_failure_reasons(health):
 
     for reason in sorted(WARNING_REASONS):
         assert health(ready("False", reason))[0] == "Degraded", reason
+
+
+def test_stalled_templates_are_degraded_or_suspended(health):
+    """Where kstatus says Failed (Stalled=True), Argo CD never says Healthy or Progressing."""
+    from modeltemplate_operator.status import STALLED_REASONS
+
+    verdicts = {reason: health(ready("False", reason))[0] for reason in sorted(STALLED_REASONS)}
+    assert set(verdicts.values()) == {"Degraded", "Suspended"}, verdicts
+    assert verdicts["AsyncNotSupported"] == "Suspended"
 
 
 def test_script_is_lua_5_1(health):
