@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.argocd import health_check, lua_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "deploy" / "gitops" / "argocd"
@@ -51,28 +52,9 @@ def render_argocd_cm() -> str:
     return CM_HEADER + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=1000)
 
 
-def _lua():
-    try:
-        from lupa import lua51 as lupa_module
-    except ImportError:  # a lupa build without 5.1
-        import lupa as lupa_module
-    return lupa_module.LuaRuntime(unpack_returned_tuples=True)
-
-
 @pytest.fixture(scope="module")
 def health():
-    lua = _lua()
-    source = SCRIPT.read_text()
-    # Argo CD hands the object to the script as the global ``obj``.
-    run = lua.eval(
-        "function(source) return function(o) obj = o; return assert(loadstring(source))() end end"
-    )(source)
-
-    def evaluate(obj: dict) -> tuple[str, str]:
-        result = run(lua.table_from(obj, recursive=True))
-        return result["status"], result["message"]
-
-    return evaluate
+    return health_check()
 
 
 def template(generation=2, status=None):
@@ -183,7 +165,7 @@ def test_script_is_lua_5_1(health):
     source = SCRIPT.read_text()
     for token in ("goto ", "//", "<<", ">>", "::"):
         assert token not in source, token
-    assert _lua().eval("_VERSION") == "Lua 5.1"
+    assert lua_runtime().eval("_VERSION") == "Lua 5.1"
 
 
 def test_argocd_cm_carries_the_script():
