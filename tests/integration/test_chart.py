@@ -349,6 +349,20 @@ def test_operator_under_the_charts_service_account_brings_every_sample_to_ready(
     holder, _ = operator
     wait_for_samples(cluster, SAMPLE_NS, holder["replicas"])
     _no_forbidden(holder["replicas"])
+    # The recipe of docs/install.md: every sample that can be Ready, selected without names.
+    waited = cluster.kubectl(
+        "wait",
+        "-n",
+        SAMPLE_NS,
+        "--for=condition=Ready",
+        "--timeout=10s",
+        "modeltemplates",
+        "-l",
+        "app.kubernetes.io/part-of=modelops-samples",
+        "--field-selector",
+        "spec.endpointType!=ASYNC",
+    )
+    assert waited.stdout.count("condition met") == len(SAMPLES) - 1, waited.stdout
 
 
 CHILD_KINDS = (

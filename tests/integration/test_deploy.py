@@ -246,6 +246,16 @@ def test_image_override_also_moves_the_forwarder_image(cluster, tmp_path):
     assert config["forwarderImage"] == "registry.local/mto:ci"
 
 
+def test_overlay_image_alone_leaves_the_forwarder_image(cluster, tmp_path):
+    """What deploy/kustomization.yaml's header says: without the replacements repeated, an
+    overlay's image does not reach forwarderImage (deploy/'s replacements ran before)."""
+    images = [{"name": "ghcr.io/modelops-dev/modeltemplate-operator", "newTag": "ci"}]
+    docs = kustomize(cluster, write_overlay(tmp_path / "overlay", images=images))
+    image = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
+    assert image.endswith(":ci") and config["forwarderImage"].endswith(":0.1.0")
+
+
 def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
     roles = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("ClusterRole", "Role")}
     assert sorted(roles) == [
