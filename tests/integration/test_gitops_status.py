@@ -21,7 +21,8 @@ from support.manifests import tiny_template
 from support.tools import run
 
 from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.reconciler import Children, Reconciler
+from modeltemplate_operator.reconciler import Reconciler
+from modeltemplate_operator.status import Observed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gitops.md"
 TABLE_HEADER = "| case | Ready | kstatus | Argo CD |"
@@ -114,7 +115,7 @@ def test_invalid_stored_spec(cluster, cluster_prereqs, api_client, namespace, ar
     # As if stored under an older, looser CRD: a spec the models refuse.
     stale = copy.deepcopy(body)
     stale["spec"]["vendorConfiguration"]["endpointConfig"]["minWorkers"] = 5
-    assert reconciler.reconcile(stale, Children()).status_written
+    assert reconciler.reconcile(stale, Observed()).status_written
     assert_case(INVALID, template(cluster, namespace, "legacy"), argo)
 
 

@@ -280,19 +280,19 @@ def test_pods_the_replicaset_cannot_create_are_the_reason():
             "message": 'pods "llm-abc" is forbidden: exceeded quota: q, requested: pods=1',
         }
     ]
-    ready = conditions(status_of(Observed(dep)))["Ready"]
+    ready = conditions(status_of(Observed([dep])))["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "FailedCreate")
     assert "exceeded quota" in ready["message"]
     dep["status"]["conditions"][0]["status"] = "False"  # the controller recovered
-    assert conditions(status_of(Observed(dep)))["Ready"]["reason"] == "WorkersNotReady"
+    assert conditions(status_of(Observed([dep])))["Ready"]["reason"] == "WorkersNotReady"
 
 
 STALLED_CASES = {
     "Unschedulable": lambda: status_of(
-        Observed(deployment(ready=0), pods=[pod(scheduled="0/7 nodes", ready=False)])
+        Observed([deployment(ready=0)], pods=[pod(scheduled="0/7 nodes", ready=False)])
     ),
     "ImagePullBackOff": lambda: status_of(
-        Observed(deployment(ready=0), pods=[pod(waiting={"reason": "ImagePullBackOff"})])
+        Observed([deployment(ready=0)], pods=[pod(waiting={"reason": "ImagePullBackOff"})])
     ),
     "AsyncNotSupported": lambda: status_of(Observed(), p=plan(endpointType="ASYNC")),
     "InvalidSpec": lambda: compute_status(
@@ -303,9 +303,9 @@ STALLED_CASES = {
     ),
 }
 PASSING_CASES = {
-    "WorkersReady": lambda: status_of(Observed(deployment(), pods=[pod()])),
-    "WorkersNotReady": lambda: status_of(Observed(deployment(ready=0), pods=[pod(ready=False)])),
-    "RollingOut": lambda: status_of(Observed(deployment(replicas=2, ready=2, updated=1))),
+    "WorkersReady": lambda: status_of(Observed([deployment()], pods=[pod()])),
+    "WorkersNotReady": lambda: status_of(Observed([deployment(ready=0)], pods=[pod(ready=False)])),
+    "RollingOut": lambda: status_of(Observed([deployment(replicas=2, ready=2, updated=1)])),
     "Pending": lambda: status_of(Observed()),
 }
 
@@ -334,13 +334,13 @@ def test_no_stalled_condition_while_ready_or_progressing():
 def test_stalled_goes_when_the_cause_does():
     stuck = STALLED_CASES["Unschedulable"]()
     body = copy.deepcopy(BASE) | {"status": stuck}
-    fixed = compute_status(body, plan(), [], Observed(deployment(), pods=[pod()]), NOW)
+    fixed = compute_status(body, plan(), [], Observed([deployment()], pods=[pod()]), NOW)
     assert "Stalled" not in conditions(fixed)
     again = compute_status(
         copy.deepcopy(BASE) | {"status": stuck},
         plan(),
         [],
-        Observed(deployment(ready=0), pods=[pod(scheduled="0/7 nodes", ready=False)]),
+        Observed([deployment(ready=0)], pods=[pod(scheduled="0/7 nodes", ready=False)]),
         "2030-01-01T00:00:00Z",
     )
     assert again == stuck  # a stalled steady state is a fixed point too (nothing written)
