@@ -336,7 +336,8 @@ def operator(cluster, installed, tmp_path_factory):
         artifacts.mkdir(exist_ok=True)
         for log in work.glob("*.log"):
             shutil.copy(log, artifacts / f"chart-{log.name}")
-        cluster.kubectl("delete", "namespace", SAMPLE_NS, "--wait=false", check=False)
+        # Gone before the next module's operators, which watch every namespace, start.
+        cluster.kubectl("delete", "namespace", SAMPLE_NS, "--timeout=120s", check=False)
         cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
 
 

@@ -58,6 +58,24 @@ def test_the_table_lists_every_case():
     assert list(TABLE) == cases
 
 
+USED_NAMESPACES: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _namespaces_gone(cluster):
+    """Namespaces of this module are gone when it ends: operators of later modules watch every
+    namespace, and writes into one being deleted are refused."""
+    yield
+    for namespace in USED_NAMESPACES:
+        cluster.kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
+
+
+@pytest.fixture
+def namespace(namespace):
+    USED_NAMESPACES.append(namespace)
+    return namespace
+
+
 @pytest.fixture(scope="module")
 def argo():
     return health_check()
@@ -162,6 +180,7 @@ def test_unschedulable(cluster, operator, namespace, argo):
 def test_pods_refused_by_a_quota(cluster, operator, argo):
     namespace = f"quota-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
+    USED_NAMESPACES.append(namespace)
     try:
         quota = {
             "apiVersion": "v1",
