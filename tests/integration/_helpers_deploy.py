@@ -74,6 +74,15 @@ def wait_for_samples(cluster, namespace: str, operator, timeout: float = 90) -> 
     return templates_in(cluster, namespace)
 
 
+def wait_established(cluster, *crds: str) -> None:
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c}" for c in crds]
+    )
+
+
+PEERED_CRDS = ("modeltemplates.launch.modelops.dev", "clusterkopfpeerings.kopf.dev")
+
+
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     hits = [
         d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)

@@ -21,6 +21,7 @@ import yaml
 from _helpers_deploy import (
     DEPLOY,
     NAMESPACE,
+    PEERED_CRDS,
     REPO,
     SAMPLES,
     Operator,
@@ -28,6 +29,7 @@ from _helpers_deploy import (
     find,
     kustomize,
     service_account_kubeconfig,
+    wait_established,
     wait_for_samples,
 )
 from support.manifests import KEDA_CRD
@@ -273,13 +275,7 @@ def installed(cluster):
         "--timeout=120s",
         *adopt,
     )
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeltemplates.launch.modelops.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
+    wait_established(cluster, *PEERED_CRDS)
     yield
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     if adopt:

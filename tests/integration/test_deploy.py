@@ -19,6 +19,7 @@ from _helpers_deploy import (
     ASYNC_SAMPLE,
     DEPLOY,
     NAMESPACE,
+    PEERED_CRDS,
     REPO,
     SA_USER,
     SAMPLES,
@@ -30,6 +31,7 @@ from _helpers_deploy import (
     ready_condition,
     service_account_kubeconfig,
     templates_in,
+    wait_established,
     wait_for,
     wait_for_samples,
     write_overlay,
@@ -331,13 +333,7 @@ def deployed(cluster):
         generations.append(
             {f"{i['kind']}/{i['metadata']['name']}": i["metadata"].get("generation") for i in items}
         )
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeltemplates.launch.modelops.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
+    wait_established(cluster, *PEERED_CRDS)
     diff = cluster.kubectl("diff", "--server-side", "-k", str(DEPLOY), check=False)
     # The in-cluster replicas stand down: on a cluster that can pull the image (kind) they
     # would be peers of the operator process the tests run, with the same priority.

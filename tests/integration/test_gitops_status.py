@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.argocd import health_check
-from support.k8s import get_json, wait_for
+from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 from support.tools import run
 
@@ -182,18 +182,7 @@ def test_pods_refused_by_a_quota(cluster, operator, argo):
     cluster.kubectl("create", "namespace", namespace)
     USED_NAMESPACES.append(namespace)
     try:
-        quota = {
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "no-pods"},
-            "spec": {"hard": {"pods": "0"}},
-        }
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
-        wait_for(
-            lambda: get_json(cluster, "resourcequota", "no-pods", "-n", namespace).get("status"),
-            timeout=30,
-            what="the quota to be counted",
-        )
+        apply_quota(cluster, namespace, "no-pods", {"pods": "0"})
         apply(cluster, namespace, tiny_template("refused"))
         obj = settled(cluster, namespace, "refused", "False/FailedCreate")
         ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
