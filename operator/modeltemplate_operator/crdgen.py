@@ -300,11 +300,16 @@ def openapi_schema() -> dict[str, Any]:
     }
     # status is written by the operator; keep fields the models do not know yet.
     root["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] = True
+    # Until the operator writes status, the API server shows observedGeneration 0 (defaults
+    # apply on every read): kstatus (Flux, kpt) then waits for the operator instead of calling
+    # a template it has never seen Current.
+    root["properties"]["status"]["default"] = {"observedGeneration": 0}
     root["properties"]["status"] = _Converter._ordered(root["properties"]["status"])
     rules = _class_rules(ModelTemplate)
     if rules:
         root["x-kubernetes-validations"] = rules
     _explained(root["properties"]["spec"])
+    _explained(root["properties"]["status"])
     return root
 
 

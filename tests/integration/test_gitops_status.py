@@ -140,7 +140,8 @@ def test_invalid_stored_spec(cluster, cluster_prereqs, api_client, namespace, ar
 # -- with the operator -----------------------------------------------------------------------------
 def test_created_then_serving(cluster, operator, namespace, argo):
     created = apply(cluster, namespace, tiny_template("fresh"))
-    assert "status" not in created  # what the API server answered the create with
+    # What the API server answered the create with: the CRD's status default, nothing observed.
+    assert created["status"] == {"observedGeneration": 0}
     assert_case(CREATED, created, argo)
     assert_case(SERVING, settled(cluster, namespace, "fresh", "True/WorkersReady"), argo)
 

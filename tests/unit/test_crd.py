@@ -137,6 +137,8 @@ def test_required_fields_and_root():
     assert at("spec.vendorConfiguration")["required"] == ["bundleConfig"]
     assert at("spec.vendorConfiguration.bundleConfig")["required"] == ["registry", "image", "tag"]
     assert at("status")["x-kubernetes-preserve-unknown-fields"] is True
+    # Read before the operator's first status write: kstatus sees a generation not yet observed.
+    assert at("status")["default"] == {"observedGeneration": 0}
 
 
 def test_defaults_equal_the_model_defaults():
