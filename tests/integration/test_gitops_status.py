@@ -138,24 +138,13 @@ def test_invalid_stored_spec(cluster, cluster_prereqs, api_client, namespace, ar
 
 
 # -- with the operator -----------------------------------------------------------------------------
-def test_created_then_serving(cluster, operator, namespace, argo):
-    created = apply(cluster, namespace, tiny_template("fresh"))
-    # What the API server answered the create with: the CRD's status default, nothing observed.
-    assert created["status"] == {"observedGeneration": 0}
-    assert_case(CREATED, created, argo)
-    assert_case(SERVING, settled(cluster, namespace, "fresh", "True/WorkersReady"), argo)
-
-
-def test_spec_change_then_rollout_then_serving(cluster, operator, namespace, argo):
-    apply(cluster, namespace, tiny_template("moving"))
-    settled(cluster, namespace, "moving", "True/WorkersReady")
-    # The rollout is held (a paused Deployment keeps its old pods), so it can be looked at.
-    cluster.kubectl("rollout", "pause", "deployment/moving", "-n", namespace)
-    patch = {"spec": {"vendorConfiguration": {"bundleConfig": {"env": {"MODEL_REVISION": "2"}}}}}
+def _patch_env(cluster, namespace: str, name: str, value: str) -> dict:
+    """A spec change; the template as the patch stored it, before any reconcile."""
+    patch = {"spec": {"vendorConfiguration": {"bundleConfig": {"env": {"MODEL_REVISION": value}}}}}
     out = cluster.kubectl(
         "patch",
         "modeltemplate",
-        "moving",
+        name,
         "-n",
         namespace,
         "--type=merge",
@@ -164,9 +153,27 @@ def test_spec_change_then_rollout_then_serving(cluster, operator, namespace, arg
         "-o",
         "json",
     )
-    changed = json.loads(out.stdout)  # as stored by the patch, before any reconcile
+    return json.loads(out.stdout)
+
+
+def test_created_serving_changed(cluster, operator, namespace, argo):
+    created = apply(cluster, namespace, tiny_template("fresh"))
+    # What the API server answered the create with: the CRD's status default, nothing observed.
+    assert created["status"] == {"observedGeneration": 0}
+    assert_case(CREATED, created, argo)
+    assert_case(SERVING, settled(cluster, namespace, "fresh", "True/WorkersReady"), argo)
+    changed = _patch_env(cluster, namespace, "fresh", "2")
     assert changed["status"]["observedGeneration"] < changed["metadata"]["generation"]
     assert_case(CHANGED, changed, argo)
+    assert_case(SERVING, settled(cluster, namespace, "fresh", "True/WorkersReady"), argo)
+
+
+def test_rollout(cluster, operator, namespace, argo):
+    apply(cluster, namespace, tiny_template("moving"))
+    settled(cluster, namespace, "moving", "True/WorkersReady")
+    # The rollout is held (a paused Deployment keeps its old pods), so it can be looked at.
+    cluster.kubectl("rollout", "pause", "deployment/moving", "-n", namespace)
+    _patch_env(cluster, namespace, "moving", "2")
     assert_case(ROLLING, settled(cluster, namespace, "moving", "False/RollingOut"), argo)
     cluster.kubectl("rollout", "resume", "deployment/moving", "-n", namespace)
     assert_case(SERVING, settled(cluster, namespace, "moving", "True/WorkersReady"), argo)
