@@ -23,9 +23,10 @@ venv: $(STAMP) ## create .venv with the package and test dependencies
 binaries: ## build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
 	@hack/build-control-plane.sh >/dev/null
 
-tools: ## build (or reuse cached) helm and the kstatus program (hack/kstatus) the tests run
+tools: ## build (or reuse cached) helm, the kstatus program (hack/kstatus) and Flux's kustomize-controller the tests run
 	@hack/build-tools.sh helm >/dev/null
 	@hack/build-tools.sh kstatus >/dev/null
+	@hack/build-tools.sh kustomize-controller >/dev/null
 
 test: $(STAMP) binaries tools ## all unit and integration tests (starts its own local control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
