@@ -37,6 +37,8 @@ ARTIFACTS = REPO / "test-artifacts"
 RUN = uuid.uuid4().hex[:6]
 FLUX_NS = f"flux-{RUN}"
 TARGET_NS = f"flux-samples-{RUN}"
+STALLED_NS = f"flux-stalled-{RUN}"
+ASYNC_SAMPLE = "whisper-large-v3-async"
 
 
 def _free_port() -> int:
@@ -87,7 +89,7 @@ def kustomize_controller(cluster, cluster_prereqs):
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
     )
-    for namespace in (FLUX_NS, TARGET_NS):
+    for namespace in (FLUX_NS, TARGET_NS, STALLED_NS):
         cluster.kubectl("create", "namespace", namespace)
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "flux-kustomize-controller.log", "wb")  # noqa: SIM115 - the child's
@@ -121,7 +123,7 @@ def kustomize_controller(cluster, cluster_prereqs):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for namespace in (FLUX_NS, TARGET_NS):
+        for namespace in (FLUX_NS, TARGET_NS, STALLED_NS):
             cluster.kubectl("delete", "namespace", namespace, "--timeout=90s", check=False)
 
 
@@ -140,7 +142,9 @@ def _ready(obj: dict) -> dict:
     )
 
 
-def test_flux_waits_for_every_template_to_be_ready(cluster, kustomize_controller, artifact_url):
+@pytest.fixture(scope="module")
+def source(cluster, kustomize_controller, artifact_url) -> str:
+    """The ExternalArtifact "samples" with the tarball as its artifact; its revision."""
     url, data = artifact_url
     source = {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -181,31 +185,39 @@ def test_flux_waits_for_every_template_to_be_ready(cluster, kustomize_controller
         "-p",
         json.dumps(status),
     )
-    checks = _health_checks()
+    return status["status"]["artifact"]["revision"]
+
+
+def _kustomization(cluster, name: str, target: str, checks: list[dict]) -> None:
     kustomization = {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
-        "metadata": {"name": "samples", "namespace": FLUX_NS},
+        "metadata": {"name": name, "namespace": FLUX_NS},
         "spec": {
             "interval": "10m",
             "sourceRef": {"kind": "ExternalArtifact", "name": "samples"},
             "path": "./",
             "prune": True,
-            "targetNamespace": TARGET_NS,
+            "targetNamespace": target,
             "timeout": "5m",
             "healthChecks": checks,
         },
     }
     cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(kustomization))
 
-    def controller_alive():
-        assert kustomize_controller.poll() is None, (
-            ARTIFACTS / "flux-kustomize-controller.log"
-        ).read_text()[-3000:]
+
+def _flux(cluster, controller, name: str) -> dict:
+    log = ARTIFACTS / "flux-kustomize-controller.log"
+    assert controller.poll() is None, log.read_text()[-3000:]
+    return get_json(cluster, "kustomization", name, "-n", FLUX_NS)
+
+
+def test_flux_waits_for_every_template_to_be_ready(cluster, kustomize_controller, source):
+    checks = _health_checks()
+    _kustomization(cluster, "samples", TARGET_NS, checks)
 
     def flux():
-        controller_alive()
-        return get_json(cluster, "kustomization", "samples", "-n", FLUX_NS)
+        return _flux(cluster, kustomize_controller, "samples")
 
     # No operator yet: Flux applies every sample and waits on the health checks.
     wait_for(
@@ -246,6 +258,38 @@ def test_flux_waits_for_every_template_to_be_ready(cluster, kustomize_controller
                 ready,
                 done["status"],
             )
-        assert done["status"]["lastAppliedRevision"] == status["status"]["artifact"]["revision"]
+        assert done["status"]["lastAppliedRevision"] == source
     finally:
         operator.stop()
+
+
+def test_flux_fails_at_once_on_a_stalled_template(cluster, kustomize_controller, source):
+    """Stalled=True is kstatus' Failed: Flux stops waiting at once (its fail-fast health check)
+    and says why, instead of waiting out the Kustomization's 5 minute timeout."""
+    operator = OperatorProcess(Path(cluster.kubeconfig), ARTIFACTS / "flux-operator-stalled.log")
+    operator.log_path.unlink(missing_ok=True)
+    operator.start()
+    try:
+        started = time.monotonic()
+        checks = [{**_health_checks()[0], "name": ASYNC_SAMPLE, "namespace": STALLED_NS}]
+        _kustomization(cluster, "stalled", STALLED_NS, checks)
+        failed = wait_for(
+            lambda: (
+                k
+                if _ready(k := _flux(cluster, kustomize_controller, "stalled")).get("status")
+                == "False"
+                else None
+            ),
+            timeout=120,
+            what="the Kustomization to fail its health check",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        operator.stop()
+    ready = _ready(failed)
+    assert ready["reason"] == "HealthCheckFailed", ready
+    assert ASYNC_SAMPLE in ready["message"], ready
+    assert elapsed < 120  # far from the 5 minute timeout
+    print(
+        f"\nFlux failed the stalled template's health check after {elapsed:.0f} s: {ready['message']}"
+    )
