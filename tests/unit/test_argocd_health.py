@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.argocd import health_check, lua_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "deploy" / "gitops" / "argocd"
@@ -54,6 +53,8 @@ def render_argocd_cm() -> str:
 
 @pytest.fixture(scope="module")
 def health():
+    from support.argocd import health_check  # (this file also runs as a script, without tests/)
+
     return health_check()
 
 
@@ -123,6 +124,8 @@ def ready(status, reason, message="", generation=2, observed=2, cond_observed=2,
                 "JobFailed",
                 "ApplyFailed",
                 "FailedCreate",
+                "ProgressDeadlineExceeded",
+                "Evicted",
             )
         ],
         # valid but intentionally not deployed
@@ -165,6 +168,8 @@ def test_script_is_lua_5_1(health):
     source = SCRIPT.read_text()
     for token in ("goto ", "//", "<<", ">>", "::"):
         assert token not in source, token
+    from support.argocd import lua_runtime
+
     assert lua_runtime().eval("_VERSION") == "Lua 5.1"
 
 

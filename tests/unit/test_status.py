@@ -310,6 +310,24 @@ PASSING_CASES = {
 }
 
 
+def _evicted():
+    evicted = pod(ready=False)
+    evicted["status"].update(phase="Failed", reason="Evicted", message="low on memory")
+    return status_of(Observed([deployment(ready=0)], pods=[evicted]))
+
+
+def _stuck():
+    stuck = deployment(replicas=2, ready=1, updated=1)
+    stuck["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
+    return status_of(Observed([stuck]))
+
+
+STALLED_CASES["ProgressDeadlineExceeded"] = _stuck
+PASSING_CASES["Evicted"] = _evicted  # the Deployment is already replacing the worker
+
+
 def test_stalled_while_ready_is_false_for_a_reason_that_needs_a_person():
     for reason, make in STALLED_CASES.items():
         st = make()
