@@ -257,10 +257,12 @@ def installed(cluster):
     """The chart installed as a user would, into a namespace Helm creates. The in-cluster
     replicas are set to 0 (as test_deploy.py scales them): the operator runs as a local
     process under the chart's ServiceAccount."""
-    # PriorityClasses applied by other tests' fixtures (deploy/base) would be refused as not
-    # Helm's; Helm takes them over and they are applied again after the uninstall.
+    # Objects of deploy/ applied earlier in the session (test_deploy.py, the PriorityClasses
+    # of other fixtures) would be refused as not Helm's: Helm takes them over, as when moving
+    # an installation from `kubectl apply -k deploy/` to the chart, and the PriorityClasses are
+    # applied again after the uninstall.
     prior = cluster.kubectl("get", "priorityclass", "modeltemplate-high-priority", check=False)
-    adopt = ["--take-ownership"] if prior.returncode == 0 else []
+    adopt = ["--take-ownership", "--force-conflicts"] if prior.returncode == 0 else []
     helm(
         cluster,
         "install",
@@ -276,7 +278,8 @@ def installed(cluster):
         *adopt,
     )
     wait_established(cluster, *PEERED_CRDS)
-    yield
+    # Fields kubectl applied stay co-owned by it: changing them needs --force-conflicts too.
+    yield ["--force-conflicts"] if adopt else []
     helm(cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
     if adopt:
         cluster.kubectl(
@@ -337,8 +340,24 @@ def operator(cluster, installed, tmp_path_factory):
         cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
 
 
+#: A namespace a log line is about ("/namespaces/x/" in a request, "namespace x" in a message).
+LINE_NAMESPACE = re.compile(r"/namespaces/([a-z0-9-]+)/|\bnamespace ([a-z0-9-]+)")
+
+
 def _no_forbidden(replicas: Replicas) -> None:
-    lines = replicas.forbidden_lines()
+    """No refused call, except in namespaces of other test modules still being deleted (the
+    operator watches every namespace; writes into a terminating one are refused whatever RBAC
+    allows)."""
+    lines = [
+        line
+        for line in replicas.forbidden_lines()
+        if all(
+            ns in (SAMPLE_NS, NAMESPACE)
+            for match in LINE_NAMESPACE.finditer(line)
+            for ns in match.groups()
+            if ns
+        )
+    ]
     assert not lines, "forbidden calls:\n" + "\n".join(lines[:20]) + "\n" + replicas.tail()
 
 
@@ -386,7 +405,9 @@ def _reconciled(log: str) -> set[str]:
     return set(re.findall(rf"reconciled {SAMPLE_NS}/(\S+):", log))
 
 
-def test_upgrade_leaves_templates_and_their_children_untouched(cluster, operator, tmp_path):
+def test_upgrade_leaves_templates_and_their_children_untouched(
+    cluster, installed, operator, tmp_path
+):
     holder, work = operator
     wait_for_samples(cluster, SAMPLE_NS, holder["replicas"])
     before = _versions(cluster)
@@ -411,6 +432,7 @@ def test_upgrade_leaves_templates_and_their_children_untouched(cluster, operator
         "replicaCount=0,resources.limits.memory=1Gi",
         "--wait=watcher",
         "--timeout=120s",
+        *installed,
     )
     release = _release(cluster)
     assert (release["revision"], release["chart"]) == ("2", "modeltemplate-operator-0.1.1")
