@@ -23,8 +23,6 @@ local degraded_reasons = {
   Evicted = true,
   ProgressDeadlineExceeded = true,
   FailedCreate = true,
-  ProgressDeadlineExceeded = true,
-  Evicted = true,
 }
 local suspended_reasons = {
   AsyncNotSupported = true,
