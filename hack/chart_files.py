@@ -3,9 +3,10 @@
     .venv/bin/python hack/chart_files.py        # writes charts/modeltemplate-operator/{crds,files}
 
 A chart cannot read files outside its directory, so the objects it takes from deploy/ as they
-are (the CRDs, the RBAC rules, the creator-identity policies, the PodMonitor) are copied, with
-the label deploy/kustomization.yaml adds to everything; tests/unit/test_chart.py fails when a
-copy is stale. Everything else in the chart is a template over values.
+are (the CRDs, the RBAC rules, the users' ClusterRoles, the creator-identity policies, the
+PodMonitor) are copied, with the label deploy/kustomization.yaml adds to everything;
+tests/unit/test_chart_files.py fails when a copy is stale. Everything else in the chart is a
+template over values.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def chart_files() -> dict[Path, str]:
         for doc in _docs(source):
             target = directory / f"{doc['kind'].lower()}.yaml"
             out[target] = _text(source, [_labelled(doc, drop_namespace=True)])
+    roles = REPO / "deploy" / "base" / "user-roles.yaml"
+    for doc in _docs(roles):
+        target = CHART / "files" / "user-roles" / f"{doc['metadata']['name']}.yaml"
+        out[target] = _text(roles, [_labelled(doc)])
     return out
 
 
