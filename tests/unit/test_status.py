@@ -23,6 +23,14 @@ def deployment(replicas=1, ready=1, updated=1, generation=2, observed_generation
     }
 
 
+def deployment_with(ctype, status, reason, message="", **kwargs):
+    """deployment(**kwargs) with one condition in its status."""
+    dep = deployment(**kwargs)
+    condition = {"type": ctype, "status": status, "reason": reason, "message": message}
+    dep["status"]["conditions"] = [condition]
+    return dep
+
+
 def pod(name="llm-abc", scheduled=None, waiting=None, ready=True):
     conditions = []
     if scheduled:
@@ -250,15 +258,14 @@ def test_evicted_pods_and_stuck_rollouts_are_named():
     # Once its replacement serves, an evicted pod left behind is history, not trouble.
     replaced = Observed([deployment()], pods=[evicted, pod("llm-new")])
     assert conditions(status_of(replaced))["Ready"]["reason"] == "WorkersReady"
-    stuck = deployment(replicas=2, ready=1, updated=1)
-    stuck["status"]["conditions"] = [
-        {
-            "type": "Progressing",
-            "status": "False",
-            "reason": "ProgressDeadlineExceeded",
-            "message": 'ReplicaSet "llm-5d8" has timed out progressing.',
-        }
-    ]
+    stuck = deployment_with(
+        "Progressing",
+        "False",
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "llm-5d8" has timed out progressing.',
+        replicas=2,
+        updated=1,
+    )
     ready = conditions(status_of(Observed([stuck])))["Ready"]
     assert (ready["reason"], ready["message"]) == (
         "ProgressDeadlineExceeded",
@@ -271,15 +278,13 @@ def test_evicted_pods_and_stuck_rollouts_are_named():
 
 
 def test_pods_the_replicaset_cannot_create_are_the_reason():
-    dep = deployment(ready=0, updated=1)
-    dep["status"]["conditions"] = [
-        {
-            "type": "ReplicaFailure",
-            "status": "True",
-            "reason": "FailedCreate",
-            "message": 'pods "llm-abc" is forbidden: exceeded quota: q, requested: pods=1',
-        }
-    ]
+    dep = deployment_with(
+        "ReplicaFailure",
+        "True",
+        "FailedCreate",
+        'pods "llm-abc" is forbidden: exceeded quota: q, requested: pods=1',
+        ready=0,
+    )
     ready = conditions(status_of(Observed([dep])))["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "FailedCreate")
     assert "exceeded quota" in ready["message"]
@@ -317,10 +322,9 @@ def _evicted():
 
 
 def _stuck():
-    stuck = deployment(replicas=2, ready=1, updated=1)
-    stuck["status"]["conditions"] = [
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
-    ]
+    stuck = deployment_with(
+        "Progressing", "False", "ProgressDeadlineExceeded", replicas=2, updated=1
+    )
     return status_of(Observed([stuck]))
 
 
