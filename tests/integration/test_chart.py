@@ -185,7 +185,7 @@ def test_every_optional_value_renders(tmp_path):
     assert service_monitor["spec"]["selector"] == pod_monitor["spec"]["selector"]
     assert service_monitor["spec"]["endpoints"][0]["port"] == "http"  # the template Services'
     # Operator: image, pull secrets, scheduling, env, replicas.
-    deployment = find(docs, "Deployment")
+    deployment = find(docs, "Deployment", "modeltemplate-operator")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert deployment["spec"]["replicas"] == 3

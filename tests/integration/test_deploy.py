@@ -253,7 +253,9 @@ def test_overlay_image_alone_leaves_the_forwarder_image(cluster, tmp_path):
     overlay's image does not reach forwarderImage (deploy/'s replacements ran before)."""
     images = [{"name": "ghcr.io/modelops-dev/modeltemplate-operator", "newTag": "ci"}]
     docs = kustomize(cluster, write_overlay(tmp_path / "overlay", images=images))
-    image = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = find(docs, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
     config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
     assert image.endswith(":ci") and config["forwarderImage"].endswith(":0.1.0")
 
