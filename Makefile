@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway
+.PHONY: run help venv binaries tools test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,13 +23,18 @@ venv: $(STAMP) ## create .venv with the package and test dependencies
 binaries: ## build (or reuse cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok
 	@hack/build-control-plane.sh >/dev/null
 
-test: $(STAMP) binaries ## all unit and integration tests (starts its own local control plane)
+tools: ## build (or reuse cached) helm, the kstatus program (hack/kstatus) and Flux's kustomize-controller the tests run
+	@hack/build-tools.sh helm >/dev/null
+	@hack/build-tools.sh kstatus >/dev/null
+	@hack/build-tools.sh kustomize-controller >/dev/null
+
+test: $(STAMP) binaries tools ## all unit and integration tests (starts its own local control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-integration: $(STAMP) binaries ## integration tests only
+integration: $(STAMP) binaries tools ## integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 chaos: $(STAMP) binaries ## faults injected at full size: 200-template bursts, 400 fuzzed templates (a table at the end)
@@ -65,8 +70,9 @@ kind-up: $(STAMP) ## kind cluster + kwok fake GPU nodes (needs Docker)
 kind-down: ## delete the kind cluster
 	kind delete cluster --name modeltemplate
 
-crds: $(STAMP) ## regenerate crds/ from the pydantic models
+crds: $(STAMP) ## regenerate crds/ from the pydantic models, and the chart's copies of crds/ and deploy/
 	$(PY) -m modeltemplate_operator.crdgen crds/
+	$(PY) hack/chart_files.py
 
 bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
 	$(PY) benchmarks/bench_forwarder.py

@@ -12,6 +12,7 @@ models' :class:`~modeltemplate_operator.models.XRule` s emitted as ``x-kubernete
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Ready condition",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Reason of the Ready condition",
+    },
+    {
         "name": "Protocol",
         "type": "string",
         "jsonPath": ".spec.endpointProtocol",
@@ -93,6 +100,11 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+#: `kubectl get mt --field-selector spec.endpointType!=ASYNC` (e.g. to wait for the others).
+SELECTABLE_FIELDS = [{"jsonPath": ".spec.endpointType"}, {"jsonPath": ".spec.modelType"}]
+#: The structural form of an integer-or-string field (what the API server publishes for it).
+INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 
 # Output order of schema keywords (anything else is dropped).
 _KEY_ORDER = (
@@ -111,6 +123,7 @@ _KEY_ORDER = (
     "minProperties",
     "maxProperties",
     "x-kubernetes-int-or-string",
+    "anyOf",
     "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
@@ -195,6 +208,7 @@ class _Converter:
             if types == ["integer", "string"]:
                 out = {k: v for k, v in node.items()}
                 out["x-kubernetes-int-or-string"] = True
+                out["anyOf"] = [dict(t) for t in INT_OR_STRING]
                 for v in variants:
                     if v.get("type") == "string" and "maxLength" in v:
                         out["maxLength"] = v["maxLength"]
@@ -239,6 +253,25 @@ class _Converter:
         return out
 
 
+def _explained(node: dict[str, Any]) -> None:
+    """Type and default in the descriptions: `kubectl explain` shows no defaults, and shows
+    integer-or-string fields as <Object>."""
+    extra = []
+    if node.get("x-kubernetes-int-or-string"):
+        extra.append("Type: integer or string.")
+    if "default" in node:
+        value = node["default"]
+        extra.append(f"Defaults to {value if isinstance(value, str) else json.dumps(value)}.")
+    if extra:
+        node["description"] = " ".join([node.get("description", ""), *extra]).strip()
+        node.update(_Converter._ordered(node))
+    for child in (node.get("properties") or {}).values():
+        _explained(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            _explained(node[key])
+
+
 def openapi_schema() -> dict[str, Any]:
     """The structural openAPIV3Schema of the ModelTemplate resource."""
     raw = ModelTemplate.model_json_schema(by_alias=True, mode="validation")
@@ -267,10 +300,16 @@ def openapi_schema() -> dict[str, Any]:
     }
     # status is written by the operator; keep fields the models do not know yet.
     root["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] = True
+    # Until the operator writes status, the API server shows observedGeneration 0 (defaults
+    # apply on every read): kstatus (Flux, kpt) then waits for the operator instead of calling
+    # a template it has never seen Current.
+    root["properties"]["status"]["default"] = {"observedGeneration": 0}
     root["properties"]["status"] = _Converter._ordered(root["properties"]["status"])
     rules = _class_rules(ModelTemplate)
     if rules:
         root["x-kubernetes-validations"] = rules
+    _explained(root["properties"]["spec"])
+    _explained(root["properties"]["status"])
     return root
 
 
@@ -301,6 +340,7 @@ def crd_dict() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
+                    "selectableFields": [dict(f) for f in SELECTABLE_FIELDS],
                     "schema": {"openAPIV3Schema": openapi_schema()},
                 }
             ],

@@ -21,7 +21,14 @@ import kopf
 from . import kinds
 from .kinds import INSTANCE_LABEL, MANAGED
 from .reconciler import Reconciler
-from .runtime import TEMPLATES_INDEX, Runtime, api_client, ensure_peering_object, index_name
+from .runtime import (
+    TEMPLATES_INDEX,
+    Runtime,
+    api_client,
+    ensure_peering_object,
+    index_name,
+    keda_crd_installed,
+)
 
 log = logging.getLogger(__name__)
 TEMPLATE = kinds.MODEL_TEMPLATE
@@ -36,7 +43,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if not settings.peering.standalone:
         await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)
     # Shared by every handler (each gets a shallow copy of this memo).
-    memo.runtime = Runtime(Reconciler(api, config))
+    keda = await asyncio.to_thread(keda_crd_installed, api)
+    memo.runtime = Runtime(Reconciler(api, config, keda_installed=keda))
     log.info("configuration: %s", config)
 
 

@@ -58,6 +58,16 @@ def api_client(connections: int = WORKERS) -> ApiClient:
     return api
 
 
+def keda_crd_installed(api: ApiClient) -> bool:
+    """Whether KEDA's CRD is installed, known before the first reconcile: starting from False,
+    a restart would prune every ScaledObject until the CRD watch reports it, then create them
+    again (a helm upgrade that rolls the operator must leave the workloads alone)."""
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    name = kinds.SCALED_OBJECT.optional_crd
+    found = request(api, "GET", path, query=[("fieldSelector", f"metadata.name={name}")])
+    return bool(found.get("items"))
+
+
 def ensure_peering_object(api: ApiClient, name: str, namespace: str | None) -> None:
     """Kopf elects the active replica through a peering object; create it when missing."""
     kind, path = ("ClusterKopfPeering", "/apis/kopf.dev/v1/clusterkopfpeerings")

@@ -11,6 +11,9 @@ Conditions (kstatus style, each with ``observedGeneration``):
                  ``InvalidSpec``, ``ApplyFailed``, ``Pending``.
 ``Autoscaling``  the scaling the spec asks for is in place (False: ``NoScaleToZero`` when
                  minWorkers is 0 and KEDA is not installed).
+``Stalled``      present (True) only while Ready is False for a reason that needs a person
+                 (:data:`STALLED_REASONS`), with Ready's reason and message: kstatus (Flux, kpt)
+                 then says ``Failed`` at once instead of waiting out its timeout.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "ApplyFailed",
     "Evicted",
     "ProgressDeadlineExceeded",
+    "FailedCreate",
 }
+#: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
+#: capacity or policy must change, or (ASYNC) the operator itself. They set Stalled=True.
+#: Not Evicted: the Deployment is already replacing the evicted worker.
+STALLED_REASONS = (WARNING_REASONS - {"Evicted"}) | {"AsyncNotSupported"}
 CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
 
@@ -146,6 +154,11 @@ def _deployment_verdict(observed: Observed) -> Verdict:
     problem = pod_problem(observed.pods)
     if problem:
         return problem
+    failure = _conditions_of(dep).get("ReplicaFailure") or {}
+    if failure.get("status") == "True":  # e.g. a quota or an admission policy refuses the pods
+        return Verdict(
+            "False", failure.get("reason") or "FailedCreate", failure.get("message", "").strip()
+        )
     progressing = _conditions_of(dep).get("Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return Verdict(
@@ -242,6 +255,17 @@ def _condition(
     }
 
 
+def _stalled(ready: Verdict, generation: int | None, previous: dict, now: str) -> list[dict]:
+    """[Stalled=True] while Ready is False for a reason that needs a person, else []."""
+    if ready.status != "False" or ready.reason not in STALLED_REASONS:
+        return []
+    return [
+        _condition(
+            "Stalled", Verdict("True", ready.reason, ready.message), generation, previous, now
+        )
+    ]
+
+
 def _identity(body: dict[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
@@ -280,6 +304,7 @@ def compute_status(
                 "Ready", Verdict("False", "InvalidSpec", message), generation, previous, now
             ),
         ]
+        conditions += _stalled(Verdict("False", "InvalidSpec", message), generation, previous, now)
         status = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
         # What was resolved for the last valid spec still describes the running children.
         for key in ("workers", "endpoints", "scheduling"):
@@ -301,6 +326,7 @@ def compute_status(
             now,
         ),
         _condition("Ready", ready, generation, previous, now),
+        *_stalled(ready, generation, previous, now),
     ]
     scaling = autoscaling_verdict(plan)
     if scaling:

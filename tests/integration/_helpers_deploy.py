@@ -15,6 +15,8 @@ from support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
+ASYNC_SAMPLE = "whisper-large-v3-async"
 NAMESPACE = "modeltemplate-system"
 SERVICE_ACCOUNT = "modeltemplate-operator"
 SA_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -27,6 +29,58 @@ RBAC_DENIAL = re.compile(r"cannot [a-z]+ resource|Not enough permissions|is forb
 def kustomize(cluster, path: Path) -> list[dict[str, Any]]:
     out = cluster.kubectl("kustomize", str(path)).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def ready_condition(obj: dict) -> dict:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def templates_in(cluster, namespace: str) -> dict[str, dict]:
+    items = json.loads(
+        cluster.kubectl("get", "modeltemplates", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    return {t["metadata"]["name"]: t for t in items}
+
+
+def wait_for_samples(cluster, namespace: str, operator, timeout: float = 90) -> dict[str, dict]:
+    """Every sample of deploy/samples (applied in ``namespace``) settled for its generation:
+    Ready=True, the ASYNC one Ready=False/AsyncNotSupported. Returns the templates."""
+    names = {yaml.safe_load(s.read_text())["metadata"]["name"] for s in SAMPLES}
+    assert ASYNC_SAMPLE in names and len(names) == len(SAMPLES)
+
+    def waiting():
+        if operator.exited():
+            raise AssertionError(f"{operator.exited()}:\n{operator.tail()}")
+        templates = templates_in(cluster, namespace)
+        out = {name: "missing" for name in names - set(templates)}
+        for name, template in templates.items():
+            ready = ready_condition(template)
+            if name == ASYNC_SAMPLE:
+                ok = (ready.get("status"), ready.get("reason")) == ("False", "AsyncNotSupported")
+            else:
+                ok = ready.get("status") == "True"
+            observed = template.get("status", {}).get("observedGeneration")
+            if not ok or observed != template["metadata"]["generation"]:
+                out[name] = (ready.get("status"), ready.get("reason"), ready.get("message"))
+        return out
+
+    try:
+        wait_for(lambda: not waiting(), timeout=timeout, what="every sample Ready")
+    except AssertionError as err:
+        raise AssertionError(
+            f"{err}\nwaiting: {waiting()}\n--- operator log tail ---\n{operator.tail()}"
+        ) from None
+    return templates_in(cluster, namespace)
+
+
+def wait_established(cluster, *crds: str) -> None:
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c}" for c in crds]
+    )
+
+
+PEERED_CRDS = ("modeltemplates.launch.modelops.dev", "clusterkopfpeerings.kopf.dev")
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -90,12 +144,13 @@ def free_port() -> int:
 class Operator(OperatorProcess):
     """The operator with peering (no --standalone), deploy/'s config and a liveness endpoint."""
 
-    def __init__(self, kubeconfig: Path, config_file: Path, log_path: Path):
+    def __init__(self, kubeconfig: Path, config_file: Path, log_path: Path, *args: str):
         self.port = free_port()
         super().__init__(
             kubeconfig,
             log_path,
             f"--liveness=http://127.0.0.1:{self.port}/healthz",
+            *args,
             env={"MODELTEMPLATE_CONFIG_FILE": str(config_file)},
         )
         self.log_path.unlink(missing_ok=True)

@@ -97,6 +97,7 @@ def test_printer_columns_short_name_category_and_status(cluster, crd_installed, 
         "MIN",
         "MAX",
         "READY",
+        "REASON",
         "AGE",
     ]
     assert table[1].split()[:7] == [
@@ -151,7 +152,7 @@ def test_printer_columns_short_name_category_and_status(cluster, crd_installed, 
     assert stored["status"]["scheduling"]["extra"] == "kept"
     assert ModelTemplate.model_validate(stored).status.workers.ready == 1
     row = cluster.kubectl("get", "mt", name, "-n", namespace, "--no-headers").stdout.split()
-    assert row[7] == "True"
+    assert row[7:9] == ["True", "WorkersReady"]
     # a status in the spec request is ignored (status subresource)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(
         yaml.safe_load(path.read_text()) | {"status": {"id": "forged"}}
@@ -198,3 +199,26 @@ def test_kubectl_explain_reads_like_the_seeds(cluster, crd_installed):
     )
     text = _explain(cluster, "mt.spec.modelType")
     assert "CHAT_COMPLETION: Denotes that the model type is chat completion." in text
+
+
+def test_samples_can_be_selected_by_label_and_endpoint_type(cluster, crd_installed, namespace):
+    """`kubectl wait --for=condition=Ready` on every sample that can be Ready: the samples share
+    a part-of label, and spec.endpointType is a selectable field (ASYNC ones stay Ready=False)."""
+    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "deploy" / "samples"))
+    samples = [
+        yaml.safe_load(p.read_text()) for p in sorted((REPO / "deploy" / "samples").glob("*.yaml"))
+    ]
+
+    def names(*args):
+        out = cluster.kubectl("get", "mt", "-n", namespace, "-o", "name", *args).stdout
+        return sorted(n.split("/", 1)[1] for n in out.split())
+
+    assert names("-l", "app.kubernetes.io/part-of=modelops-samples") == sorted(
+        s["metadata"]["name"] for s in samples
+    )
+    assert names("--field-selector", "spec.endpointType!=ASYNC") == sorted(
+        s["metadata"]["name"] for s in samples if s["spec"]["endpointType"] != "ASYNC"
+    )
+    assert names("--field-selector", "spec.endpointType=ASYNC,spec.modelType=GENERIC") == [
+        "whisper-large-v3-async"
+    ]

@@ -16,26 +16,31 @@ from pathlib import Path
 import pytest
 import yaml
 from _helpers_deploy import (
+    ASYNC_SAMPLE,
     DEPLOY,
     NAMESPACE,
+    PEERED_CRDS,
     REPO,
     SA_USER,
+    SAMPLES,
     SERVICE_ACCOUNT,
     Operator,
     Replicas,
     find,
     kustomize,
+    ready_condition,
     service_account_kubeconfig,
+    templates_in,
+    wait_established,
     wait_for,
+    wait_for_samples,
     write_overlay,
 )
 from support.manifests import KEDA_CRD
 
 from modeltemplate_operator.config import OperatorConfig
 
-SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
-ASYNC_SAMPLE = "whisper-large-v3-async"
 GATEWAY_ACCOUNT = "modeltemplate-gateway"
 
 #: The whole grant of deploy/'s RBAC: (apiGroup, resource, resourceNames) -> verbs.
@@ -55,11 +60,6 @@ EXPECTED_RULES = {
     ("kopf.dev", "clusterkopfpeerings", ()): {"list", "watch", "create"},
     ("kopf.dev", "clusterkopfpeerings", ("modeltemplate-operator",)): {"patch"},
 }
-
-
-def _ready(obj: dict) -> dict:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == "Ready"), {})
 
 
 def _rules_of(cluster, user: str, namespace: str) -> set[tuple[str, str, tuple[str, ...], str]]:
@@ -248,6 +248,18 @@ def test_image_override_also_moves_the_forwarder_image(cluster, tmp_path):
     assert config["forwarderImage"] == "registry.local/mto:ci"
 
 
+def test_overlay_image_alone_leaves_the_forwarder_image(cluster, tmp_path):
+    """What deploy/kustomization.yaml's header says: without the replacements repeated, an
+    overlay's image does not reach forwarderImage (deploy/'s replacements ran before)."""
+    images = [{"name": "ghcr.io/modelops-dev/modeltemplate-operator", "newTag": "ci"}]
+    docs = kustomize(cluster, write_overlay(tmp_path / "overlay", images=images))
+    image = find(docs, "Deployment", "modeltemplate-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+    config = yaml.safe_load(find(docs, "ConfigMap")["data"]["config.yaml"])
+    assert image.endswith(":ci") and config["forwarderImage"].endswith(":0.1.0")
+
+
 def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
     roles = {d["metadata"]["name"]: d for d in rendered if d["kind"] in ("ClusterRole", "Role")}
     assert sorted(roles) == [
@@ -323,13 +335,7 @@ def deployed(cluster):
         generations.append(
             {f"{i['kind']}/{i['metadata']['name']}": i["metadata"].get("generation") for i in items}
         )
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/modeltemplates.launch.modelops.dev",
-        "crd/clusterkopfpeerings.kopf.dev",
-    )
+    wait_established(cluster, *PEERED_CRDS)
     diff = cluster.kubectl("diff", "--server-side", "-k", str(DEPLOY), check=False)
     # The in-cluster replicas stand down: on a cluster that can pull the image (kind) they
     # would be peers of the operator process the tests run, with the same priority.
@@ -459,10 +465,7 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
 
 
 def _templates(cluster) -> dict[str, dict]:
-    items = json.loads(
-        cluster.kubectl("get", "modeltemplates", "-n", SAMPLE_NS, "-o", "json").stdout
-    )["items"]
-    return {t["metadata"]["name"]: t for t in items}
+    return templates_in(cluster, SAMPLE_NS)
 
 
 def _assert_no_forbidden(operator: Replicas) -> None:
@@ -473,41 +476,12 @@ def _assert_no_forbidden(operator: Replicas) -> None:
 
 
 def test_operator_under_deploy_rbac_brings_every_sample_to_ready(cluster, operator):
-    names = {yaml.safe_load(s.read_text())["metadata"]["name"] for s in SAMPLES}
-    assert ASYNC_SAMPLE in names and len(names) == len(SAMPLES)
-
-    def settled():
-        if operator.exited():
-            raise AssertionError(f"{operator.exited()}:\n{operator.tail()}")
-        templates = _templates(cluster)
-        waiting = {name: "missing" for name in names - set(templates)}
-        for name, template in templates.items():
-            ready = _ready(template)
-            if name == ASYNC_SAMPLE:
-                ok = (ready.get("status"), ready.get("reason")) == ("False", "AsyncNotSupported")
-            else:
-                ok = ready.get("status") == "True"
-            if (
-                not ok
-                or template["status"].get("observedGeneration")
-                != template["metadata"]["generation"]
-            ):
-                waiting[name] = (ready.get("status"), ready.get("reason"), ready.get("message"))
-        return waiting
-
-    try:
-        wait_for(lambda: not settled(), timeout=90, what="every sample Ready")
-    except AssertionError as err:
-        raise AssertionError(
-            f"{err}\nwaiting: {settled()}\n--- operator log tail ---\n{operator.tail()}"
-        ) from None
+    templates = wait_for_samples(cluster, SAMPLE_NS, operator)
     _assert_no_forbidden(operator)
-
-    templates = _templates(cluster)
-    assert _ready(templates[ASYNC_SAMPLE])["status"] == "False"
+    assert ready_condition(templates[ASYNC_SAMPLE])["status"] == "False"
     for name, template in templates.items():
         if name != ASYNC_SAMPLE:
-            assert _ready(template)["status"] == "True", (name, template["status"])
+            assert ready_condition(template)["status"] == "True", (name, template["status"])
     # Scale-from-zero samples got a KEDA ScaledObject (created under the same RBAC).
     scaled = json.loads(
         cluster.kubectl("get", "scaledobjects.keda.sh", "-n", SAMPLE_NS, "-o", "json").stdout

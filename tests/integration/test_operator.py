@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.k8s import get_json, wait_for
+from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -381,21 +381,7 @@ def test_readiness_never_passing_is_reported(cluster, operator, namespace):
 
 
 def test_a_child_the_api_server_refuses_is_reported_and_retried(cluster, operator, namespace):
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "no-deployments"},
-        "spec": {"hard": {"count/deployments.apps": "0"}},
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
-    wait_for(
-        lambda: (
-            get_json(cluster, "resourcequota", "no-deployments", "-n", namespace)
-            .get("status", {})
-            .get("hard")
-        ),
-        what="the quota to be in force",
-    )
+    apply_quota(cluster, namespace, "no-deployments", {"count/deployments.apps": "0"})
     apply_template(cluster, namespace, template("quota"))
     cond = wait_for(
         lambda: (

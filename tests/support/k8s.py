@@ -20,3 +20,21 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
 
 def get_json(cluster, *args):
     return json.loads(cluster.kubectl("get", "-o", "json", *args).stdout)
+
+
+def apply_quota(cluster, namespace: str, name: str, hard: dict[str, str]) -> None:
+    """A ResourceQuota, once the quota controller has counted it (only then is it enforced)."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name},
+        "spec": {"hard": hard},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
+    wait_for(
+        lambda: (
+            get_json(cluster, "resourcequota", name, "-n", namespace).get("status", {}).get("hard")
+        ),
+        timeout=30,
+        what=f"the quota {name} to be in force",
+    )

@@ -51,28 +51,11 @@ def render_argocd_cm() -> str:
     return CM_HEADER + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=1000)
 
 
-def _lua():
-    try:
-        from lupa import lua51 as lupa_module
-    except ImportError:  # a lupa build without 5.1
-        import lupa as lupa_module
-    return lupa_module.LuaRuntime(unpack_returned_tuples=True)
-
-
 @pytest.fixture(scope="module")
 def health():
-    lua = _lua()
-    source = SCRIPT.read_text()
-    # Argo CD hands the object to the script as the global ``obj``.
-    run = lua.eval(
-        "function(source) return function(o) obj = o; return assert(loadstring(source))() end end"
-    )(source)
+    from support.argocd import health_check  # (this file also runs as a script, without tests/)
 
-    def evaluate(obj: dict) -> tuple[str, str]:
-        result = run(lua.table_from(obj, recursive=True))
-        return result["status"], result["message"]
-
-    return evaluate
+    return health_check()
 
 
 def template(generation=2, status=None):
@@ -139,6 +122,10 @@ def ready(status, reason, message="", generation=2, observed=2, cond_observed=2,
                 "CreateContainerConfigError",
                 "CreateContainerError",
                 "JobFailed",
+                "ApplyFailed",
+                "FailedCreate",
+                "ProgressDeadlineExceeded",
+                "Evicted",
             )
         ],
         # valid but intentionally not deployed
@@ -167,12 +154,23 @@ def test_degraded_reasons_cover_the_operator_failure_reasons(health):
         assert health(ready("False", reason))[0] == "Degraded", reason
 
 
+def test_stalled_templates_are_degraded_or_suspended(health):
+    """Where kstatus says Failed (Stalled=True), Argo CD never says Healthy or Progressing."""
+    from modeltemplate_operator.status import STALLED_REASONS
+
+    verdicts = {reason: health(ready("False", reason))[0] for reason in sorted(STALLED_REASONS)}
+    assert set(verdicts.values()) == {"Degraded", "Suspended"}, verdicts
+    assert verdicts["AsyncNotSupported"] == "Suspended"
+
+
 def test_script_is_lua_5_1(health):
     """No goto, integer division or bit operators: gopher-lua is Lua 5.1."""
     source = SCRIPT.read_text()
     for token in ("goto ", "//", "<<", ">>", "::"):
         assert token not in source, token
-    assert _lua().eval("_VERSION") == "Lua 5.1"
+    from support.argocd import lua_runtime
+
+    assert lua_runtime().eval("_VERSION") == "Lua 5.1"
 
 
 def test_argocd_cm_carries_the_script():

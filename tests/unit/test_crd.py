@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,39 @@ def test_printer_columns():
     assert cols["Min"]["jsonPath"].endswith("minWorkers")
     assert cols["Max"]["jsonPath"].endswith("maxWorkers")
     assert cols["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert cols["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+    names = list(cols)
+    assert names.index("Reason") == names.index("Ready") + 1
     assert cols["Age"]["type"] == "date"
+
+
+def test_endpoint_and_model_type_are_selectable():
+    version = crd_dict()["spec"]["versions"][0]
+    assert version["selectableFields"] == [
+        {"jsonPath": ".spec.endpointType"},
+        {"jsonPath": ".spec.modelType"},
+    ]
+
+
+def test_descriptions_carry_what_kubectl_explain_does_not_show():
+    """kubectl explain prints no defaults, and integer-or-string fields as <Object>."""
+    for path, node in walk(schema()):
+        if "default" in node:
+            default = node["default"]
+            shown = default if isinstance(default, str) else json.dumps(default)
+            assert node["description"].endswith(f"Defaults to {shown}."), path
+        if node.get("x-kubernetes-int-or-string"):
+            assert "Type: integer or string." in node["description"], path
+    cpus = at("spec.vendorConfiguration.endpointConfig.cpus")["description"]
+    assert cpus.endswith("Type: integer or string. Defaults to 3.")
 
 
 def test_schema_is_structural():
     forbidden = {"$ref", "anyOf", "allOf", "oneOf", "title", "const", "$defs", "nullable"}
     for path, node in walk(schema()):
+        if node.get("x-kubernetes-int-or-string"):  # the one anyOf a structural schema allows
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            node = {k: v for k, v in node.items() if k != "anyOf"}
         assert not forbidden & node.keys(), (path, forbidden & node.keys())
         if path in ("", ".metadata"):
             continue
@@ -109,6 +137,8 @@ def test_required_fields_and_root():
     assert at("spec.vendorConfiguration")["required"] == ["bundleConfig"]
     assert at("spec.vendorConfiguration.bundleConfig")["required"] == ["registry", "image", "tag"]
     assert at("status")["x-kubernetes-preserve-unknown-fields"] is True
+    # Read before the operator's first status write: kstatus sees a generation not yet observed.
+    assert at("status")["default"] == {"observedGeneration": 0}
 
 
 def test_defaults_equal_the_model_defaults():

@@ -23,6 +23,14 @@ def deployment(replicas=1, ready=1, updated=1, generation=2, observed_generation
     }
 
 
+def deployment_with(ctype, status, reason, message="", **kwargs):
+    """deployment(**kwargs) with one condition in its status."""
+    dep = deployment(**kwargs)
+    condition = {"type": ctype, "status": status, "reason": reason, "message": message}
+    dep["status"]["conditions"] = [condition]
+    return dep
+
+
 def pod(name="llm-abc", scheduled=None, waiting=None, ready=True):
     conditions = []
     if scheduled:
@@ -250,15 +258,14 @@ def test_evicted_pods_and_stuck_rollouts_are_named():
     # Once its replacement serves, an evicted pod left behind is history, not trouble.
     replaced = Observed([deployment()], pods=[evicted, pod("llm-new")])
     assert conditions(status_of(replaced))["Ready"]["reason"] == "WorkersReady"
-    stuck = deployment(replicas=2, ready=1, updated=1)
-    stuck["status"]["conditions"] = [
-        {
-            "type": "Progressing",
-            "status": "False",
-            "reason": "ProgressDeadlineExceeded",
-            "message": 'ReplicaSet "llm-5d8" has timed out progressing.',
-        }
-    ]
+    stuck = deployment_with(
+        "Progressing",
+        "False",
+        "ProgressDeadlineExceeded",
+        'ReplicaSet "llm-5d8" has timed out progressing.',
+        replicas=2,
+        updated=1,
+    )
     ready = conditions(status_of(Observed([stuck])))["Ready"]
     assert (ready["reason"], ready["message"]) == (
         "ProgressDeadlineExceeded",
@@ -268,3 +275,94 @@ def test_evicted_pods_and_stuck_rollouts_are_named():
         "Warning",
         "ProgressDeadlineExceeded",
     )
+
+
+def test_pods_the_replicaset_cannot_create_are_the_reason():
+    dep = deployment_with(
+        "ReplicaFailure",
+        "True",
+        "FailedCreate",
+        'pods "llm-abc" is forbidden: exceeded quota: q, requested: pods=1',
+        ready=0,
+    )
+    ready = conditions(status_of(Observed([dep])))["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "FailedCreate")
+    assert "exceeded quota" in ready["message"]
+    dep["status"]["conditions"][0]["status"] = "False"  # the controller recovered
+    assert conditions(status_of(Observed([dep])))["Ready"]["reason"] == "WorkersNotReady"
+
+
+STALLED_CASES = {
+    "Unschedulable": lambda: status_of(
+        Observed([deployment(ready=0)], pods=[pod(scheduled="0/7 nodes", ready=False)])
+    ),
+    "ImagePullBackOff": lambda: status_of(
+        Observed([deployment(ready=0)], pods=[pod(waiting={"reason": "ImagePullBackOff"})])
+    ),
+    "AsyncNotSupported": lambda: status_of(Observed(), p=plan(endpointType="ASYNC")),
+    "InvalidSpec": lambda: compute_status(
+        copy.deepcopy(BASE), None, ["spec.x (1) must be y"], Observed(), NOW
+    ),
+    "ApplyFailed": lambda: compute_status(
+        copy.deepcopy(BASE), plan(), [], Observed(), NOW, apply_error="refused"
+    ),
+}
+PASSING_CASES = {
+    "WorkersReady": lambda: status_of(Observed([deployment()], pods=[pod()])),
+    "WorkersNotReady": lambda: status_of(Observed([deployment(ready=0)], pods=[pod(ready=False)])),
+    "RollingOut": lambda: status_of(Observed([deployment(replicas=2, ready=2, updated=1)])),
+    "Pending": lambda: status_of(Observed()),
+}
+
+
+def _evicted():
+    evicted = pod(ready=False)
+    evicted["status"].update(phase="Failed", reason="Evicted", message="low on memory")
+    return status_of(Observed([deployment(ready=0)], pods=[evicted]))
+
+
+def _stuck():
+    stuck = deployment_with(
+        "Progressing", "False", "ProgressDeadlineExceeded", replicas=2, updated=1
+    )
+    return status_of(Observed([stuck]))
+
+
+STALLED_CASES["ProgressDeadlineExceeded"] = _stuck
+PASSING_CASES["Evicted"] = _evicted  # the Deployment is already replacing the worker
+
+
+def test_stalled_while_ready_is_false_for_a_reason_that_needs_a_person():
+    for reason, make in STALLED_CASES.items():
+        st = make()
+        ready, stalled = conditions(st)["Ready"], conditions(st).get("Stalled")
+        assert ready["reason"] == reason
+        assert stalled is not None, reason
+        assert (stalled["status"], stalled["reason"], stalled["message"]) == (
+            "True",
+            reason,
+            ready["message"],
+        )
+        assert stalled["observedGeneration"] == st["observedGeneration"]
+
+
+def test_no_stalled_condition_while_ready_or_progressing():
+    for reason, make in PASSING_CASES.items():
+        st = make()
+        assert conditions(st)["Ready"]["reason"] == reason
+        assert "Stalled" not in conditions(st), reason
+
+
+def test_stalled_goes_when_the_cause_does():
+    stuck = STALLED_CASES["Unschedulable"]()
+    body = copy.deepcopy(BASE) | {"status": stuck}
+    fixed = compute_status(body, plan(), [], Observed([deployment()], pods=[pod()]), NOW)
+    assert "Stalled" not in conditions(fixed)
+    again = compute_status(
+        copy.deepcopy(BASE) | {"status": stuck},
+        plan(),
+        [],
+        Observed([deployment(ready=0)], pods=[pod(scheduled="0/7 nodes", ready=False)]),
+        "2030-01-01T00:00:00Z",
+    )
+    assert again == stuck  # a stalled steady state is a fixed point too (nothing written)

@@ -4,7 +4,8 @@
 --                is Unknown, or Ready=False for a passing reason (Pending, RollingOut,
 --                WorkersNotReady, ...)
 --   Degraded     Ready=False for a reason that needs a person: the spec, the image, the
---                container or the cluster cannot make it ready
+--                container or the cluster cannot make it ready (the operator sets Stalled=True
+--                for these, which kstatus reports as Failed)
 --   Suspended    Ready=False with AsyncNotSupported: valid and stored, nothing deployed, and
 --                nothing will change until the operator supports ASYNC endpoints
 -- Kept in sync with argocd-cm.yaml beside it (tests/unit/test_argocd_health.py checks).
@@ -21,6 +22,7 @@ local degraded_reasons = {
   ApplyFailed = true,
   Evicted = true,
   ProgressDeadlineExceeded = true,
+  FailedCreate = true,
 }
 local suspended_reasons = {
   AsyncNotSupported = true,
