@@ -144,9 +144,11 @@ class Runtime:
 
     def enqueue(self, key: Key, indices: dict[str, Any]) -> None:
         self._indices = indices  # the live indices, as every handler call receives them
-        if key in self._settling:
+        if key in self._settling and not self.queue.is_active(key):
             # Its children are appearing and their controllers catching up: a burst of events
-            # (created, then status) that one reconcile after the burst handles.
+            # (created, then status) that one reconcile after the burst handles. (While it is
+            # being reconciled, the queue marks it instead: a delayed return would be dropped
+            # by the ``forget`` of a reconcile that succeeds.)
             self.queue.add_after(key, SETTLE_WINDOW)
         else:
             self.queue.add(key)

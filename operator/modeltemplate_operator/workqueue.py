@@ -95,6 +95,10 @@ class WorkQueue:
         if pending is not None:
             pending.cancel()
 
+    def is_active(self, key: Hashable) -> bool:
+        """Is ``key`` being handled (taken, not done yet)?"""
+        return key in self._active
+
     @property
     def retries_pending(self) -> int:
         """Keys waiting for their backoff to end."""

@@ -94,3 +94,16 @@ def test_a_key_added_while_active_can_come_back_after_a_delay():
         assert await asyncio.wait_for(q.get(), 1) == "a"
 
     run(scenario())
+
+
+def test_a_key_is_active_from_get_to_done():
+    async def scenario():
+        q = WorkQueue()
+        q.add("a")
+        assert not q.is_active("a")
+        await q.get()
+        assert q.is_active("a")
+        q.done("a")
+        assert not q.is_active("a")
+
+    run(scenario())
