@@ -1,37 +1,51 @@
-"""Operator convergence vs the API server accepting the same objects: ``make bench-scale``.
+"""Operator convergence vs the API server accepting the same writes: ``make bench-scale``.
 
-On a fresh local control plane:
+On one fresh local control plane, for each size N of the run (``--templates 1000`` or a curve,
+``--curve 100,300,1000``), in namespaces of their own:
 
-1. direct  — every ModelTemplate of the run and every child the operator would render for it
-             are server-side applied straight to the API server by a client with the operator's
-             concurrency (32 threads). The time to accept them all is the floor any operator
-             pays.
-2. operator — the same number of templates (new names) are applied in one request and the
-             operator, started beforehand, renders and applies their children and writes their
-             status; the clock stops when every child exists and every template's status
-             describes its current generation. (Ready also waits for the Deployment controller,
-             which is not the operator's time.)
+1. direct   — N ModelTemplates, every child the operator would render for them and one status
+              patch per template are written straight to the API server by 32 threads (per
+              template: apply it, apply its children, patch its status — the operator's order).
+              The time to accept them all is the floor any operator pays.
+2. operator — an operator watching only its namespace is started, N templates are applied by
+              the same 32 threads, and the clock stops when a watch has seen every status
+              describe its template's generation and a list finds every child. The figures per template (reconciles, API
+              requests by verb, watch events by kind, status and child writes) are read from
+              the operator's own Prometheus metrics (``--metrics-port``); CPU from /proc, peak
+              RSS from VmHWM, RSS at rest 10 s after convergence.
+3. restart  — a second operator process over the N converged templates: the time until every
+              template was reconciled once, its writes (0 expected) and its CPU.
 
-Templates have fixed zero workers, so no pods are scheduled: the run measures the operator's
-work (watch, render, apply, status), not the scheduler's or kwok's. The operator's peak RSS is
-sampled from /proc every 100 ms. Ratios come from the one run.
+Templates have zero workers: no pods are scheduled, the run measures the operator's own work.
+``--profile`` samples the operator with py-spy during phases 2 and 3 and writes the flat profiles
+(own and total samples per function) to ``benchmarks/results/profile[-restart]-N.txt``. A curve is printed as
+a table and drawn to ``benchmarks/results/scaling.png``. Ratios come from one run.
 
-Usage: python benchmarks/bench_scale.py [--templates N]
+Usage: python benchmarks/bench_scale.py [--templates N | --curve N,N,...] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import collections
+import datetime as dt
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import config as k8s_config
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch import Watch
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # devtools/ and the test support
@@ -39,18 +53,24 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # devtools/ and the test suppor
 from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 
+from devtools.localcluster import LocalCluster  # noqa: E402
+from modeltemplate_operator import kinds  # noqa: E402
 from modeltemplate_operator.apply import Applier  # noqa: E402
 from modeltemplate_operator.config import OperatorConfig  # noqa: E402
-from devtools.localcluster import LocalCluster  # noqa: E402
+from modeltemplate_operator.kube import APPLY_PATCH, MERGE_PATCH, request  # noqa: E402
 from modeltemplate_operator.render import render  # noqa: E402
 from modeltemplate_operator.resolution import plan_for  # noqa: E402
+from modeltemplate_operator.status import Observed, compute_status  # noqa: E402
 from modeltemplate_operator.validation import parse_manifest  # noqa: E402
 
 THREADS = 32
+RESULTS = REPO / "benchmarks" / "results"
 PREREQS = [
     REPO / "deploy" / "base" / "priorityclasses.yaml",
     REPO / "deploy" / "base" / "kopf-peering-crds.yaml",
 ]
+TEMPLATE = kinds.MODEL_TEMPLATE
+WRITE_VERBS = ("PATCH", "POST", "PUT", "DELETE")
 
 
 def templates(prefix: str, count: int, namespace: str) -> list[dict]:
@@ -62,47 +82,106 @@ def templates(prefix: str, count: int, namespace: str) -> list[dict]:
     return out
 
 
-def direct(cluster: LocalCluster, namespace: str, count: int) -> tuple[float, int]:
-    api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    api.configuration.connection_pool_maxsize = THREADS
+def apply_template(api, manifest: dict) -> dict:
+    path = TEMPLATE.path(manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+    query = [("fieldManager", "bench-user"), ("force", "true")]
+    return request(api, "PATCH", path, body=manifest, query=query, content_type=APPLY_PATCH)
+
+
+def direct(api, namespace: str, count: int) -> tuple[float, int]:
+    """Apply templates, their children and one status patch each; seconds and writes."""
     applier = Applier(api, field_manager="bench-direct")
-    objects = []
-    for manifest in templates("direct", count, namespace):
-        objects.append(manifest)
-        meta = manifest["metadata"] | {"uid": "00000000-0000-0000-0000-000000000000"}
-        plan = plan_for(parse_manifest(manifest | {"metadata": meta}), OperatorConfig(), False)
-        for child in render(plan):
-            child["metadata"].pop("ownerReferences")  # no owner exists for them to point at
-            objects.append(child)
+    now = dt.datetime.now(dt.UTC).isoformat()
+
+    def one(manifest: dict) -> int:
+        live = apply_template(api, manifest)
+        plan = plan_for(parse_manifest(manifest | {"metadata": live["metadata"]}), CONFIG, False)
+        children = render(plan)
+        for child in children:
+            applier.apply(child)
+        status = compute_status(live, plan, [], Observed(), now)
+        path = TEMPLATE.path(namespace, manifest["metadata"]["name"]) + "/status"
+        request(api, "PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+        return 2 + len(children)
+
+    manifests = templates("direct", count, namespace)
     start = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(applier.apply, objects))
-    return time.monotonic() - start, len(objects)
+        writes = sum(pool.map(one, manifests))
+    return time.monotonic() - start, writes
 
 
-def converged(cluster: LocalCluster, namespace: str, prefix: str, count: int) -> bool:
-    """Every template's children exist and its status describes its current generation."""
-    items = json.loads(
-        cluster.kubectl("get", "modeltemplates", "-n", namespace, "-o", "json").stdout
-    )["items"]
-    observed = sum(
-        1
-        for mt in items
-        if mt["metadata"]["name"].startswith(prefix)
-        and (mt.get("status") or {}).get("observedGeneration") == mt["metadata"]["generation"]
-    )
-    children = cluster.kubectl(
-        "get",
-        "deployments,services,pdb",
-        "-n",
-        namespace,
-        "-o",
-        "name",
-        "-l",
-        "app.kubernetes.io/managed-by=modeltemplate-operator",
-    ).stdout.split()
-    ours = [c for c in children if c.split("/", 1)[1].startswith(prefix)]
-    return observed == count and len(ours) == 3 * count
+CONFIG = OperatorConfig()
+
+
+class StatusWatch(threading.Thread):
+    """Counts the templates of a namespace whose status describes their generation, from a
+    watch: polling lists of thousands of objects would load the API server the operator is
+    being measured against (and only in the operator phase)."""
+
+    def __init__(self, api, namespace: str):
+        super().__init__(daemon=True)
+        self.api, self.namespace = api, namespace
+        self.done: set[str] = set()
+        self.ready = threading.Event()
+        self.stopped = False
+
+    def run(self) -> None:
+        custom = CustomObjectsApi(self.api)
+        args = (TEMPLATE.group, TEMPLATE.version, self.namespace, TEMPLATE.plural)
+        while not self.stopped:
+            listing = custom.list_namespaced_custom_object(*args)
+            for mt in listing["items"]:
+                self._saw(mt)
+            self.ready.set()
+            try:
+                stream = Watch().stream(
+                    custom.list_namespaced_custom_object, *args,
+                    resource_version=listing["metadata"]["resourceVersion"], timeout_seconds=60,
+                )  # fmt: skip
+                for event in stream:
+                    self._saw(event["object"])
+                    if self.stopped:
+                        return
+            except ApiException:
+                continue  # expired resourceVersion: list again
+
+    def _saw(self, mt: dict) -> None:
+        status = mt.get("status") or {}
+        if status.get("observedGeneration") == mt["metadata"]["generation"]:
+            self.done.add(mt["metadata"]["name"])
+
+
+def children_exist(api, namespace: str, count: int) -> bool:
+    """Every template's three children exist (checked once the statuses are all written)."""
+    found = 0
+    for path in (
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        f"/api/v1/namespaces/{namespace}/services",
+        f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets",
+    ):
+        found += len(request(api, "GET", path)["items"])
+    return found == 3 * count
+
+
+def quiet(api, namespace: str) -> None:
+    """Wait until the Deployment controller has seen every Deployment of ``namespace``."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        items = request(api, "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"]
+        if all(
+            (d.get("status") or {}).get("observedGeneration") == d["metadata"]["generation"]
+            for d in items
+        ):
+            return
+        time.sleep(1)
+
+
+def proc_status(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -110,20 +189,290 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.running = pid, 0, True
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def run(self) -> None:
-        while self.running:
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
-            except OSError:
-                return
-            time.sleep(0.1)
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """The operator's metric samples: {(name, sorted labels): value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = collections.defaultdict(float)
+    for (n, labels), v in samples.items():
+        if n == name:
+            out[dict(labels).get(label, "")] += v
+    return dict(out)
+
+
+def total(samples: dict, name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+class Operator:
+    """The operator as a process watching one namespace, with its metrics port."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str, log_name: str):
+        self.port = free_port()
+        log = REPO / "test-artifacts" / log_name
+        log.unlink(missing_ok=True)
+        env = {
+            **{k: v for k, v in os.environ.items() if k.startswith("MODELTEMPLATE_")},
+            "MODELTEMPLATE_NAMESPACE": namespace,
+            "MODELTEMPLATE_METRICS_PORT": str(self.port),
+        }
+        self.process = OperatorProcess(cluster.kubeconfig, log, "--standalone", env=env)
+        self.started = time.monotonic()
+        self.process.start()
+        self.pid = self.process.proc.pid
+        self.process.wait_for_log(lambda text: "Activity 'startup' succeeded" in text)
+
+    def metrics(self) -> dict:
+        return scrape(self.port)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Profiler:
+    """py-spy sampling the operator (the thread holding the GIL) to a flat profile."""
+
+    def __init__(self, pid: int, out: Path):
+        self.raw = out.with_suffix(".raw")
+        self.out = out
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+             "--rate", "100", "--gil", "--format", "raw", "--output", str(self.raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> str:
+        self.proc.send_signal(2)
+        self.proc.wait(30)
+        own, inclusive, samples = collections.Counter(), collections.Counter(), 0
+        for line in self.raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                      if " (" in f else f for f in stack.split(";")[1:]]  # fmt: skip
+            n = int(count)
+            samples += n
+            if frames:
+                own[frames[-1]] += n
+            for f in set(frames):
+                inclusive[f] += n
+        lines = [
+            f"{samples} samples (100/s, the thread holding the GIL: Python CPU)",
+            "",
+            "own  %  function",
+        ]
+        lines += [f"{n:6d} {100 * n / samples:5.1f}  {f}" for f, n in own.most_common(40)]
+        lines += ["", "total  %  function"]
+        lines += [f"{n:6d} {100 * n / samples:5.1f}  {f}" for f, n in inclusive.most_common(60)]
+        self.out.write_text("\n".join(lines) + "\n")
+        self.raw.unlink(missing_ok=True)
+        return "\n".join(lines[:18])
+
+
+@dataclass
+class Point:
+    n: int
+    direct_s: float = 0
+    direct_writes: int = 0
+    operator_s: float = 0
+    templates_s: float = 0
+    cpu_s: float = 0
+    peak_rss: int = 0
+    rest_rss: int = 0
+    start_rss: int = 0
+    metrics: dict = field(default_factory=dict)
+    restart_s: float = 0
+    restart_cpu_s: float = 0
+    restart_writes: float = 0
+    restart_reconciles: float = 0
+
+
+def run_point(cluster: LocalCluster, api, n: int, profile: bool) -> Point:
+    point = Point(n)
+    cluster.kubectl("create", "namespace", f"direct-{n}")
+    cluster.kubectl("create", "namespace", f"op-{n}")
+    point.direct_s, point.direct_writes = direct(api, f"direct-{n}", n)
+    quiet(api, f"direct-{n}")  # the controllers finish the direct objects before the clock starts
+
+    operator = Operator(cluster, f"op-{n}", f"bench-scale-operator-{n}.log")
+    point.start_rss = proc_status(operator.pid, "VmRSS")
+    profiler = Profiler(operator.pid, RESULTS / f"profile-{n}.txt") if profile else None
+    cpu0 = cpu_seconds(operator.pid)
+    watch = StatusWatch(api, f"op-{n}")
+    watch.start()
+    watch.ready.wait(60)
+    start = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:  # as fast as the direct phase writes them
+        list(pool.map(lambda m: apply_template(api, m), templates("op", n, f"op-{n}")))
+    point.templates_s = time.monotonic() - start
+    try:
+        while len(watch.done) < n or not children_exist(api, f"op-{n}", n):
+            if time.monotonic() - start > 1800:
+                raise SystemExit(f"operator: {n} templates not converged after 30 min")
+            time.sleep(0.2 if len(watch.done) < n else 1)
+        point.operator_s = time.monotonic() - start
+        watch.stopped = True
+        point.cpu_s = cpu_seconds(operator.pid) - cpu0
+        if profiler:
+            print(profiler.stop())
+            profiler = None
+        time.sleep(10)  # late events land in the figures; the idle runtime trims its heap
+        point.metrics = operator.metrics()
+        point.peak_rss = proc_status(operator.pid, "VmHWM")
+        point.rest_rss = proc_status(operator.pid, "VmRSS")
+    finally:
+        if profiler:
+            profiler.stop()
+        operator.stop()
+
+    operator = Operator(cluster, f"op-{n}", f"bench-scale-restart-{n}.log")
+    profiler = Profiler(operator.pid, RESULTS / f"profile-restart-{n}.txt") if profile else None
+    try:
+        while True:
+            m = operator.metrics()
+            done = total(m, "modeltemplate_operator_reconciles_total")
+            if done >= n and total(m, "modeltemplate_operator_workqueue_depth") == 0:
+                break
+            if time.monotonic() - operator.started > 600:
+                raise SystemExit("restart: resync not done after 10 min")
+            time.sleep(0.2)
+        point.restart_s = time.monotonic() - operator.started
+        point.restart_cpu_s = cpu_seconds(operator.pid)
+        if profiler:
+            profiler.stop()
+            profiler = None
+        time.sleep(5)  # anything written late is counted
+        m = operator.metrics()
+        verbs = by_label(m, "modeltemplate_operator_api_requests_total", "verb")
+        point.restart_writes = sum(verbs.get(v, 0) for v in WRITE_VERBS)
+        point.restart_reconciles = total(m, "modeltemplate_operator_reconciles_total")
+    finally:
+        if profiler:
+            profiler.stop()
+        operator.stop()
+    return point
+
+
+def report(p: Point) -> None:
+    n, m = p.n, p.metrics
+    reconciles = by_label(m, "modeltemplate_operator_reconciles_total", "result")
+    verbs = by_label(m, "modeltemplate_operator_api_requests_total", "verb")
+    codes = by_label(m, "modeltemplate_operator_api_requests_total", "code")
+    events = by_label(m, "modeltemplate_operator_watch_events_total", "kind")
+    ignored = by_label(m, "modeltemplate_operator_watch_events_ignored_total", "kind")
+    duration = total(m, "modeltemplate_operator_reconcile_duration_seconds_sum")
+    waited = total(m, "modeltemplate_operator_workqueue_wait_seconds_sum")
+    child = total(m, "modeltemplate_operator_child_writes_total")
+    prunes = total(m, "modeltemplate_operator_child_prunes_total")
+    status = total(m, "modeltemplate_operator_status_writes_total")
+    n_reconciles = sum(reconciles.values())
+    first_writes = 3 * n  # each template's three children, written once
+    ratio = p.operator_s / p.direct_s
+
+    def row(name: str, value: str, target: str, ok: bool | None, counts: str = "") -> None:
+        mark = "" if ok is None else ("ok  " if ok else "MISS")
+        print(f"  {mark:4s} {name:34s} {value:>12s}   target {target:10s} {counts}")
+
+    print(f"\n== {n} templates ==")
+    print(f"direct:   {p.direct_writes} writes ({n} templates, their children, {n} status patches) "
+          f"accepted in {p.direct_s:.1f} s ({THREADS} threads)")  # fmt: skip
+    print(f"operator: {n} templates converged in {p.operator_s:.1f} s "
+          f"(the templates themselves applied in {p.templates_s:.1f} s by {THREADS} threads)")  # fmt: skip
+    print(f"reconciles by result: {dict(sorted(reconciles.items()))}")
+    print(
+        f"API requests by verb: {dict(sorted(verbs.items()))}  by code: {dict(sorted(codes.items()))}"
+    )
+    print(
+        f"watch events by kind: {dict(sorted(events.items()))}, ignored: {dict(sorted(ignored.items()))}"
+    )
+    print(f"mean reconcile {1000 * duration / max(n_reconciles, 1):.0f} ms, "
+          f"mean queue wait {1000 * waited / max(n_reconciles, 1):.0f} ms")  # fmt: skip
+    print(f"writes: {child:.0f} child applies, {prunes:.0f} prunes, {status:.0f} status patches")
+    row("convergence / direct", f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5,
+        f"{p.operator_s:.1f} s / {p.direct_s:.1f} s")  # fmt: skip
+    row("operator CPU per template", f"{1000 * p.cpu_s / n:.1f} ms", "<= 20 ms", 1000 * p.cpu_s / n <= 20,
+        f"{p.cpu_s:.1f} s CPU / {n}")  # fmt: skip
+    row("peak RSS", f"{p.peak_rss / 2**20:.0f} MB", "<= 150 MB", p.peak_rss <= 150 * 2**20)
+    row("RSS at rest", f"{p.rest_rss / 2**20:.0f} MB", "<= 120 MB", p.rest_rss <= 120 * 2**20,
+        f"10 s after convergence; {p.start_rss / 2**20:.0f} MB when started, before any template")  # fmt: skip
+    row(
+        "status writes per template",
+        f"{status / n:.2f}",
+        "<= 1",
+        status <= n,
+        f"{status:.0f} / {n}",
+    )
+    row("repeated child writes", f"{child + prunes - first_writes:.0f}", "0",
+        child + prunes == first_writes, f"{child:.0f} applies + {prunes:.0f} prunes - {first_writes}")  # fmt: skip
+    row("reconciles per template", f"{n_reconciles / n:.2f}", "<= 3", n_reconciles <= 3 * n,
+        f"{n_reconciles:.0f} / {n}")  # fmt: skip
+    row(
+        "API requests per template",
+        f"{sum(verbs.values()) / n:.2f}",
+        "",
+        None,
+        f"{sum(verbs.values()):.0f} / {n}",
+    )
+    row(
+        "watch events per template",
+        f"{sum(events.values()) / n:.2f}",
+        "",
+        None,
+        f"{sum(events.values()):.0f} / {n}",
+    )
+    row("restart: writes", f"{p.restart_writes:.0f}", "0", p.restart_writes == 0,
+        f"{p.restart_reconciles:.0f} reconciles")  # fmt: skip
+    row("restart: resync", f"{p.restart_s:.1f} s", "<= 20 s", p.restart_s <= 20,
+        "process start to every template reconciled")  # fmt: skip
+    row("restart: CPU", f"{p.restart_cpu_s:.1f} s", "", None, "including interpreter start")
+
+
+def curve(points: list[Point]) -> None:
+    print(
+        "\n| templates | direct s | operator s | ratio | CPU s | CPU ms/template | peak RSS MB | rest RSS MB |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        print(f"| {p.n} | {p.direct_s:.1f} | {p.operator_s:.1f} | {p.operator_s / p.direct_s:.2f} | "
+              f"{p.cpu_s:.1f} | {1000 * p.cpu_s / p.n:.1f} | {p.peak_rss / 2**20:.0f} | {p.rest_rss / 2**20:.0f} |")  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [p.n for p in points]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(ns, [p.direct_s for p in points], "o-", label="direct apply")
+    axes[0].plot(ns, [p.operator_s for p in points], "o-", label="operator")
+    axes[0].set(title="convergence", xlabel="templates", ylabel="seconds")
+    axes[0].legend()
+    axes[1].plot(ns, [1000 * p.cpu_s / p.n for p in points], "o-")
+    axes[1].axhline(20, color="grey", ls="--", label="target")
+    axes[1].set(title="operator CPU per template", xlabel="templates", ylabel="ms", ylim=(0, None))
+    axes[1].legend()
+    axes[2].plot(ns, [p.peak_rss / 2**20 for p in points], "o-", label="peak")
+    axes[2].plot(ns, [p.rest_rss / 2**20 for p in points], "o-", label="at rest")
+    axes[2].axhline(150, color="grey", ls="--", label="peak target")
+    axes[2].set(title="operator RSS", xlabel="templates", ylabel="MB", ylim=(0, None))
+    axes[2].legend()
+    for ax in axes:
+        ax.set_xscale("log")
+    fig.tight_layout()
+    out = RESULTS / "scaling.png"
+    fig.savefig(out, dpi=90)
+    print(f"\ncurve drawn to {out.relative_to(REPO)}")
 
 
 def main() -> int:
@@ -131,51 +480,25 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--templates", type=int, default=1000)
+    parser.add_argument("--curve", default="", help="sizes, e.g. 100,300,1000,3000")
+    parser.add_argument("--profile", action="store_true", help="py-spy profile of each point")
     args = parser.parse_args()
-    n = args.templates
+    sizes = [int(s) for s in args.curve.split(",") if s] or [args.templates]
+    RESULTS.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(root=REPO / ".local-cluster" / f"bench-scale-{os.getpid()}")
     try:
         cluster.up()
         crds = sorted(f for f in (REPO / "crds").glob("*.yaml") if f.name != "kustomization.yaml")
         cluster.kubectl("apply", "--server-side", *[f"-f={f}" for f in crds + PREREQS])
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        cluster.kubectl("create", "namespace", "bench")
-
-        t_direct, objects = direct(cluster, "bench", n)
-        print(
-            f"direct:   {objects} objects ({n} templates + their children) accepted in {t_direct:6.1f} s "
-            f"({objects / t_direct:.0f} objects/s, {THREADS} threads)"
-        )
-
-        log = REPO / "test-artifacts" / "bench-scale-operator.log"
-        log.unlink(missing_ok=True)
-        operator = OperatorProcess(cluster.kubeconfig, log, "--standalone").start()
-        rss = RssSampler(operator.proc.pid)
-        rss.start()
-        operator.wait_for_log(lambda text: "Activity 'startup' succeeded" in text)
-        time.sleep(2)  # initial listings done: the direct objects are not the operator's
-        manifests = {"apiVersion": "v1", "kind": "List", "items": templates("op", n, "bench")}
-        start = time.monotonic()
-        cluster.kubectl(
-            "apply", "--server-side", "-f", "-", input=json.dumps(manifests), timeout=600
-        )
-        while not converged(cluster, "bench", "op-", n):
-            if time.monotonic() - start > 1800:
-                print("operator: not converged after 30 min", file=sys.stderr)
-                return 1
-            time.sleep(1)
-        t_operator = time.monotonic() - start
-        rss.running = False
-        cpu = cpu_seconds(operator.proc.pid)
-        operator.stop()
-        print(
-            f"operator: {n} templates converged (children applied, status written) in {t_operator:6.1f} s"
-        )
-        print(f"ratio operator / direct: {t_operator / t_direct:.2f} (target <= 1.3)")
-        print(
-            f"operator CPU: {cpu:.1f} s in those {t_operator:.1f} s (2 cores shared with the control plane)"
-        )
-        print(f"operator peak RSS: {rss.peak / 2**20:.0f} MB (target <= 150)")
+        api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        api.configuration.connection_pool_maxsize = THREADS
+        points = []
+        for n in sizes:
+            points.append(run_point(cluster, api, n, args.profile))
+            report(points[-1])
+        if len(points) > 1:
+            curve(points)
         return 0
     finally:
         cluster.down()

@@ -2,6 +2,7 @@
 
 Settings: environment variables with the ``MODELTEMPLATE_`` prefix (see config.py).
 ``--standalone`` skips peering (a single replica for development and tests).
+``--metrics-port`` (``MODELTEMPLATE_METRICS_PORT``) serves Prometheus metrics (metrics.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 import kopf
 
+from . import allocator, metrics
 from .config import ConfigError, OperatorConfig
 
 PEERING_NAME = "modeltemplate-operator"
@@ -37,18 +39,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get(metrics.PORT_ENV) or 0),
+        help=f"serve Prometheus /metrics on this port (0: off; env {metrics.PORT_ENV})",
+    )
     args = parser.parse_args(argv)
     try:
         config = OperatorConfig.load()
     except (ConfigError, OSError) as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    allocator.limit_arenas()  # before any thread starts
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401 - registers the handlers
+
+    metrics.serve(args.metrics_port)
 
     asyncio.run(
         kopf.operator(

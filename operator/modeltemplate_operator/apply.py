@@ -8,17 +8,18 @@ the live state differ and is reverted by the next apply.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from . import kinds
 from .kube import APPLY_PATCH, MERGE_PATCH, is_transient, request, status_message
+from .metrics import CHILD_PRUNES, CHILD_WRITES
 from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
@@ -66,6 +67,8 @@ class ApplyResult:
     #: the watch cache for the rest. Status is computed from these, never from the cache alone,
     #: which still shows the children from before the write.
     children: list[dict[str, Any]] = field(default_factory=list)
+    #: Written by an earlier reconcile, not shown by the watch cache yet.
+    pending: list[str] = field(default_factory=list)
 
     @property
     def wrote(self) -> bool:
@@ -76,7 +79,7 @@ class ApplyResult:
 class _Write:
     """A write of ours the watch cache may not show yet."""
 
-    fingerprint: str | None  # of the applied object; None for a delete
+    fingerprint: bytes | None  # of the applied object; None for a delete
     seen_version: str | None  # resourceVersion the cache showed when we wrote (None: absent)
     stored: dict[str, Any] | None = None  # what the API server answered to the write
 
@@ -85,8 +88,8 @@ def _version(obj: Mapping[str, Any] | None) -> str | None:
     return ((obj or {}).get("metadata") or {}).get("resourceVersion")
 
 
-def _fingerprint(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+def _fingerprint(obj: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 class Applier:
@@ -103,6 +106,7 @@ class Applier:
         self._writes: dict[tuple[str, str, str, str], _Write] = {}
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj``; the object as the API server stored it."""
         meta = obj["metadata"]
         path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
         query = [("fieldManager", self.field_manager), ("force", "true")]
@@ -151,7 +155,7 @@ class Applier:
     ) -> ApplyResult:
         """Make the children owned by ``owner_uid`` exactly ``desired``."""
         live_by_key = {key_of(o): o for o in live if _owned_by(o, owner_uid)}
-        applied, pruned, children = [], [], []
+        applied, pruned, children, pending = [], [], [], []
         desired = list(desired)
         for obj in desired:
             current = live_by_key.get(key_of(obj))
@@ -160,6 +164,7 @@ class Applier:
             in_flight = self._in_flight(write_key, current)
             if in_flight is not None and in_flight.fingerprint == fingerprint:
                 children.append(in_flight.stored)  # applied already; the cache lags behind
+                pending.append(f"{obj['kind']}/{obj['metadata']['name']}")
                 continue
             if in_flight is None and current is not None and is_subset(obj, current):
                 children.append(dict(current))
@@ -174,6 +179,7 @@ class Applier:
                     # A Job's pod template cannot change: delete it; its deletion event brings
                     # the next reconcile, which creates the new one.
                     self.delete(obj)
+                    CHILD_PRUNES.labels(obj["kind"]).inc()
                     self._writes[write_key] = _Write(None, _version(current))
                     pruned.append(name)
                     continue
@@ -182,18 +188,23 @@ class Applier:
                 ) from None
             if not is_subset(obj, stored):
                 stored = self.replace_lists(obj)
+            CHILD_WRITES.labels(obj["kind"]).inc()
             self._writes[write_key] = _Write(fingerprint, _version(current), stored)
             applied.append(name)
             children.append(stored)
         wanted = {key_of(o) for o in desired}
         for key, obj in sorted(live_by_key.items()):
             write_key = (owner_uid, *key)
-            if key in wanted or self._in_flight(write_key, obj) is not None:
+            if key in wanted:
+                continue
+            if self._in_flight(write_key, obj) is not None:
+                pending.append(f"{obj['kind']}/{obj['metadata']['name']}")
                 continue
             self.delete(obj)
+            CHILD_PRUNES.labels(obj["kind"]).inc()
             self._writes[write_key] = _Write(None, _version(obj))
             pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        return ApplyResult(applied, pruned, children)
+        return ApplyResult(applied, pruned, children, pending)
 
 
 class ApplyRejected(RuntimeError):
@@ -208,7 +219,7 @@ class ApplyRejected(RuntimeError):
 
 def _terminating(exc: ApiException) -> bool:
     try:
-        causes = json.loads(exc.body or "")["details"]["causes"]
+        causes = orjson.loads(exc.body or "")["details"]["causes"]
     except (ValueError, KeyError, TypeError):
         return False
     return any(c.get("reason") == "NamespaceTerminating" for c in causes)

@@ -15,6 +15,8 @@ MODELTEMPLATE_KEDA_PROMETHEUS_URL Prometheus the KEDA trigger queries (keda.prom
 MODELTEMPLATE_CLUSTER_DOMAIN      DNS domain of Service URLs in status (clusterDomain)
 MODELTEMPLATE_NAMESPACE           watch only this namespace (default: all)
 MODELTEMPLATE_LOG_FORMAT          json | text
+MODELTEMPLATE_WORKERS             templates reconciled at once (default 32)
+MODELTEMPLATE_METRICS_PORT        serve Prometheus metrics on this port (default: off)
 MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
 ================================  ==========================================================
 
@@ -65,12 +67,15 @@ class OperatorConfig:
     cluster_domain: str = "cluster.local"
     namespace: str | None = None
     log_format: str = "json"
+    workers: int = 32
 
     def __post_init__(self) -> None:
         if self.gpu_preset not in GPU_PRESETS:
             raise ConfigError(
                 f"gpuPreset ({self.gpu_preset}) must be one of {', '.join(GPU_PRESETS)}"
             )
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers ({self.workers}) must be a positive integer")
         if self.mig_strategy not in MIG_STRATEGIES:
             raise ConfigError(
                 f"migStrategy ({self.mig_strategy}) must be one of {', '.join(MIG_STRATEGIES)}"
@@ -122,6 +127,12 @@ class OperatorConfig:
             from_env = env.get(ENV_PREFIX + attr.upper())
             if from_env:
                 values[attr] = from_env
+        workers = env.get(ENV_PREFIX + "WORKERS")
+        if workers:
+            try:
+                values["workers"] = int(workers)
+            except ValueError:
+                raise ConfigError(f"{ENV_PREFIX}WORKERS ({workers}) must be an integer") from None
         return replace(cls(), **{k: v for k, v in values.items() if v is not None})
 
 

@@ -19,10 +19,12 @@ from typing import Any
 import kopf
 
 from . import kinds
+from .caches import cached
 from .kinds import INSTANCE_LABEL, MANAGED
 from .reconciler import Reconciler
 from .runtime import (
     TEMPLATES_INDEX,
+    NoDiffBase,
     Runtime,
     api_client,
     ensure_peering_object,
@@ -39,12 +41,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config = memo.config  # loaded once, by __main__
     settings.posting.enabled = False  # our own Events only, on condition changes
     settings.watching.server_timeout = 600
-    api = api_client()
+    settings.persistence.diffbase_storage = NoDiffBase()  # no change handlers: no essences
+    api = api_client(config.workers)
     if not settings.peering.standalone:
         await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)
     # Shared by every handler (each gets a shallow copy of this memo).
     keda = await asyncio.to_thread(keda_crd_installed, api)
-    memo.runtime = Runtime(Reconciler(api, config, keda_installed=keda))
+    memo.runtime = Runtime(Reconciler(api, config, keda_installed=keda), config.workers)
     log.info("configuration: %s", config)
 
 
@@ -58,24 +61,21 @@ def _key(namespace: str | None, labels: dict[str, str]) -> tuple[str | None, str
     return (namespace, labels.get(INSTANCE_LABEL))
 
 
-def _cached(body) -> dict[str, Any]:
-    """What the caches keep of an object: everything but managedFields (often half its size)."""
-    metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-    return {**body, "metadata": metadata}
+def _index_child(kind: kinds.Kind):
+    async def index(namespace, labels, body, **_):  # async: Kopf runs sync ones in threads
+        return {_key(namespace, labels): cached(kind, body)}
+
+    return index
 
 
-def _index_child(namespace, labels, body, **_):
-    return {_key(namespace, labels): _cached(body)}
-
-
-def _index_template(namespace, name, body, **_):
-    return {(namespace, name): _cached(body)}
+async def _index_template(namespace, name, body, **_):
+    return {(namespace, name): cached(TEMPLATE, body)}
 
 
 kopf.index(TEMPLATE.group, TEMPLATE.version, TEMPLATE.plural, id=TEMPLATES_INDEX)(_index_template)
 for _kind in kinds.WATCHED:
     kopf.index(_kind.group, _kind.version, _kind.plural, labels=MANAGED, id=index_name(_kind))(
-        _index_child
+        _index_child(_kind)
     )
 
 
@@ -85,20 +85,23 @@ async def template_event(event, body, namespace, name, memo: kopf.Memo, **indice
     if event.get("type") == "DELETED":
         memo.runtime.forget((namespace, name), body)  # children go by garbage collection
         return
-    memo.runtime.enqueue((namespace, name), indices)
+    memo.runtime.event(TEMPLATE, event, body, (namespace, name), indices)
 
 
 # -- children: a change of any child (or pod) queues its template --------------------------------
-async def _child_event(event, namespace, labels, memo: kopf.Memo, **indices):
-    key = _key(namespace, labels)
-    if key in indices[TEMPLATES_INDEX]:
-        memo.runtime.enqueue(key, indices)
+def _child_event(kind: kinds.Kind):
+    async def handler(event, body, namespace, labels, memo: kopf.Memo, **indices):
+        key = _key(namespace, labels)
+        if key in indices[TEMPLATES_INDEX]:
+            memo.runtime.event(kind, event, body, key, indices)
+
+    return handler
 
 
 for _kind in kinds.WATCHED:
     kopf.on.event(
         _kind.group, _kind.version, _kind.plural, labels=MANAGED, id=f"{_kind.plural}_event"
-    )(_child_event)
+    )(_child_event(_kind))
 
 
 # -- KEDA: scale-to-zero templates follow its CRD coming and going ------------------------------

@@ -32,6 +32,9 @@ class Kind:
     kind: str
     #: Served only when this CRD is installed (watched while it is).
     optional_crd: str | None = None
+    #: The ``status`` fields the status of a template reads (None: all of them); the watch
+    #: caches keep only these, and a change elsewhere in a child's status wakes no reconcile.
+    status_fields: tuple[str, ...] | None = ()
 
     @property
     def api_version(self) -> str:
@@ -51,17 +54,31 @@ class Kind:
         }
 
 
-MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND)
+MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND, status_fields=None)
 
-DEPLOYMENT = Kind("apps", "v1", "deployments", "Deployment")
+DEPLOYMENT = Kind(
+    "apps",
+    "v1",
+    "deployments",
+    "Deployment",
+    status_fields=(
+        "observedGeneration",
+        "replicas",
+        "readyReplicas",
+        "updatedReplicas",
+        "conditions",  # Progressing: ProgressDeadlineExceeded
+    ),
+)
 SERVICE = Kind("", "v1", "services", "Service")
 HPA = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 PDB = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
-JOB = Kind("batch", "v1", "jobs", "Job")
+JOB = Kind(
+    "batch", "v1", "jobs", "Job", status_fields=("conditions", "active", "ready", "succeeded")
+)
 SCALED_OBJECT = Kind(
     "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", optional_crd="scaledobjects.keda.sh"
 )
-POD = Kind("", "v1", "pods", "Pod")
+POD = Kind("", "v1", "pods", "Pod", status_fields=None)
 
 #: Kinds a template renders: applied, pruned and watched, owned by the template.
 CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT)

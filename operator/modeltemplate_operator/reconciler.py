@@ -10,14 +10,14 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import kinds
+from . import kinds, metrics
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .kube import MERGE_PATCH, request
@@ -36,6 +36,9 @@ REFUSED = Backoff(first=10.0, cap=300.0)
 #: A namespace being deleted takes its templates with it: their reconciles wait this long
 #: (quietly: no write, no status, no Event) and find them gone, or the namespace made anew.
 TERMINATING = Backoff(first=30.0, cap=30.0)
+#: Children not settled yet (written just now, or their controller behind): the status waits
+#: for their watch events, this long at most before it is written as it stands.
+SETTLE = Backoff(first=5.0, cap=5.0)
 
 
 @dataclass
@@ -43,6 +46,9 @@ class Outcome:
     applied: ApplyResult | None  # None when nothing was applied (invalid spec, refused child)
     status_written: bool
     retry: Backoff | None = None  # reconcile again after this backoff (as a Result does)
+    status: dict[str, Any] | None = None  # the status written, when one was
+    #: The status waits for the children to settle; their events (or ``retry``) come back.
+    settling: bool = False
 
 
 def _ready_condition(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,16 +67,20 @@ class Reconciler:
         self.applier = Applier(api)
         #: Is KEDA's ScaledObject CRD served? Kept current by the CRD watch of the handlers.
         self.keda_installed = keda_installed
-        self.core = CoreV1Api(api)
         #: Namespaces the API server said are being deleted, until when to leave them alone.
         self._terminating: dict[str, float] = {}
         #: Last status written per template, until the watch cache shows it.
         self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Told (template, status) as soon as a status patch is accepted.
+        self.on_status_written: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None
+        #: Since when a template's status has waited for its children to settle.
+        self._settling: dict[tuple[str, str], float] = {}
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """A template is gone: drop what is kept about it."""
         meta = body["metadata"]
         self._statuses.pop((meta["namespace"], meta["name"]), None)
+        self._settling.pop((meta["namespace"], meta["name"]), None)
         self.applier.forget(meta["uid"])
 
     def reconcile(self, body: Mapping[str, Any], observed: Observed) -> Outcome | None:
@@ -126,11 +136,27 @@ class Reconciler:
                 result.pruned,
                 extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]},
             )
+        if self._unsettled((meta["namespace"], meta["name"]), result, observed):
+            return Outcome(result, False, retry=SETTLE, settling=True)
         # What the apply answered, not the cache: after a spec change the cache still shows the
         # children of the old spec, all ready, and Ready=True would be a lie for a moment.
         now_observed = Observed(objects=result.children, pods=observed.pods)
         status = compute_status(dict(body), plan, [], now_observed, _now())
         return self._finish(body, status, result)
+
+    def _unsettled(self, key: tuple[str, str], result: ApplyResult, observed: Observed) -> bool:
+        """Would the status describe children about to change? Then it waits (at most
+        ``SETTLE.first`` seconds): written once when they settle, not once per step."""
+        deployment = observed.deployment or {}
+        behind = (deployment.get("status") or {}).get("observedGeneration", 0) < (
+            deployment.get("metadata") or {}
+        ).get("generation", 0)
+        if result.wrote or result.pending or behind:
+            since = self._settling.setdefault(key, time.monotonic())
+            if time.monotonic() - since < SETTLE.first:
+                return True
+        self._settling.pop(key, None)
+        return False
 
     def _finish(
         self,
@@ -158,14 +184,25 @@ class Reconciler:
         since = f"{left.get('reason')}@{left.get('lastTransitionTime')}"
         for event_type, reason, message in transition_events(old, status):
             self._post_event(body, since, event_type, reason, message)
-        written = False
+        written, written_status = False, None
         if status != old:
             patch = {k: None for k in old if k not in status} | status
             path = TEMPLATE.path(meta["namespace"], meta["name"]) + "/status"
-            request(self.api, "PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
+            request(
+                self.api,
+                "PATCH",
+                path,
+                body={"status": patch},
+                content_type=MERGE_PATCH,
+                decode=False,
+            )
+            metrics.STATUS_WRITES.inc()
+            if self.on_status_written is not None:
+                self.on_status_written(body, status)
             self._statuses[key] = status
-            written = True
-        return Outcome(result, written, retry)
+            written, written_status = True, status
+        metrics.READY_REASONS.set(key, _ready_reason(status))
+        return Outcome(result, written, retry, status=written_status)
 
     def _post_event(
         self, body: Mapping[str, Any], since: str, event_type: str, reason: str, message: str
@@ -195,8 +232,16 @@ class Reconciler:
             "reportingComponent": "modeltemplate-operator",
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], event)
+            path = f"/api/v1/namespaces/{meta['namespace']}/events"
+            request(self.api, "POST", path, body=event, decode=False)
         except ApiException as exc:  # an event is never worth failing a reconcile for
             if exc.status == 409:
                 return  # posted by an earlier attempt whose status write did not happen
             log.warning("could not post event %s: %s", reason, exc.reason)
+
+
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("reason") or condition.get("status")
+    return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +27,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from . import __version__, kinds
+from . import __version__, allocator, kinds, metrics
+from .caches import Seen, cached
 from .kube import is_transient, request
 from .reconciler import Reconciler
 from .status import Observed
@@ -34,9 +36,10 @@ from .workqueue import Backoff, WorkQueue
 
 Key = tuple[str, str]  # (namespace, template name)
 USER_AGENT = f"modeltemplate-operator/{__version__}"
-WORKERS = 16  # queue workers, each with a thread for the (blocking) API calls
+WORKERS = 32  # queue workers, each with a thread for the (blocking) API calls (config.workers)
 TRANSIENT = Backoff(first=1.0, cap=16.0)
 TEMPLATES_INDEX = "templates_idx"
+TEMPLATE = kinds.MODEL_TEMPLATE
 log = logging.getLogger(__name__)
 
 
@@ -86,13 +89,41 @@ def ensure_peering_object(api: ApiClient, name: str, namespace: str | None) -> N
             raise
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf keeps a deep copy of every object's "essence" for change handlers (on.create,
+    on.update, on.field), building it on every watch event; the operator has none, so it keeps
+    nothing (``settings.persistence.diffbase_storage``)."""
+
+    def build(self, *, body, extra_fields=None):
+        return {}
+
+    def fetch(self, *, body):
+        return None
+
+    def store(self, *, body, patch, essence):
+        pass
+
+
+#: While a template's children settle, its events are gathered this long into one reconcile.
+SETTLE_WINDOW = 1.0
+#: The queue idle this long after work: memory freed by the burst goes back to the system.
+TRIM_AFTER = 5.0
+
+
 class Runtime:
     """The work queue, its workers and the watch caches they read; one per operator process."""
 
     def __init__(self, reconciler: Reconciler, workers: int = WORKERS):
         self.reconciler = reconciler
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(on_wait=metrics.QUEUE_WAIT.observe)
+        metrics.QUEUE_DEPTH.set_function(lambda: len(self.queue))
+        metrics.RETRIES_PENDING.set_function(lambda: self.queue.retries_pending)
         self._indices: dict[str, Any] = {}
+        self._seen = Seen()
+        self._settling: set[Key] = set()
+        self._active = 0
+        self._trim: asyncio.TimerHandle | None = None
+        reconciler.on_status_written = self._expect_status
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
 
@@ -101,9 +132,36 @@ class Runtime:
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def event(
+        self,
+        kind: kinds.Kind,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        key: Key,
+        indices: dict[str, Any],
+    ) -> None:
+        """A watch event of an object of ``kind`` concerning the template ``key``: queue the
+        template, unless the event left unchanged everything a reconcile reads of the object."""
+        metrics.WATCH_EVENTS.labels(kind.kind).inc()
+        meta = body["metadata"]
+        seen_key = (kind.kind, meta.get("namespace"), meta["name"])
+        if event.get("type") == "DELETED":
+            self._seen.forget(seen_key)
+        elif not self._seen.changed(seen_key, cached(kind, body)):
+            metrics.EVENTS_IGNORED.labels(kind.kind).inc()
+            return
+        self.enqueue(key, indices)
+
     def enqueue(self, key: Key, indices: dict[str, Any]) -> None:
         self._indices = indices  # the live indices, as every handler call receives them
-        self.queue.add(key)
+        if key in self._settling and not self.queue.is_active(key):
+            # Its children are appearing and their controllers catching up: a burst of events
+            # (created, then status) that one reconcile after the burst handles. (While it is
+            # being reconciled, the queue marks it instead: a delayed return would be dropped
+            # by the ``forget`` of a reconcile that succeeds.)
+            self.queue.add_after(key, SETTLE_WINDOW)
+        else:
+            self.queue.add(key)
 
     def enqueue_all(self, indices: dict[str, Any]) -> None:
         for key in list(indices[TEMPLATES_INDEX].keys()):
@@ -113,6 +171,9 @@ class Runtime:
         """A template is gone: drop its pending retry and what the reconciler keeps of it."""
         self.queue.forget(key)
         self.reconciler.forget(body)
+        self._seen.forget((TEMPLATE.kind, *key))
+        self._settling.discard(key)
+        metrics.READY_REASONS.set(key, None)
 
     def observed(self, key: Key) -> Observed:
         """A template's children and pods from the watch caches."""
@@ -126,29 +187,62 @@ class Runtime:
         loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
-            retry = None
+            self._active += 1
+            retry, result, start = None, "error", time.monotonic()
             try:
-                retry = await loop.run_in_executor(self._executor, self._reconcile, key)
+                retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
             except Exception:
                 log.exception("reconcile of %s/%s failed", *key)
-            finally:
-                self.queue.done(key)
+            settling = result == "settling"
+            # Events that came during a settling reconcile are gathered like later ones.
+            self.queue.done(key, again_after=SETTLE_WINDOW if settling else None)
+            metrics.RECONCILES.labels(result).inc()
+            metrics.RECONCILE_DURATION.observe(time.monotonic() - start)
+            self._active -= 1
+            self._trim_when_idle(loop)
+            if settling:
+                self._settling.add(key)
+                self.queue.add_after(key, retry.first)  # unless an event comes first
+                continue
+            self._settling.discard(key)
             if retry is None:
                 self.queue.forget(key)
             else:
                 delay = self.queue.retry(key, retry)
                 log.debug("reconcile of %s/%s again in %.0f s", *key, delay)
 
-    def _reconcile(self, key: Key) -> Backoff | None:
-        """One reconcile of the template's latest cached state (a worker thread)."""
+    def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
+        if self._active == 0 and len(self.queue) == 0:
+            self._trim = loop.call_later(TRIM_AFTER, allocator.trim)
+
+    def _expect_status(self, template: dict[str, Any], status: dict[str, Any]) -> None:
+        """Our status patch comes back as a watch event of the template: nothing to do then.
+        Called by the reconciler (a worker thread) as soon as the patch is accepted."""
+        meta = template["metadata"]
+        kept = {k: v for k, v in (template.get("status") or {}).items() if k == "kopf"}
+        written = {**template, "status": {**kept, **status}}
+        self._seen.changed(
+            (TEMPLATE.kind, meta["namespace"], meta["name"]), cached(TEMPLATE, written)
+        )
+
+    def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:
+        """One reconcile of the template's latest cached state (a worker thread): the backoff
+        to retry after (None: done) and the result for the metrics."""
         template = next(iter(self._indices[TEMPLATES_INDEX].get(key, [])), None)
         if template is None:
-            return None  # deleted meanwhile
+            return None, "gone"  # deleted meanwhile
         try:
             outcome = self.reconciler.reconcile(template, self.observed(key))
         except Exception as exc:
             if not is_transient(exc):
                 raise
             log.warning("reconcile of %s/%s failed (%s); retrying", *key, exc)
-            return TRANSIENT
-        return outcome.retry if outcome is not None else None
+            return TRANSIENT, "retry"
+        if outcome is None:
+            return None, "ok"
+        if outcome.settling:
+            return outcome.retry, "settling"
+        return outcome.retry, "ok" if outcome.retry is None else "retry"

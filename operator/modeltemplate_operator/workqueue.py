@@ -11,7 +11,8 @@ retried does; of several pending returns of one key the earliest wins.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -27,8 +28,11 @@ class Backoff:
 
 
 class WorkQueue:
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+    """``on_wait`` is told, for every key taken, how long it waited in the queue (seconds)."""
+
+    def __init__(self, on_wait: Callable[[float], None] | None = None) -> None:
+        self._queue: asyncio.Queue[tuple[Hashable, float]] = asyncio.Queue()
+        self._on_wait = on_wait
         self._waiting: set[Hashable] = set()
         self._active: set[Hashable] = set()
         self._again: set[Hashable] = set()
@@ -40,19 +44,26 @@ class WorkQueue:
             self._again.add(key)
         elif key not in self._waiting:
             self._waiting.add(key)
-            self._queue.put_nowait(key)
+            self._queue.put_nowait((key, time.monotonic()))
 
     async def get(self) -> Hashable:
-        key = await self._queue.get()
+        key, queued = await self._queue.get()
+        if self._on_wait is not None:
+            self._on_wait(time.monotonic() - queued)
         self._waiting.discard(key)
         self._active.add(key)
         return key
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: Hashable, again_after: float | None = None) -> None:
+        """``key`` was handled; added meanwhile, it is queued again now (or ``again_after``
+        seconds from now)."""
         self._active.discard(key)
         if key in self._again:
             self._again.discard(key)
-            self.add(key)
+            if again_after is None:
+                self.add(key)
+            else:
+                self.add_after(key, again_after)
 
     def add_after(self, key: Hashable, delay: float) -> None:
         """Queue ``key`` in ``delay`` seconds (needs the running event loop)."""
@@ -83,6 +94,15 @@ class WorkQueue:
         pending = self._later.pop(key, None)
         if pending is not None:
             pending.cancel()
+
+    def is_active(self, key: Hashable) -> bool:
+        """Is ``key`` being handled (taken, not done yet)?"""
+        return key in self._active
+
+    @property
+    def retries_pending(self) -> int:
+        """Keys waiting for their backoff to end."""
+        return len(self._later)
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._again)

@@ -64,3 +64,46 @@ def test_workers_never_hold_the_same_key_together():
         assert set(runs) == {"a", "b", "c"} and len(runs) < 15  # coalesced
 
     run(scenario())
+
+
+def test_the_wait_of_every_key_taken_is_reported_and_pending_retries_counted():
+    async def scenario():
+        waits = []
+        q = WorkQueue(on_wait=waits.append)
+        q.add("a")
+        await asyncio.sleep(0.02)
+        assert await q.get() == "a"
+        assert len(waits) == 1 and waits[0] >= 0.02
+        q.done("a")
+        q.add_after("b", 10)
+        assert q.retries_pending == 1
+        q.forget("b")
+        assert q.retries_pending == 0
+
+    run(scenario())
+
+
+def test_a_key_added_while_active_can_come_back_after_a_delay():
+    async def scenario():
+        q = WorkQueue()
+        q.add("a")
+        await q.get()
+        q.add("a")
+        q.done("a", again_after=0.05)
+        assert len(q) == 0 and q.retries_pending == 1
+        assert await asyncio.wait_for(q.get(), 1) == "a"
+
+    run(scenario())
+
+
+def test_a_key_is_active_from_get_to_done():
+    async def scenario():
+        q = WorkQueue()
+        q.add("a")
+        assert not q.is_active("a")
+        await q.get()
+        assert q.is_active("a")
+        q.done("a")
+        assert not q.is_active("a")
+
+    run(scenario())
