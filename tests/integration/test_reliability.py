@@ -188,3 +188,32 @@ def test_a_missing_secret_key_is_named(cluster, operator, namespace):
     _kubelet_reports(cluster, namespace, "secretless", waiting, main_ready=False)
     cond = _ready_reason(cluster, namespace, "secretless", "CreateContainerConfigError")
     assert message in cond["message"]
+
+
+def _stalled_on(cluster, namespace, name, reason) -> dict:
+    cond = _ready_reason(cluster, namespace, name, reason)
+    stalled = condition(cluster, namespace, name, "Stalled")
+    assert stalled and stalled["status"] == "True" and stalled["reason"] == reason
+    return cond
+
+
+def test_pods_refused_for_a_missing_priority_class_are_named(cluster, operator, namespace):
+    high = get_json(cluster, "priorityclass", "modeltemplate-high-priority")
+    cluster.kubectl("delete", "priorityclass", "modeltemplate-high-priority")
+    try:
+        apply_template(cluster, namespace, tiny_template("vip", highPriority=True))
+        cond = _stalled_on(cluster, namespace, "vip", "FailedCreate")
+        assert "no PriorityClass with name modeltemplate-high-priority was found" in cond["message"]
+    finally:
+        for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation"):
+            high["metadata"].pop(key, None)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(high))
+
+
+def test_pods_refused_by_pod_security_admission_are_named(cluster, operator, namespace):
+    cluster.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    apply_template(cluster, namespace, tiny_template("restricted"))
+    cond = _stalled_on(cluster, namespace, "restricted", "FailedCreate")
+    assert "violates PodSecurity" in cond["message"]
