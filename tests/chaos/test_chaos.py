@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 from chaoskit import TEMPLATES, record
-from support.k8s import get_json, wait_for
+from support.k8s import apply_list, get_json, wait_for
 from support.manifests import tiny_template
 
 from devtools.localcluster import LocalCluster
@@ -47,15 +47,18 @@ def burst(cluster, namespace: str, count: int) -> list[str]:
         )
         for i, n in enumerate(names)
     ]
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-    )
+    apply_list(cluster, namespace, items)
     return names
+
+
+def wait_third_applied(cluster, namespace: str) -> None:
+    """Until a third of the burst has its Deployment: the middle of the burst."""
+    wait_for(
+        lambda: len(get_json(cluster, "deployments", "-n", namespace)["items"]) >= TEMPLATES // 3,
+        timeout=120,
+        interval=0.2,
+        what="a third of the burst applied",
+    )
 
 
 def wait_all_ready(cluster, namespace: str, timeout: int = 240) -> float:
@@ -106,12 +109,7 @@ def test_operator_killed_mid_burst(chaos_cluster, start_operator, namespace):
     cluster = chaos_cluster
     first = start_operator(name="first")
     names = burst(cluster, namespace, TEMPLATES)
-    wait_for(
-        lambda: len(get_json(cluster, "deployments", "-n", namespace)["items"]) >= TEMPLATES // 3,
-        timeout=120,
-        interval=0.2,
-        what="a third of the burst applied",
-    )
+    wait_third_applied(cluster, namespace)
     kill(first.proc.pid)
     applied_before = len(get_json(cluster, "deployments", "-n", namespace)["items"])
     start_operator(name="second")
@@ -275,12 +273,7 @@ def test_active_replica_killed_mid_burst(chaos_cluster, start_operator, namespac
         timeout=60,
     )
     burst(cluster, namespace, TEMPLATES)
-    wait_for(
-        lambda: len(get_json(cluster, "deployments", "-n", namespace)["items"]) >= TEMPLATES // 3,
-        timeout=120,
-        interval=0.2,
-        what="a third of the burst applied",
-    )
+    wait_third_applied(cluster, namespace)
     kill(high.proc.pid)
     killed = time.monotonic()
     # Never two writers: the standby did not touch the burst while the active replica lived.

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from kubernetes import watch
 from kubernetes.client import CustomObjectsApi
-from support.k8s import get_json, wait_for
+from support.k8s import apply_list, get_json, wait_for
 from support.manifests import tiny_template
 from test_operator import _kubelet_reports, apply_template, condition, pods, wait_ready
 from urllib3.exceptions import ProtocolError
@@ -107,14 +107,7 @@ def test_deleting_a_namespace_is_quiet(cluster, operator):
     namespace, count = f"t-gone-{uuid.uuid4().hex[:6]}", 40
     cluster.kubectl("create", "namespace", namespace)
     items = [tiny_template(f"g{i:02d}", cpus="0.05", memory="64Mi") for i in range(count)]
-    cluster.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": items}),
-    )
+    apply_list(cluster, namespace, items)
     cluster.kubectl(
         "wait",
         "-n",

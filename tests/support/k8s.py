@@ -38,3 +38,9 @@ def apply_quota(cluster, namespace: str, name: str, hard: dict[str, str]) -> Non
         timeout=30,
         what=f"the quota {name} to be in force",
     )
+
+
+def apply_list(cluster, namespace: str, items: list[dict]) -> None:
+    """``kubectl apply`` of several objects at once, as one List."""
+    body = {"apiVersion": "v1", "kind": "List", "items": items}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
