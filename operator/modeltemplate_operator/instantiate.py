@@ -22,13 +22,15 @@ import json
 import re
 from typing import Any
 
-from .models import Model, ModelTemplate
+from .models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
 from .parameters import ParameterSchema
 
 __all__ = [
     "PARAMS_ENV",
     "PARAM_ENV_PREFIX",
     "PARAMETERS_FIELD",
+    "OVERRIDES",
+    "apply_overrides",
     "check_model",
     "creation_schema",
     "is_pure_template",
@@ -81,6 +83,22 @@ def parameter_env(values: dict[str, Any] | None) -> list[dict[str, str]]:
     return env
 
 
+#: The endpoint settings a Model may override (snake_case names of both models).
+OVERRIDES = ("min_workers", "max_workers", "per_worker", "high_priority")
+
+
+def apply_overrides(spec: ModelTemplateSpec, model: ModelSpec) -> ModelTemplateSpec:
+    """The template's spec with the model's endpoint overrides applied (nothing else changes)."""
+    changes = {k: getattr(model, k) for k in OVERRIDES if getattr(model, k) is not None}
+    if not changes:
+        return spec
+    vendor = spec.vendor_configuration
+    endpoint = vendor.endpoint_config.model_copy(update=changes)
+    return spec.model_copy(
+        update={"vendor_configuration": vendor.model_copy(update={"endpoint_config": endpoint})}
+    )
+
+
 def check_model(model: Model, template: ModelTemplate) -> list[dict[str, str]]:
     """Every problem of ``model`` against ``template`` (empty when it can be rendered)."""
     errors: list[dict[str, str]] = []
@@ -98,9 +116,8 @@ def check_model(model: Model, template: ModelTemplate) -> list[dict[str, str]]:
     errors.extend(
         creation_schema(template).check_values(spec.creation_parameters or {}, PARAMETERS_FIELD)
     )
-    ec = template.spec.endpoint_config
-    lo = ec.min_workers if spec.min_workers is None else spec.min_workers
-    hi = ec.max_workers if spec.max_workers is None else spec.max_workers
+    ec = apply_overrides(template.spec, spec).endpoint_config
+    lo, hi = ec.min_workers, ec.max_workers
     if lo > hi:
         errors.append(
             {

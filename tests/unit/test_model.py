@@ -179,3 +179,76 @@ def test_parameter_env_one_var_each_and_the_whole_object():
         ),
     }
     assert parameter_env(None) == [{"name": PARAMS_ENV, "value": "{}"}]
+
+
+# --- plan and render through the one renderer -------------------------------------------------
+
+
+def _rendered_model(**model_spec):
+    from modeltemplate_operator.config import OperatorConfig
+    from modeltemplate_operator.render import render
+    from modeltemplate_operator.resolution import plan_for_model
+
+    t = parse_manifest(
+        manifest(
+            endpoint={"minWorkers": 1, "maxWorkers": 2, "perWorker": 4},
+            bundle={"command": ["serve", "--model", "$(MODEL_PARAM_MODEL_NAME)"]},
+            modelCreationParametersSchema=CREATION_SCHEMA,
+        )
+    )
+    m = Model.model_validate(
+        {
+            "metadata": {"name": "m1", "namespace": "team-a", "uid": "uid-m1"},
+            "spec": {"templateRef": {"name": "llm"}, "creationParameters": VALID, **model_spec},
+        }
+    )
+    assert check_model(m, t) == []
+    plan = plan_for_model(m, t, OperatorConfig(), keda_installed=False)
+    return plan, {o["kind"]: o for o in render(plan)}
+
+
+def test_model_children_are_named_after_and_owned_by_the_model():
+    plan, children = _rendered_model()
+    assert (plan.name, plan.namespace, plan.uid) == ("m1", "team-a", "uid-m1")
+    for obj in children.values():
+        assert obj["metadata"]["name"] == "m1"
+        [owner] = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("Model", "m1", "uid-m1")
+        assert owner["apiVersion"] == "launch.modelops.dev/v1alpha1"
+
+
+def test_model_main_gets_the_parameters_and_keeps_the_command_for_kubernetes_to_expand():
+    _, children = _rendered_model()
+    main_ = children["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert main_["name"] == "main"
+    assert main_["command"] == ["serve", "--model", "$(MODEL_PARAM_MODEL_NAME)"]
+    env = {e["name"]: e.get("value") for e in main_["env"]}
+    assert env["MODEL_PARAM_MODEL_NAME"] == "llama"
+    assert env["MODEL_PARAM_TENSOR_PARALLEL_SIZE"] == "2"
+    assert env[PARAMS_ENV].startswith('{"extra_args"')
+
+
+def test_model_overrides_reach_the_plan_and_nothing_else_changes():
+    plan, children = _rendered_model(minWorkers=2, maxWorkers=5, perWorker=7, highPriority=True)
+    ec = plan.spec.endpoint_config
+    assert (ec.min_workers, ec.max_workers, ec.per_worker, ec.high_priority) == (2, 5, 7, True)
+    assert (plan.workers.min, plan.workers.max, plan.workers.per_worker) == (2, 5, 7)
+    assert children["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == 5
+    base, _ = _rendered_model()
+    assert base.spec.bundle_config == plan.spec.bundle_config
+    assert base.spec.endpoint_config.gpus == ec.gpus
+
+
+def test_a_template_renders_as_before():
+    from support.templates import plan as template_plan
+
+    from modeltemplate_operator.render import render
+
+    p = template_plan()
+    assert p.parameters is None and p.owner.kind == "ModelTemplate"
+    for obj in render(p):
+        assert not any(
+            e["name"].startswith("MODEL_PARAM")
+            for c in obj["spec"].get("template", {}).get("spec", {}).get("containers", [])
+            for e in c.get("env", [])
+        )

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool
 
-from .. import API_VERSION
+from .. import API_VERSION, MODEL_KIND, MODEL_PLURAL
 from .constants import MAX_WORKERS_LIMIT
 from .enums import ModelType
 from .fields import bounded_int
@@ -29,9 +29,6 @@ __all__ = [
     "ModelStatus",
     "TemplateRef",
 ]
-
-MODEL_KIND = "Model"
-MODEL_PLURAL = "models"
 
 
 class TemplateRef(K8sModel):
