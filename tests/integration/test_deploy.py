@@ -354,7 +354,7 @@ def deployed(cluster):
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 21
+    assert first == second and len(first) == 22  # 21 + the Model CRD
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 
