@@ -4,6 +4,8 @@ GROUP = "launch.modelops.dev"
 VERSION = "v1alpha1"
 KIND = "ModelTemplate"
 PLURAL = "modeltemplates"
+MODEL_KIND = "Model"
+MODEL_PLURAL = "models"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 __version__ = "0.1.0"

@@ -1,10 +1,11 @@
-"""Generate the ModelTemplate CustomResourceDefinition from the pydantic models.
+"""Generate the CustomResourceDefinitions (ModelTemplate, Model) from the pydantic models.
 
-    python -m modeltemplate_operator.crdgen crds/      # writes crds/<CRD_FILENAME>
+    python -m modeltemplate_operator.crdgen crds/      # writes crds/<group>_<plural>.yaml each
 
-:func:`crd_dict` returns the CRD as a plain dict (used by the tests and the operator);
-:func:`crd_yaml` its deterministic YAML text. The schema is derived from
-``ModelTemplate.model_json_schema()``: ``$ref`` inlined, optionals made plain optional fields,
+:data:`CRDS` is the table of generated resources (:class:`CrdKind`). :func:`crd_dict` returns a
+CRD as a plain dict (used by the tests and the operator; the ModelTemplate's unless another
+:class:`CrdKind` is given); :func:`crd_yaml` its deterministic YAML text. The schema is derived
+from the root class's ``model_json_schema()``: ``$ref`` inlined, optionals made plain optional fields,
 ``int | str`` turned into ``x-kubernetes-int-or-string``, pydantic-only keywords dropped, the
 models' :class:`~modeltemplate_operator.models.XRule` s emitted as ``x-kubernetes-validations``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,16 @@ import yaml
 from pydantic import BaseModel
 
 from . import GROUP, KIND, PLURAL, VERSION
-from .models import ModelTemplate
+from .models import MODEL_KIND, MODEL_PLURAL, Model, ModelTemplate
 from .models.rules import XRule
 
 __all__ = [
     "CRD_NAME",
     "CRD_FILENAME",
+    "CRDS",
+    "CrdKind",
+    "MODEL_CRD",
+    "TEMPLATE_CRD",
     "crd_dict",
     "crd_yaml",
     "openapi_schema",
@@ -34,9 +40,6 @@ __all__ = [
     "main",
 ]
 
-CRD_NAME = f"{PLURAL}.{GROUP}"
-CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
-SHORT_NAMES = ["mt"]
 CATEGORIES = ["modelops"]
 
 _EC = ".spec.vendorConfiguration.endpointConfig"
@@ -105,6 +108,74 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 SELECTABLE_FIELDS = [{"jsonPath": ".spec.endpointType"}, {"jsonPath": ".spec.modelType"}]
 #: The structural form of an integer-or-string field (what the API server publishes for it).
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
+MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Template",
+        "type": "string",
+        "jsonPath": ".spec.templateRef.name",
+        "description": "The ModelTemplate the model is made from",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Ready condition",
+    },
+    {
+        "name": "Valid",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
+        "description": "Valid condition (parameters checked against the template)",
+    },
+    {
+        "name": "TemplateGen",
+        "type": "integer",
+        "jsonPath": ".status.templateGeneration",
+        "priority": 1,
+        "description": "Generation of the template the model runs",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+@dataclass(frozen=True)
+class CrdKind:
+    """One generated CRD: its names, its root pydantic class and its printer columns."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    root: type[BaseModel]
+    printer_columns: tuple[dict[str, Any], ...]
+    selectable_fields: tuple[dict[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def filename(self) -> str:
+        return f"{GROUP}_{self.plural}.yaml"
+
+
+TEMPLATE_CRD = CrdKind(
+    KIND, PLURAL, ("mt",), ModelTemplate, tuple(PRINTER_COLUMNS), tuple(SELECTABLE_FIELDS)
+)
+#: `kubectl get mdl --field-selector spec.templateRef.name=<template>`: a template's models.
+MODEL_CRD = CrdKind(
+    MODEL_KIND,
+    MODEL_PLURAL,
+    ("mdl",),
+    Model,
+    tuple(MODEL_PRINTER_COLUMNS),
+    ({"jsonPath": ".spec.templateRef.name"},),
+)
+#: Every generated CRD, in the order they are written.
+CRDS: tuple[CrdKind, ...] = (TEMPLATE_CRD, MODEL_CRD)
+
+CRD_NAME = TEMPLATE_CRD.name
+CRD_FILENAME = TEMPLATE_CRD.filename
+SHORT_NAMES = list(TEMPLATE_CRD.short_names)
 
 # Output order of schema keywords (anything else is dropped).
 _KEY_ORDER = (
@@ -272,14 +343,14 @@ def _explained(node: dict[str, Any]) -> None:
             _explained(node[key])
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The structural openAPIV3Schema of the ModelTemplate resource."""
-    raw = ModelTemplate.model_json_schema(by_alias=True, mode="validation")
-    classes = _model_classes(ModelTemplate)
+def openapi_schema(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
+    """The structural openAPIV3Schema of a generated resource (the ModelTemplate by default)."""
+    raw = crd.root.model_json_schema(by_alias=True, mode="validation")
+    classes = _model_classes(crd.root)
     conv = _Converter(raw, classes)
     props = raw["properties"]
     root: dict[str, Any] = {
-        "description": _description(ModelTemplate.__doc__ or ""),
+        "description": _description(crd.root.__doc__ or ""),
         "type": "object",
         "properties": {
             "apiVersion": {
@@ -305,7 +376,7 @@ def openapi_schema() -> dict[str, Any]:
     # a template it has never seen Current.
     root["properties"]["status"]["default"] = {"observedGeneration": 0}
     root["properties"]["status"] = _Converter._ordered(root["properties"]["status"])
-    rules = _class_rules(ModelTemplate)
+    rules = _class_rules(crd.root)
     if rules:
         root["x-kubernetes-validations"] = rules
     _explained(root["properties"]["spec"])
@@ -313,23 +384,24 @@ def openapi_schema() -> dict[str, Any]:
     return root
 
 
-def crd_dict() -> dict[str, Any]:
-    """The ModelTemplate CustomResourceDefinition as a dict (deterministic key order)."""
+def crd_dict(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
+    """A CustomResourceDefinition (the ModelTemplate's by default) as a dict (deterministic
+    key order)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": crd.name,
             "labels": {"app.kubernetes.io/name": "modeltemplate-operator"},
         },
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": list(SHORT_NAMES),
+                "kind": crd.kind,
+                "listKind": f"{crd.kind}List",
+                "plural": crd.plural,
+                "singular": crd.kind.lower(),
+                "shortNames": list(crd.short_names),
                 "categories": list(CATEGORIES),
             },
             "scope": "Namespaced",
@@ -339,9 +411,13 @@ def crd_dict() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
-                    "selectableFields": [dict(f) for f in SELECTABLE_FIELDS],
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": [dict(c) for c in crd.printer_columns],
+                    **(
+                        {"selectableFields": [dict(f) for f in crd.selectable_fields]}
+                        if crd.selectable_fields
+                        else {}
+                    ),
+                    "schema": {"openAPIV3Schema": openapi_schema(crd)},
                 }
             ],
         },
@@ -353,27 +429,29 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def crd_yaml() -> str:
+def crd_yaml(crd: CrdKind = TEMPLATE_CRD) -> str:
     header = "# Generated by `make crds` (python -m modeltemplate_operator.crdgen) — do not edit.\n"
     return header + yaml.dump(
-        crd_dict(), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+        crd_dict(crd), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
     )
 
 
 def write_crds(directory: str | Path) -> Path:
+    """Write every CRD of :data:`CRDS` into ``directory``; returns the ModelTemplate's path."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / CRD_FILENAME
-    path.write_text(crd_yaml(), encoding="utf-8")
-    return path
+    for crd in CRDS:
+        (out / crd.filename).write_text(crd_yaml(crd), encoding="utf-8")
+    return out / TEMPLATE_CRD.filename
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", nargs="?", default="crds", help="output directory")
     args = parser.parse_args(argv)
-    path = write_crds(args.directory)
-    print(f"wrote {path}", file=sys.stderr)
+    write_crds(args.directory)
+    for crd in CRDS:
+        print(f"wrote {Path(args.directory) / crd.filename}", file=sys.stderr)
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import GROUP, KIND, PLURAL, VERSION
+from . import GROUP, KIND, MODEL_KIND, MODEL_PLURAL, PLURAL, VERSION
 
 #: Labels every child (and its pods) carries; the watch caches select on ``managed-by``.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -55,6 +55,8 @@ class Kind:
 
 
 MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND, status_fields=None)
+#: A model made from a template; owns its children as a template owns its own.
+MODEL = Kind(GROUP, VERSION, MODEL_PLURAL, MODEL_KIND, status_fields=None)
 
 DEPLOYMENT = Kind(
     "apps",

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import contract as c
 from . import kinds
+from .instantiate import parameter_env
 from .kinds import COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
@@ -40,8 +41,8 @@ def _meta(plan: Plan, component: str) -> dict[str, Any]:
         "labels": _labels(plan, component),
         "ownerReferences": [
             {
-                "apiVersion": kinds.MODEL_TEMPLATE.api_version,
-                "kind": kinds.MODEL_TEMPLATE.kind,
+                "apiVersion": plan.owner.api_version,
+                "kind": plan.owner.kind,
                 "name": plan.name,
                 "uid": plan.uid,
                 "controller": True,
@@ -75,6 +76,8 @@ def _main_container(plan: Plan) -> dict[str, Any]:
         if ref.secret_key_ref.optional is not None:
             selector["optional"] = ref.secret_key_ref.optional
         env.append({"name": ref.name, "valueFrom": {"secretKeyRef": selector}})
+    if plan.parameters is not None:
+        env += parameter_env(plan.parameters)
     container: dict[str, Any] = {
         "name": "main",
         "image": f"{bundle.registry}/{bundle.image}:{bundle.tag}",

@@ -14,6 +14,11 @@ GPU classes
     cluster: ``mixed`` requests ``nvidia.com/mig-<profile>`` on nodes of the parent GPU;
     ``single`` requests ``nvidia.com/gpu`` on nodes labelled with the MIG profile.
 
+Models
+    :func:`plan_for_model` is the template's plan with a Model's overrides (minWorkers,
+    maxWorkers, perWorker, highPriority) and creation parameters applied, named after and owned
+    by the model; the one renderer renders it.
+
 Workers
     min == max -> fixed replicas; min >= 1 -> HPA on ``request-concurrency-average``;
     min == 0 -> KEDA ScaledObject when KEDA is installed, else 1 worker and a condition.
@@ -21,12 +26,14 @@ Workers
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from .config import OperatorConfig
-from .models import GPU_BY_TYPE, ModelTemplate, ModelTemplateSpec
+from .instantiate import apply_overrides
+from .kinds import MODEL, MODEL_TEMPLATE, Kind
+from .models import GPU_BY_TYPE, Model, ModelTemplate, ModelTemplateSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -131,6 +138,26 @@ class Plan:
     scheduling: Scheduling
     workers: Workers
     config: OperatorConfig
+    #: The resource the children belong to (a template, or a model made from one).
+    owner: Kind = MODEL_TEMPLATE
+    #: A model's creation parameters, injected into ``main``; None for a template.
+    parameters: dict[str, Any] | None = None
+
+
+def plan_for_model(
+    model: Model, template: ModelTemplate, config: OperatorConfig, keda_installed: bool
+) -> Plan:
+    """A model's plan: its template's plan with the model's overrides and parameters applied,
+    named after and owned by the model. Check the pair with :func:`.instantiate.check_model`
+    first."""
+    effective = template.model_copy(
+        update={"metadata": model.metadata, "spec": apply_overrides(template.spec, model.spec)}
+    )
+    return replace(
+        plan_for(effective, config, keda_installed),
+        owner=MODEL,
+        parameters=dict(model.spec.creation_parameters or {}),
+    )
 
 
 def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bool) -> Plan:

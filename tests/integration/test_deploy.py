@@ -108,6 +108,7 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "CustomResourceDefinition/clusterkopfpeerings.kopf.dev",
             "CustomResourceDefinition/kopfpeerings.kopf.dev",
             "CustomResourceDefinition/modeltemplates.launch.modelops.dev",
+            "CustomResourceDefinition/models.launch.modelops.dev",
             "Deployment/modeltemplate-operator",
             "Namespace/modeltemplate-system",
             "PodDisruptionBudget/modeltemplate-operator",
@@ -141,6 +142,7 @@ def test_crds_and_priority_classes_come_from_their_sources(rendered):
     """The CRD is crds/'s generated file and the base files are used as they are (not copies)."""
     sources = [
         REPO / "crds" / "launch.modelops.dev_modeltemplates.yaml",
+        REPO / "crds" / "launch.modelops.dev_models.yaml",
         DEPLOY / "base" / "kopf-peering-crds.yaml",
         DEPLOY / "base" / "priorityclasses.yaml",
     ]
@@ -352,7 +354,7 @@ def deployed(cluster):
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 21
+    assert first == second and len(first) == 22  # 21 + the Model CRD
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 

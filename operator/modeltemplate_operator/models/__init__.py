@@ -19,6 +19,8 @@ Main classes (python attributes are snake_case, manifest keys are their camelCas
   ``endpoint_type``, ``high_priority``.
 - :class:`FineTuningJobBundleConfig` (with :class:`FineTuningResources`),
   :class:`ParametersSchema` / :class:`ModelParameter`.
+- :class:`Model` (:class:`ModelSpec`, :class:`TemplateRef`, :class:`ModelStatus`) — a model
+  made from a template with its creation parameters.
 - Status: :class:`ModelTemplateStatus`, :class:`Condition`, :class:`WorkersStatus`,
   :class:`EndpointsStatus`, :class:`SchedulingStatus`.
 
@@ -51,6 +53,7 @@ from .gpus import (
     ResourceCaps,
     caps_for,
 )
+from .model import MODEL_KIND, MODEL_PLURAL, Model, ModelSpec, ModelStatus, TemplateRef
 from .quantity import QuantityError, is_quantity, parse_quantity
 from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
 from .rules import X_RULE_ERROR, K8sModel, XRule
@@ -99,6 +102,11 @@ __all__ = [
     "K8sModel",
     "LocalObjectReference",
     "MAX_WORKERS_LIMIT",
+    "MODEL_KIND",
+    "MODEL_PLURAL",
+    "Model",
+    "ModelSpec",
+    "ModelStatus",
     "ModelParameter",
     "ModelTemplate",
     "ModelTemplateSpec",
@@ -117,6 +125,7 @@ __all__ = [
     "SchedulingStatus",
     "SecretEnvVar",
     "SecretKeySelector",
+    "TemplateRef",
     "TrainingDatasetSchemaType",
     "Vendor",
     "VendorConfiguration",

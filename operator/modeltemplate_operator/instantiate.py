@@ -1,0 +1,129 @@
+"""A Model checked against its template and its parameters turned into ``main``'s env (pure).
+
+- :func:`check_model` lists every problem of a Model with respect to its template, one
+  ``{"field", "problem"}`` dict each (the shape :mod:`.parameters` reports): the creation
+  parameters checked by the one parameter checker (:class:`~.parameters.ParameterSchema`, same
+  rules and messages as the forwarder's request check) at ``spec.creationParameters``, a
+  ``spec.modelType`` that contradicts the template's, and worker overrides that leave
+  ``minWorkers > maxWorkers`` once combined with the template's values.
+- :func:`parameter_env` is the injection into ``main``: one variable per parameter named by
+  :func:`param_env_name` (``MODEL_PARAM_`` + the name upper-cased, any character other than
+  ``A-Z``, ``0-9`` and ``_`` replaced by ``_``), strings as they are, ``bool`` as ``true``/
+  ``false``, numbers as JSON, ``list``/``dict`` JSON-encoded; and the whole object as JSON in
+  :data:`PARAMS_ENV`. ``$(MODEL_PARAM_X)`` in the template's ``command`` is expanded by
+  Kubernetes itself, as for any container env variable.
+- :func:`is_pure_template`: a template whose schema has required creation parameters cannot run
+  without a Model, so it renders nothing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
+from .parameters import ParameterSchema
+
+__all__ = [
+    "PARAMS_ENV",
+    "PARAM_ENV_PREFIX",
+    "PARAMETERS_FIELD",
+    "OVERRIDES",
+    "apply_overrides",
+    "check_model",
+    "creation_schema",
+    "is_pure_template",
+    "param_env_name",
+    "parameter_env",
+]
+
+PARAM_ENV_PREFIX = "MODEL_PARAM_"
+#: The variable carrying the whole creation-parameters object as JSON.
+PARAMS_ENV = "MODEL_PARAMS"
+#: Where a Model's creation parameters live (the path named in messages).
+PARAMETERS_FIELD = "spec.creationParameters"
+
+_NOT_ENV_CHAR = re.compile(r"[^A-Z0-9_]")
+
+
+def creation_schema(template: ModelTemplate) -> ParameterSchema:
+    return ParameterSchema.from_model(template.spec.model_creation_parameters_schema)
+
+
+def is_pure_template(template: ModelTemplate) -> bool:
+    """Whether the template declares required creation parameters (so only Models run it)."""
+    return creation_schema(template).has_required
+
+
+def param_env_name(name: str) -> str:
+    return PARAM_ENV_PREFIX + _NOT_ENV_CHAR.sub("_", name.upper())
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def parameter_env(values: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The env entries of ``main`` for the creation parameters (sorted by variable name, then
+    the whole object); null values are left out as absent."""
+    values = values or {}
+    per_param = {
+        param_env_name(name): _env_value(value)
+        for name, value in values.items()
+        if value is not None
+    }
+    env = [{"name": k, "value": per_param[k]} for k in sorted(per_param)]
+    whole = {k: v for k, v in values.items() if v is not None}
+    env.append(
+        {"name": PARAMS_ENV, "value": json.dumps(whole, separators=(",", ":"), sort_keys=True)}
+    )
+    return env
+
+
+#: The endpoint settings a Model may override (snake_case names of both models).
+OVERRIDES = ("min_workers", "max_workers", "per_worker", "high_priority")
+
+
+def apply_overrides(spec: ModelTemplateSpec, model: ModelSpec) -> ModelTemplateSpec:
+    """The template's spec with the model's endpoint overrides applied (nothing else changes)."""
+    changes = {k: getattr(model, k) for k in OVERRIDES if getattr(model, k) is not None}
+    if not changes:
+        return spec
+    vendor = spec.vendor_configuration
+    endpoint = vendor.endpoint_config.model_copy(update=changes)
+    return spec.model_copy(
+        update={"vendor_configuration": vendor.model_copy(update={"endpoint_config": endpoint})}
+    )
+
+
+def check_model(model: Model, template: ModelTemplate) -> list[dict[str, str]]:
+    """Every problem of ``model`` against ``template`` (empty when it can be rendered)."""
+    errors: list[dict[str, str]] = []
+    spec = model.spec
+    if spec.model_type is not None and spec.model_type != template.spec.model_type:
+        errors.append(
+            {
+                "field": "spec.modelType",
+                "problem": (
+                    f"{spec.model_type} contradicts the template's modelType "
+                    f"{template.spec.model_type}"
+                ),
+            }
+        )
+    errors.extend(
+        creation_schema(template).check_values(spec.creation_parameters or {}, PARAMETERS_FIELD)
+    )
+    ec = apply_overrides(template.spec, spec).endpoint_config
+    lo, hi = ec.min_workers, ec.max_workers
+    if lo > hi:
+        errors.append(
+            {
+                "field": "spec.minWorkers" if spec.min_workers is not None else "spec.maxWorkers",
+                "problem": f"minWorkers ({lo}) must be <= maxWorkers ({hi}) with the template's "
+                "values",
+            }
+        )
+    return errors

@@ -1,0 +1,146 @@
+"""The Model resource: one model made from a ModelTemplate with its creation parameters.
+
+A Model names a template in its namespace (``spec.templateRef.name``), carries the values of the
+template's ``modelCreationParametersSchema`` (``spec.creationParameters``, a free-form object
+checked against that schema by :mod:`modeltemplate_operator.parameters`) and may override the few
+endpoint settings a team legitimately varies per model: ``minWorkers``, ``maxWorkers``,
+``perWorker`` and ``highPriority``. Everything else comes from the template.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, StrictBool
+
+from .. import API_VERSION, MODEL_KIND, MODEL_PLURAL
+from .constants import MAX_WORKERS_LIMIT
+from .enums import ModelType
+from .fields import bounded_int
+from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta
+from .rules import K8sModel, XRule
+from .status import Condition, EndpointsStatus, _StatusModel
+
+__all__ = [
+    "MODEL_KIND",
+    "MODEL_PLURAL",
+    "Model",
+    "ModelSpec",
+    "ModelStatus",
+    "TemplateRef",
+]
+
+
+class TemplateRef(K8sModel):
+    """The ModelTemplate (same namespace) the model is made from."""
+
+    name: str = Field(
+        description="Name of a ModelTemplate in the model's namespace.",
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=NAME_PATTERN,
+    )
+
+
+_WORKERS_ORDERED = XRule(
+    rule="!has(self.minWorkers) || !has(self.maxWorkers) || self.minWorkers <= self.maxWorkers",
+    check=lambda s: (
+        s.min_workers is None or s.max_workers is None or s.min_workers <= s.max_workers
+    ),
+    describe=lambda s: (
+        f"spec.minWorkers ({s.min_workers}) must be <= spec.maxWorkers ({s.max_workers})"
+    ),
+    message="spec.minWorkers must be <= spec.maxWorkers",
+    field_path=".minWorkers",
+)
+
+
+class ModelSpec(K8sModel):
+    """A model: a template, the values of its creation parameters and a few overrides."""
+
+    __x_rules__ = (_WORKERS_ORDERED,)
+
+    template_ref: TemplateRef = Field(description="The ModelTemplate the model is made from.")
+    creation_parameters: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Values of the template's modelCreationParametersSchema (SGP "
+            "model_creation_parameters), checked against that schema: each required parameter "
+            "present, each value of its declared type (str, int, float, bool, list, dict). Each "
+            "reaches the main container as MODEL_PARAM_<NAME> (the parameter name upper-cased, "
+            "characters other than A-Z, 0-9 and _ turned into _; list and dict values "
+            "JSON-encoded) and the whole object as JSON in MODEL_PARAMS; $(MODEL_PARAM_<NAME>) "
+            "in the template's command is expanded by Kubernetes."
+        ),
+    )
+    model_type: ModelType | None = Field(
+        None,
+        description=(
+            "The model type; defaults to the template's modelType. A value different from the "
+            "template's is an error."
+        ),
+    )
+    min_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
+        None, description="Overrides the template's endpointConfig.minWorkers."
+    )
+    max_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
+        None, description="Overrides the template's endpointConfig.maxWorkers."
+    )
+    per_worker: bounded_int(1, 100000) | None = Field(
+        None, description="Overrides the template's endpointConfig.perWorker."
+    )
+    high_priority: StrictBool | None = Field(
+        None, description="Overrides the template's endpointConfig.highPriority."
+    )
+
+
+class ModelStatus(_StatusModel):
+    """Observed state of the Model, written by the operator."""
+
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation the status was computed for.", ge=0
+    )
+    conditions: list[Condition] | None = Field(
+        None,
+        description="kstatus conditions; Ready is True when the workers serve.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    id: str | None = Field(None, description="The unique identifier of the entity.")
+    created_at: str | None = Field(
+        None,
+        description="The date and time when the entity was created in ISO format.",
+        json_schema_extra={"format": "date-time"},
+    )
+    model_template_id: str | None = Field(
+        None, description="The SGP id of the template the model is made from."
+    )
+    account_id: str | None = Field(
+        None, description="The ID of the account that owns the given entity."
+    )
+    endpoint_url: str | None = Field(None, description="In-cluster URL of the predict route.")
+    endpoints: EndpointsStatus | None = Field(None, description="URLs of the endpoint.")
+    template_generation: int | None = Field(
+        None, description="The metadata.generation of the template the model runs.", ge=0
+    )
+
+
+class Model(K8sModel):
+    """A model made from a ModelTemplate with its creation parameters (SGP Model)."""
+
+    __x_rules__ = (_NAME_RULE,)
+
+    api_version: Literal["launch.modelops.dev/v1alpha1"] = Field(
+        API_VERSION, description="launch.modelops.dev/v1alpha1"
+    )
+    kind: Literal["Model"] = Field(MODEL_KIND, description="Model")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ModelSpec = Field(description="The model: template, creation parameters, overrides.")
+    status: ModelStatus | None = Field(None, description="Observed state, written by the operator.")
+
+    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
+        """The manifest as a plain dict (camelCase, unset optionals omitted)."""
+        exclude = None if include_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
