@@ -1,9 +1,10 @@
 """Kopf wiring: watch caches and watch events in, :class:`~.runtime.Runtime` calls, nothing else.
 
-Children are kept in Kopf indices (in-memory watch caches keyed by ``(namespace, template)``),
-so a reconcile reads nothing from the API server and a converged template writes nothing.
-Events only queue the template's key; the runtime's workers reconcile queued templates from the
-latest cached state.
+Owners (templates, models) and their children are kept in Kopf indices (in-memory watch caches
+keyed by ``(owner kind, namespace, owner name)``), so a reconcile reads nothing from the API
+server and a converged object writes nothing. Events only queue the owner's key; the runtime's
+workers reconcile queued keys from the latest cached state. A template's change also queues the
+models made from it (an index of models by template).
 
 A full resync happens at every start (the initial listing delivers every template). There is no
 periodic timer: Kopf timers put a finalizer on every object, and a change of a template or of
@@ -20,10 +21,11 @@ import kopf
 
 from . import kinds
 from .caches import cached
-from .kinds import INSTANCE_LABEL, MANAGED
+from .kinds import INSTANCE_LABEL, MANAGED, MODEL
 from .reconciler import Reconciler
 from .runtime import (
-    TEMPLATES_INDEX,
+    MODELS_BY_TEMPLATE_INDEX,
+    Key,
     NoDiffBase,
     Runtime,
     api_client,
@@ -56,43 +58,75 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.stop()
 
 
-# -- indices: the watch caches of children and templates ---------------------------------------
-def _key(namespace: str | None, labels: dict[str, str]) -> tuple[str | None, str | None]:
-    return (namespace, labels.get(INSTANCE_LABEL))
+# -- indices: the watch caches of owners and their children --------------------------------------
+def _child_key(namespace: str | None, labels: dict[str, str]) -> Key | None:
+    owner = kinds.owner_of(labels)
+    if owner is None:
+        return None
+    return (owner.kind, namespace, labels.get(INSTANCE_LABEL))
 
 
 def _index_child(kind: kinds.Kind):
     async def index(namespace, labels, body, **_):  # async: Kopf runs sync ones in threads
-        return {_key(namespace, labels): cached(kind, body)}
+        key = _child_key(namespace, labels)
+        return {key: cached(kind, body)} if key else {}
 
     return index
 
 
-async def _index_template(namespace, name, body, **_):
-    return {(namespace, name): cached(TEMPLATE, body)}
+def _index_owner(owner: kinds.Kind):
+    async def index(namespace, name, body, **_):
+        return {(owner.kind, namespace, name): cached(owner, body)}
+
+    return index
 
 
-kopf.index(TEMPLATE.group, TEMPLATE.version, TEMPLATE.plural, id=TEMPLATES_INDEX)(_index_template)
+async def _index_model_by_template(namespace, name, spec, **_):
+    template = (spec.get("templateRef") or {}).get("name")
+    return {(namespace, template): name} if template else {}
+
+
+for _owner in kinds.OWNERS:
+    kopf.index(_owner.group, _owner.version, _owner.plural, id=index_name(_owner))(
+        _index_owner(_owner)
+    )
+kopf.index(MODEL.group, MODEL.version, MODEL.plural, id=MODELS_BY_TEMPLATE_INDEX)(
+    _index_model_by_template
+)
 for _kind in kinds.WATCHED:
     kopf.index(_kind.group, _kind.version, _kind.plural, labels=MANAGED, id=index_name(_kind))(
         _index_child(_kind)
     )
 
 
-# -- templates: every watch event queues the template ---------------------------------------------
-@kopf.on.event(TEMPLATE.group, TEMPLATE.version, TEMPLATE.plural)
-async def template_event(event, body, namespace, name, memo: kopf.Memo, **indices):
-    if event.get("type") == "DELETED":
-        memo.runtime.forget((namespace, name), body)  # children go by garbage collection
-        return
-    memo.runtime.event(TEMPLATE, event, body, (namespace, name), indices)
+# -- owners: every watch event queues the object (and a template's models) -----------------------
+def _owner_event(owner: kinds.Kind):
+    async def handler(event, body, namespace, name, memo: kopf.Memo, **indices):
+        key = (owner.kind, namespace, name)
+        if event.get("type") == "DELETED":
+            memo.runtime.forget(key, body)  # children go by garbage collection
+            changed = True
+        else:
+            changed = memo.runtime.event(owner, event, body, key, indices)
+        if changed and owner is TEMPLATE:
+            # Its models are made from what changed (or report it missing).
+            for model in indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, name), []):
+                memo.runtime.enqueue((MODEL.kind, namespace, model), indices)
+
+    return handler
 
 
-# -- children: a change of any child (or pod) queues its template --------------------------------
+for _owner in kinds.OWNERS:
+    kopf.on.event(_owner.group, _owner.version, _owner.plural, id=f"{_owner.plural}_event")(
+        _owner_event(_owner)
+    )
+
+
+# -- children: a change of any child (or pod) queues its owner -----------------------------------
 def _child_event(kind: kinds.Kind):
     async def handler(event, body, namespace, labels, memo: kopf.Memo, **indices):
-        key = _key(namespace, labels)
-        if key in indices[TEMPLATES_INDEX]:
+        key = _child_key(namespace, labels)
+        if key is not None and key in indices[index_name(kinds.owner_of(labels))]:
             memo.runtime.event(kind, event, body, key, indices)
 
     return handler
@@ -117,5 +151,5 @@ async def keda_crd_event(event, memo: kopf.Memo, **indices):
     if installed == reconciler.keda_installed:
         return
     reconciler.keda_installed = installed
-    log.info("KEDA %s: re-reconciling every template", "installed" if installed else "removed")
+    log.info("KEDA %s: re-reconciling everything", "installed" if installed else "removed")
     memo.runtime.enqueue_all(indices)

@@ -5,7 +5,12 @@
 reconciler reads a template's children from those caches; ``deploy/base/rbac.yaml`` is checked
 against :data:`CHILDREN` and :data:`WATCHED` by a unit test.
 
-Adding a child kind is one entry in :data:`CHILDREN` plus its renderer.
+Adding a child kind is one entry in :data:`CHILDREN` plus its renderer. Adding a kind the
+operator reconciles (an owner of children) is one entry in :data:`OWNERS` plus its reconcile.
+
+Whose a child is: its ``app.kubernetes.io/name`` label is its owner's kind in lower case
+(:func:`app_name`) and ``app.kubernetes.io/instance`` its owner's name, so a template and a
+model of the same name never select each other's pods.
 """
 
 from __future__ import annotations
@@ -82,12 +87,26 @@ SCALED_OBJECT = Kind(
 )
 POD = Kind("", "v1", "pods", "Pod", status_fields=None)
 
+#: Kinds the operator reconciles: each owns the children it renders (owner references, labels).
+OWNERS: tuple[Kind, ...] = (MODEL_TEMPLATE, MODEL)
+
 #: Kinds a template renders: applied, pruned and watched, owned by the template.
 CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT)
 #: Everything labelled as a template's: its children and their pods (read, never written).
 WATCHED: tuple[Kind, ...] = (*CHILDREN, POD)
 
 _BY_TYPE = {(k.api_version, k.kind): k for k in CHILDREN}
+_BY_APP_NAME = {k.kind.lower(): k for k in OWNERS}
+
+
+def app_name(owner: Kind) -> str:
+    """The ``app.kubernetes.io/name`` label of an owner's children and pods."""
+    return owner.kind.lower()
+
+
+def owner_of(labels: dict[str, str]) -> Kind | None:
+    """The kind that owns an object carrying ``labels`` (None: not one of ours)."""
+    return _BY_APP_NAME.get(labels.get(NAME_LABEL, ""))
 
 
 def for_object(obj: dict[str, Any]) -> Kind:

@@ -1,4 +1,4 @@
-"""One reconcile of one template: parse -> plan -> render -> apply -> status.
+"""One reconcile of one template or model: parse -> plan -> render -> apply -> status.
 
 The only place that ties the pure layers to the API server; the Kopf handlers call it with the
 template and its children as the watch caches last saw them.
@@ -16,19 +16,32 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from . import kinds, metrics
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
+from .instantiate import check_model
 from .kube import MERGE_PATCH, request
+from .models import Model
 from .render import render
-from .resolution import plan_for
-from .status import Observed, compute_status, transition_events
-from .validation import ManifestInvalid, parse_manifest
+from .resolution import Plan, plan_for, plan_for_model
+from .status import (
+    INVALID_PARAMETERS,
+    INVALID_SPEC,
+    TEMPLATE_INVALID,
+    TEMPLATE_MISSING,
+    Observed,
+    compute_status,
+    model_status,
+    transition_events,
+)
+from .validation import ManifestInvalid, format_errors, parse_manifest
 from .workqueue import Backoff
 
 log = logging.getLogger(__name__)
 TEMPLATE = kinds.MODEL_TEMPLATE
+_OWNERS = {owner.kind: owner for owner in kinds.OWNERS}
 
 
 #: Refused children are retried on this backoff: fixing a quota sends the operator no event.
@@ -56,6 +69,28 @@ def _ready_condition(status: Mapping[str, Any]) -> dict[str, Any]:
     return next((dict(c) for c in conditions if c.get("type") == "Ready"), {})
 
 
+@dataclass(frozen=True)
+class Unplanned:
+    """Why nothing can be rendered for an object (its children stay as they are)."""
+
+    errors: list[str]
+    reason: str = INVALID_SPEC
+
+
+def _manifest(kind: kinds.Kind, body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": dict(body["metadata"]),
+        "spec": body.get("spec"),
+    }
+
+
+def _key(body: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = body["metadata"]
+    return (body["kind"], meta["namespace"], meta["name"])
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -69,32 +104,56 @@ class Reconciler:
         self.keda_installed = keda_installed
         #: Namespaces the API server said are being deleted, until when to leave them alone.
         self._terminating: dict[str, float] = {}
-        #: Last status written per template, until the watch cache shows it.
-        self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Last status written per owner, until the watch cache shows it.
+        self._statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
         #: Told (template, status) as soon as a status patch is accepted.
         self.on_status_written: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None
-        #: Since when a template's status has waited for its children to settle.
-        self._settling: dict[tuple[str, str], float] = {}
+        #: Since when an owner's status has waited for its children to settle.
+        self._settling: dict[tuple[str, str, str], float] = {}
 
     def forget(self, body: Mapping[str, Any]) -> None:
-        """A template is gone: drop what is kept about it."""
-        meta = body["metadata"]
-        self._statuses.pop((meta["namespace"], meta["name"]), None)
-        self._settling.pop((meta["namespace"], meta["name"]), None)
-        self.applier.forget(meta["uid"])
+        """An owner is gone: drop what is kept about it."""
+        key = _key(body)
+        self._statuses.pop(key, None)
+        self._settling.pop(key, None)
+        self.applier.forget(body["metadata"]["uid"])
 
     def reconcile(self, body: Mapping[str, Any], observed: Observed) -> Outcome | None:
         """Converge one template; None for a template being deleted (garbage collection's job).
 
-        Callers never reconcile one template from two threads at once (the work queue)."""
+        Callers never reconcile one object from two threads at once (the work queue)."""
+        return self._converge(body, observed, lambda: self._template_plan(body))
+
+    def reconcile_model(
+        self,
+        body: Mapping[str, Any],
+        template: Mapping[str, Any] | None,
+        observed: Observed,
+    ) -> Outcome | None:
+        """Converge one model made from ``template`` (None: the template does not exist)."""
+        return self._converge(
+            body,
+            observed,
+            lambda: self._model_plan(body, template),
+            finish=lambda status: model_status(status, template, body.get("status")),
+        )
+
+    def _converge(
+        self,
+        body: Mapping[str, Any],
+        observed: Observed,
+        planned: Callable[[], Plan | Unplanned],
+        finish: Callable[[dict[str, Any]], dict[str, Any]] = lambda status: status,
+    ) -> Outcome | None:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
         if self._terminating.get(meta["namespace"], 0.0) > time.monotonic():
             return Outcome(None, False, retry=TERMINATING)
-        outcome = self._reconcile(body, observed)
+        outcome = self._reconcile(body, observed, planned(), finish)
         log.debug(
-            "reconciled %s/%s: applied=%s pruned=%s status_written=%s",
+            "reconciled %s %s/%s: applied=%s pruned=%s status_written=%s",
+            body.get("kind"),
             meta["namespace"],
             meta["name"],
             outcome.applied.applied if outcome.applied else [],
@@ -103,21 +162,59 @@ class Reconciler:
         )
         return outcome
 
-    def _reconcile(self, body: Mapping[str, Any], observed: Observed) -> Outcome:
-        meta = body["metadata"]
-        manifest = {
-            "apiVersion": TEMPLATE.api_version,
-            "kind": TEMPLATE.kind,
-            "metadata": dict(meta),
-            "spec": body.get("spec"),
-        }
+    def _template_plan(self, body: Mapping[str, Any]) -> Plan | Unplanned:
         try:
-            template = parse_manifest(manifest)
+            template = parse_manifest(_manifest(TEMPLATE, body))
         except ManifestInvalid as invalid:
+            return Unplanned(invalid.errors)
+        return plan_for(template, self.config, self.keda_installed)
+
+    def _model_plan(
+        self, body: Mapping[str, Any], template_body: Mapping[str, Any] | None
+    ) -> Plan | Unplanned:
+        meta = body["metadata"]
+        try:
+            model = Model.model_validate(_manifest(kinds.MODEL, body))
+        except ValidationError as exc:
+            return Unplanned(format_errors(exc))
+        if template_body is None or template_body["metadata"].get("deletionTimestamp"):
+            return Unplanned(
+                [
+                    f"spec.templateRef.name: ModelTemplate {model.spec.template_ref.name!r} "
+                    f"not found in namespace {meta['namespace']!r}; the model keeps its "
+                    "workers as they were"
+                ],
+                reason=TEMPLATE_MISSING,
+            )
+        try:
+            template = parse_manifest(_manifest(TEMPLATE, template_body))
+        except ManifestInvalid as invalid:
+            name = model.spec.template_ref.name
+            return Unplanned(
+                [f"ModelTemplate {name!r} is invalid: {'; '.join(invalid.errors)}"],
+                reason=TEMPLATE_INVALID,
+            )
+        problems = check_model(model, template)
+        if problems:
+            return Unplanned(
+                [f"{p['field']}: {p['problem']}" for p in problems], reason=INVALID_PARAMETERS
+            )
+        return plan_for_model(model, template, self.config, self.keda_installed)
+
+    def _reconcile(
+        self,
+        body: Mapping[str, Any],
+        observed: Observed,
+        plan: Plan | Unplanned,
+        finish: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Outcome:
+        meta = body["metadata"]
+        if isinstance(plan, Unplanned):
             # Nothing is rendered and existing children stay as they are.
-            status = compute_status(dict(body), None, invalid.errors, Observed(), _now())
-            return self._finish(body, status, None)
-        plan = plan_for(template, self.config, self.keda_installed)
+            status = compute_status(
+                dict(body), None, plan.errors, Observed(), _now(), invalid_reason=plan.reason
+            )
+            return self._finish(body, finish(status), None)
         try:
             result = self.applier.sync(render(plan), observed.objects, meta["uid"])
         except ApplyRejected as rejected:
@@ -128,23 +225,25 @@ class Reconciler:
             status = compute_status(
                 dict(body), plan, [], observed, _now(), apply_error=str(rejected)
             )
-            return self._finish(body, status, None, retry=REFUSED)
+            return self._finish(body, finish(status), None, retry=REFUSED)
         if result.wrote:
             log.info(
                 "applied %s pruned %s",
                 result.applied,
                 result.pruned,
-                extra={"namespace": meta["namespace"], "modeltemplate": meta["name"]},
+                extra={"namespace": meta["namespace"], body["kind"].lower(): meta["name"]},
             )
-        if self._unsettled((meta["namespace"], meta["name"]), result, observed):
+        if self._unsettled(_key(body), result, observed):
             return Outcome(result, False, retry=SETTLE, settling=True)
         # What the apply answered, not the cache: after a spec change the cache still shows the
         # children of the old spec, all ready, and Ready=True would be a lie for a moment.
         now_observed = Observed(objects=result.children, pods=observed.pods)
         status = compute_status(dict(body), plan, [], now_observed, _now())
-        return self._finish(body, status, result)
+        return self._finish(body, finish(status), result)
 
-    def _unsettled(self, key: tuple[str, str], result: ApplyResult, observed: Observed) -> bool:
+    def _unsettled(
+        self, key: tuple[str, str, str], result: ApplyResult, observed: Observed
+    ) -> bool:
         """Would the status describe children about to change? Then it waits (at most
         ``SETTLE.first`` seconds): written once when they settle, not once per step."""
         deployment = observed.deployment or {}
@@ -165,8 +264,7 @@ class Reconciler:
         result: ApplyResult | None,
         retry: Backoff | None = None,
     ) -> Outcome:
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
+        meta, key = body["metadata"], _key(body)
         old = dict(body.get("status") or {})
         old.pop("kopf", None)
         last = self._statuses.get(key)
@@ -187,7 +285,7 @@ class Reconciler:
         written, written_status = False, None
         if status != old:
             patch = {k: None for k in old if k not in status} | status
-            path = TEMPLATE.path(meta["namespace"], meta["name"]) + "/status"
+            path = _OWNERS[body["kind"]].path(meta["namespace"], meta["name"]) + "/status"
             request(
                 self.api,
                 "PATCH",
@@ -216,8 +314,8 @@ class Reconciler:
         event = {
             "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": TEMPLATE.api_version,
-                "kind": TEMPLATE.kind,
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],

@@ -14,7 +14,14 @@ from typing import Any
 from . import contract as c
 from . import kinds
 from .instantiate import parameter_env
-from .kinds import COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL
+from .kinds import (
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    app_name,
+)
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
 
@@ -22,13 +29,13 @@ GRACE_PERIOD_SECONDS = 600  # Launch's; its async workers get 1800, for when ASY
 FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
 
 
-def selector_labels(name: str) -> dict[str, str]:
-    return {NAME_LABEL: "modeltemplate", INSTANCE_LABEL: name}
+def selector_labels(plan: Plan) -> dict[str, str]:
+    return {NAME_LABEL: app_name(plan.owner), INSTANCE_LABEL: plan.name}
 
 
 def _labels(plan: Plan, component: str) -> dict[str, str]:
     return {
-        **selector_labels(plan.name),
+        **selector_labels(plan),
         MANAGED_BY_LABEL: MANAGED_BY,
         COMPONENT_LABEL: component,
     }
@@ -159,7 +166,7 @@ def _deployment(plan: Plan) -> dict[str, Any]:
         "timeoutSeconds": 5,
     }
     spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(plan.name)},
+        "selector": {"matchLabels": selector_labels(plan)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
@@ -183,7 +190,7 @@ def _service(plan: Plan) -> dict[str, Any]:
         _meta(plan, "endpoint"),
         {
             "type": "ClusterIP",
-            "selector": selector_labels(plan.name),
+            "selector": selector_labels(plan),
             "ports": [
                 {
                     "name": "http",
@@ -249,7 +256,7 @@ def _scaled_object(plan: Plan) -> dict[str, Any]:
 def _pdb(plan: Plan) -> dict[str, Any]:
     return kinds.PDB.object(
         _meta(plan, "endpoint"),
-        {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan.name)}},
+        {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan)}},
     )
 
 
@@ -272,7 +279,7 @@ def _job(plan: Plan) -> dict[str, Any]:
 def render(plan: Plan) -> list[dict[str, Any]]:
     """Desired children of a template, in apply order."""
     endpoint_type = plan.spec.endpoint_type
-    if endpoint_type is EndpointType.ASYNC:
+    if plan.pure or endpoint_type is EndpointType.ASYNC:
         return []
     if endpoint_type is EndpointType.BATCH:
         return [_job(plan)]

@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from .config import OperatorConfig
-from .instantiate import apply_overrides
+from .instantiate import apply_overrides, is_pure_template
 from .kinds import MODEL, MODEL_TEMPLATE, Kind
 from .models import GPU_BY_TYPE, Model, ModelTemplate, ModelTemplateSpec
 
@@ -142,6 +142,9 @@ class Plan:
     owner: Kind = MODEL_TEMPLATE
     #: A model's creation parameters, injected into ``main``; None for a template.
     parameters: dict[str, Any] | None = None
+    #: A template with required creation parameters: only Models made from it run, it renders
+    #: nothing itself.
+    pure: bool = False
 
 
 def plan_for_model(
@@ -157,6 +160,7 @@ def plan_for_model(
         plan_for(effective, config, keda_installed),
         owner=MODEL,
         parameters=dict(model.spec.creation_parameters or {}),
+        pure=False,
     )
 
 
@@ -171,4 +175,5 @@ def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bo
         scheduling=resolve_gpu(gpu_type, ec.gpus, config),
         workers=resolve_workers(ec.min_workers, ec.max_workers, ec.per_worker, keda_installed),
         config=config,
+        pure=is_pure_template(template),
     )

@@ -1,7 +1,8 @@
-"""The operator's runtime: from "this template may need work" to a reconcile, and back on retry.
+"""The operator's runtime: from "this object may need work" to a reconcile, and back on retry.
 
-Watch events put a template's key on a :class:`~.workqueue.WorkQueue`; :data:`WORKERS` workers
-take keys off it, read the template and its children from the watch caches (Kopf indices) and
+Watch events put an owner's key (a template's, a model's) on a :class:`~.workqueue.WorkQueue`;
+:data:`WORKERS` workers take keys off it, read the owner (a model: and its template) and its
+children from the watch caches (Kopf indices) and
 run the blocking :class:`~.reconciler.Reconciler` in a thread of their own. What a reconcile
 returns decides what happens next, as controller-runtime's ``Result`` does: nothing, or a
 retry after a backoff — the reconciler's ``REFUSED`` when the API server refused a child (a
@@ -34,17 +35,19 @@ from .reconciler import Reconciler
 from .status import Observed
 from .workqueue import Backoff, WorkQueue
 
-Key = tuple[str, str]  # (namespace, template name)
+Key = tuple[str, str, str]  # (owner kind, namespace, name)
 USER_AGENT = f"modeltemplate-operator/{__version__}"
 WORKERS = 32  # queue workers, each with a thread for the (blocking) API calls (config.workers)
 TRANSIENT = Backoff(first=1.0, cap=16.0)
-TEMPLATES_INDEX = "templates_idx"
+#: Models by the template they are made from: ``(namespace, template) -> model names``.
+MODELS_BY_TEMPLATE_INDEX = "models_by_template_idx"
 TEMPLATE = kinds.MODEL_TEMPLATE
+_OWNER_BY_KIND = {owner.kind: owner for owner in kinds.OWNERS}
 log = logging.getLogger(__name__)
 
 
 def index_name(kind: kinds.Kind) -> str:
-    """The Kopf index (watch cache) of a watched kind, keyed by ``(namespace, template)``."""
+    """The Kopf index (watch cache) of a kind, keyed by ``(owner kind, namespace, owner)``."""
     return f"{kind.plural}_idx"
 
 
@@ -139,9 +142,9 @@ class Runtime:
         body: dict[str, Any],
         key: Key,
         indices: dict[str, Any],
-    ) -> None:
-        """A watch event of an object of ``kind`` concerning the template ``key``: queue the
-        template, unless the event left unchanged everything a reconcile reads of the object."""
+    ) -> bool:
+        """A watch event of an object of ``kind`` concerning the owner ``key``: queue the owner,
+        unless the event left unchanged everything a reconcile reads of the object (False)."""
         metrics.WATCH_EVENTS.labels(kind.kind).inc()
         meta = body["metadata"]
         seen_key = (kind.kind, meta.get("namespace"), meta["name"])
@@ -149,8 +152,9 @@ class Runtime:
             self._seen.forget(seen_key)
         elif not self._seen.changed(seen_key, cached(kind, body)):
             metrics.EVENTS_IGNORED.labels(kind.kind).inc()
-            return
+            return False
         self.enqueue(key, indices)
+        return True
 
     def enqueue(self, key: Key, indices: dict[str, Any]) -> None:
         self._indices = indices  # the live indices, as every handler call receives them
@@ -164,19 +168,20 @@ class Runtime:
             self.queue.add(key)
 
     def enqueue_all(self, indices: dict[str, Any]) -> None:
-        for key in list(indices[TEMPLATES_INDEX].keys()):
-            self.enqueue(key, indices)
+        for owner in kinds.OWNERS:
+            for key in list(indices[index_name(owner)].keys()):
+                self.enqueue(key, indices)
 
     def forget(self, key: Key, body: dict[str, Any]) -> None:
-        """A template is gone: drop its pending retry and what the reconciler keeps of it."""
+        """An owner is gone: drop its pending retry and what the reconciler keeps of it."""
         self.queue.forget(key)
         self.reconciler.forget(body)
-        self._seen.forget((TEMPLATE.kind, *key))
+        self._seen.forget(key)
         self._settling.discard(key)
         metrics.READY_REASONS.set(key, None)
 
     def observed(self, key: Key) -> Observed:
-        """A template's children and pods from the watch caches."""
+        """An owner's children and pods from the watch caches."""
         objects = [o for kind in kinds.CHILDREN for o in self._cached(kind, key)]
         return Observed(objects=objects, pods=self._cached(kinds.POD, key))
 
@@ -192,7 +197,7 @@ class Runtime:
             try:
                 retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
             except Exception:
-                log.exception("reconcile of %s/%s failed", *key)
+                log.exception("reconcile of %s %s/%s failed", *key)
             settling = result == "settling"
             # Events that came during a settling reconcile are gathered like later ones.
             self.queue.done(key, again_after=SETTLE_WINDOW if settling else None)
@@ -209,7 +214,7 @@ class Runtime:
                 self.queue.forget(key)
             else:
                 delay = self.queue.retry(key, retry)
-                log.debug("reconcile of %s/%s again in %.0f s", *key, delay)
+                log.debug("reconcile of %s %s/%s again in %.0f s", *key, delay)
 
     def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._trim is not None:
@@ -218,28 +223,39 @@ class Runtime:
         if self._active == 0 and len(self.queue) == 0:
             self._trim = loop.call_later(TRIM_AFTER, allocator.trim)
 
-    def _expect_status(self, template: dict[str, Any], status: dict[str, Any]) -> None:
-        """Our status patch comes back as a watch event of the template: nothing to do then.
+    def _expect_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Our status patch comes back as a watch event of the owner: nothing to do then.
         Called by the reconciler (a worker thread) as soon as the patch is accepted."""
-        meta = template["metadata"]
-        kept = {k: v for k, v in (template.get("status") or {}).items() if k == "kopf"}
-        written = {**template, "status": {**kept, **status}}
-        self._seen.changed(
-            (TEMPLATE.kind, meta["namespace"], meta["name"]), cached(TEMPLATE, written)
-        )
+        meta, owner = body["metadata"], _OWNER_BY_KIND[body["kind"]]
+        kept = {k: v for k, v in (body.get("status") or {}).items() if k == "kopf"}
+        written = {**body, "status": {**kept, **status}}
+        self._seen.changed((owner.kind, meta["namespace"], meta["name"]), cached(owner, written))
+
+    def _cached_owner(self, key: Key) -> dict[str, Any] | None:
+        owner = _OWNER_BY_KIND[key[0]]
+        return next(iter(self._indices[index_name(owner)].get(key, [])), None)
+
+    def _template_of(self, model: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached template a model is made from (None: there is none)."""
+        name = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
+        return self._cached_owner((TEMPLATE.kind, model["metadata"]["namespace"], name))
 
     def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:
-        """One reconcile of the template's latest cached state (a worker thread): the backoff
+        """One reconcile of the owner's latest cached state (a worker thread): the backoff
         to retry after (None: done) and the result for the metrics."""
-        template = next(iter(self._indices[TEMPLATES_INDEX].get(key, [])), None)
-        if template is None:
+        body = self._cached_owner(key)
+        if body is None:
             return None, "gone"  # deleted meanwhile
         try:
-            outcome = self.reconciler.reconcile(template, self.observed(key))
+            if key[0] == kinds.MODEL.kind:
+                template = self._template_of(body)
+                outcome = self.reconciler.reconcile_model(body, template, self.observed(key))
+            else:
+                outcome = self.reconciler.reconcile(body, self.observed(key))
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning("reconcile of %s/%s failed (%s); retrying", *key, exc)
+            log.warning("reconcile of %s %s/%s failed (%s); retrying", *key, exc)
             return TRANSIENT, "retry"
         if outcome is None:
             return None, "ok"

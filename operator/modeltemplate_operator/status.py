@@ -2,13 +2,19 @@
 
 Conditions (kstatus style, each with ``observedGeneration``):
 
-``Valid``        the spec passed every check (False: ``InvalidSpec``, nothing rendered).
-``Ready``        the endpoint serves: all desired workers ready and up to date. False
+``Valid``        the spec passed every check (False: ``InvalidSpec``, nothing rendered; for a
+                 Model also ``InvalidParameters`` and ``TemplateMissing``).
+``Ready``        the endpoint serves: all desired workers ready and up to date. True with
+                 ``PureTemplate`` for a template that declares required creation parameters
+                 (complete: only Models made from it run). False
                  reasons name the cause: ``Unschedulable``, ``Evicted``, ``ImagePullBackOff``
                  (and the other container waiting reasons; ``CrashLoopBackOff`` with the last
                  exit: ``OOMKilled``, exit code), ``ProgressDeadlineExceeded``,
                  ``WorkersNotReady``, ``RollingOut``, ``AsyncNotSupported``, ``JobFailed``,
-                 ``InvalidSpec``, ``ApplyFailed``, ``Pending``.
+                 ``InvalidSpec``, ``InvalidParameters``, ``TemplateMissing`` (a Model whose
+                 template is gone keeps its workers as they were), ``TemplateInvalid``,
+                 ``ApplyFailed``,
+                 ``Pending``.
 ``Autoscaling``  the scaling the spec asks for is in place (False: ``NoScaleToZero`` when
                  minWorkers is 0 and KEDA is not installed).
 ``Stalled``      present (True) only while Ready is False for a reason that needs a person
@@ -26,6 +32,7 @@ from . import contract as c
 from . import kinds
 from .kinds import Kind
 from .models import EndpointType
+from .parameters import ParameterSchema
 from .resolution import Plan, ScalingMode
 
 FAILED_WAITING_REASONS = {
@@ -45,11 +52,20 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "Evicted",
     "ProgressDeadlineExceeded",
     "FailedCreate",
+    "InvalidParameters",
+    "TemplateMissing",
+    "TemplateInvalid",
 }
 #: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
 #: capacity or policy must change, or (ASYNC) the operator itself. They set Stalled=True.
 #: Not Evicted: the Deployment is already replacing the evicted worker.
 STALLED_REASONS = (WARNING_REASONS - {"Evicted"}) | {"AsyncNotSupported"}
+PURE_TEMPLATE = "PureTemplate"
+INVALID_SPEC = "InvalidSpec"
+#: Why a model renders nothing (the reasons of its Valid and Ready conditions).
+INVALID_PARAMETERS = "InvalidParameters"
+TEMPLATE_MISSING = "TemplateMissing"
+TEMPLATE_INVALID = "TemplateInvalid"
 CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
 
@@ -209,6 +225,20 @@ def _job_verdict(observed: Observed) -> Verdict:
 
 
 def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
+    if plan.pure:
+        names = ", ".join(
+            p.name
+            for p in ParameterSchema.from_model(
+                plan.spec.model_creation_parameters_schema
+            ).parameters
+            if p.required
+        )
+        return Verdict(
+            "True",
+            PURE_TEMPLATE,
+            f"the template declares required creation parameters ({names}): it runs only as "
+            "the Models made from it, and renders nothing itself",
+        )
     if plan.spec.endpoint_type is EndpointType.ASYNC:
         return Verdict(
             "False",
@@ -222,7 +252,7 @@ def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
 
 
 def autoscaling_verdict(plan: Plan) -> Verdict | None:
-    if plan.spec.endpoint_type in (EndpointType.ASYNC, EndpointType.BATCH):
+    if plan.pure or plan.spec.endpoint_type in (EndpointType.ASYNC, EndpointType.BATCH):
         return None
     w = plan.workers
     if w.mode is ScalingMode.NO_SCALE_TO_ZERO:
@@ -286,8 +316,10 @@ def compute_status(
     observed: Observed,
     now: str,
     apply_error: str | None = None,
+    invalid_reason: str = INVALID_SPEC,
 ) -> dict[str, Any]:
-    """The whole ``status`` of a template; ``plan`` is None when the spec is invalid, and
+    """The whole ``status`` of a template or a model; ``plan`` is None when nothing can be
+    rendered (``errors`` say why, ``invalid_reason`` is the reason of Valid and Ready), and
     ``apply_error`` says why the API server refused a child."""
     meta = body.get("metadata") or {}
     generation = meta.get("generation")
@@ -295,16 +327,12 @@ def compute_status(
     previous = {c["type"]: c for c in previous_status.get("conditions") or []}
 
     if plan is None:
-        message = "; ".join(errors)
+        invalid = Verdict("False", invalid_reason, "; ".join(errors))
         conditions = [
-            _condition(
-                "Valid", Verdict("False", "InvalidSpec", message), generation, previous, now
-            ),
-            _condition(
-                "Ready", Verdict("False", "InvalidSpec", message), generation, previous, now
-            ),
+            _condition("Valid", invalid, generation, previous, now),
+            _condition("Ready", invalid, generation, previous, now),
+            *_stalled(invalid, generation, previous, now),
         ]
-        conditions += _stalled(Verdict("False", "InvalidSpec", message), generation, previous, now)
         status = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
         # What was resolved for the last valid spec still describes the running children.
         for key in ("workers", "endpoints", "scheduling"):
@@ -337,6 +365,8 @@ def compute_status(
         "observedGeneration": generation,
         "conditions": conditions,
     }
+    if plan.pure:
+        return status
     status["workers"] = _workers(plan, observed)
     if plan.spec.endpoint_type in (EndpointType.SYNC, EndpointType.STREAMING):
         status["endpoints"] = endpoint_urls(plan)
@@ -387,3 +417,24 @@ def transition_events(
     if after.get("reason") in WARNING_REASONS:
         return [("Warning", after["reason"], after.get("message", ""))]
     return []
+
+
+def model_status(
+    status: dict[str, Any],
+    template: Mapping[str, Any] | None,
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A model's status: the common one plus its template (SGP id, the generation it runs) and
+    the predict URL; while the template is missing, what the last status said of it."""
+    out = dict(status)
+    if template is not None:
+        out["modelTemplateId"] = template["metadata"].get("uid")
+        out["templateGeneration"] = template["metadata"].get("generation")
+    else:
+        for key in ("modelTemplateId", "templateGeneration"):
+            if key in (previous or {}):
+                out[key] = previous[key]
+    predict = (out.get("endpoints") or {}).get("predict")
+    if predict:
+        out["endpointUrl"] = predict
+    return out

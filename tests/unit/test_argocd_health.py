@@ -18,9 +18,11 @@ ARGOCD = REPO / "deploy" / "gitops" / "argocd"
 SCRIPT = ARGOCD / "modeltemplate-health.lua"
 CM = ARGOCD / "argocd-cm.yaml"
 CM_KEY = "resource.customizations.health.launch.modelops.dev_ModelTemplate"
+#: Models are read the same way (same conditions, same reasons).
+CM_KEYS = (CM_KEY, "resource.customizations.health.launch.modelops.dev_Model")
 CM_HEADER = (
-    "# Argo CD health check for ModelTemplates: merge this key into argocd-cm (for example as a\n"
-    "# patch of your Argo CD installation). Generated from modeltemplate-health.lua by\n"
+    "# Argo CD health check for ModelTemplates and Models: merge these keys into argocd-cm (for\n"
+    "# example as a patch of your Argo CD installation). Generated from modeltemplate-health.lua by\n"
     "#   .venv/bin/python tests/unit/test_argocd_health.py\n"
 )
 
@@ -37,7 +39,7 @@ def render_argocd_cm() -> str:
                 "app.kubernetes.io/part-of": "argocd",
             },
         },
-        "data": {CM_KEY: SCRIPT.read_text()},
+        "data": {key: SCRIPT.read_text() for key in CM_KEYS},
     }
 
     class Dumper(yaml.SafeDumper):
@@ -178,7 +180,7 @@ def test_argocd_cm_carries_the_script():
         "deploy/gitops/argocd/argocd-cm.yaml is stale: run .venv/bin/python tests/unit/test_argocd_health.py"
     )
     doc = yaml.safe_load(CM.read_text())
-    assert doc["data"][CM_KEY] == SCRIPT.read_text()
+    assert all(doc["data"][key] == SCRIPT.read_text() for key in CM_KEYS)
 
 
 if __name__ == "__main__":

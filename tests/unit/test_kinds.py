@@ -12,8 +12,8 @@ pytestmark = pytest.mark.unit
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "base" / "rbac.yaml"
 #: What the operator may do beyond the kinds it renders and watches, and why.
 NOT_KINDS = {
-    ("launch.modelops.dev", "modeltemplates/status"): {"patch"},  # status writes
-    ("launch.modelops.dev", "modeltemplates/finalizers"): {"update"},  # blockOwnerDeletion
+    **{(o.group, f"{o.plural}/status"): {"patch"} for o in kinds.OWNERS},  # status writes
+    **{(o.group, f"{o.plural}/finalizers"): {"update"} for o in kinds.OWNERS},  # blockOwnerDel.
     ("", "events"): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "create", "patch"},
@@ -50,6 +50,6 @@ def test_rbac_matches_the_table_of_kinds():
         expected[(kind.group, kind.plural)] = {"list", "watch"}
     for kind in kinds.CHILDREN:
         expected[(kind.group, kind.plural)] |= {"create", "patch", "delete"}
-    template = kinds.MODEL_TEMPLATE
-    expected[(template.group, template.plural)] = {"list", "watch"}
+    for owner in kinds.OWNERS:
+        expected[(owner.group, owner.plural)] = {"list", "watch"}
     assert _granted() == expected

@@ -1,4 +1,4 @@
--- Argo CD health of a launch.modelops.dev ModelTemplate, from its Ready condition.
+-- Argo CD health of a launch.modelops.dev ModelTemplate or Model, from its Ready condition.
 --   Healthy      Ready=True for the current generation
 --   Progressing  no status yet, the operator has not observed the current generation, Ready
 --                is Unknown, or Ready=False for a passing reason (Pending, RollingOut,
@@ -23,6 +23,9 @@ local degraded_reasons = {
   Evicted = true,
   ProgressDeadlineExceeded = true,
   FailedCreate = true,
+  InvalidParameters = true,
+  TemplateMissing = true,
+  TemplateInvalid = true,
 }
 local suspended_reasons = {
   AsyncNotSupported = true,

@@ -19,7 +19,7 @@ from .enums import ModelType
 from .fields import bounded_int
 from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta
 from .rules import K8sModel, XRule
-from .status import Condition, EndpointsStatus, _StatusModel
+from .status import WorkloadStatus
 
 __all__ = [
     "MODEL_KIND",
@@ -94,34 +94,13 @@ class ModelSpec(K8sModel):
     )
 
 
-class ModelStatus(_StatusModel):
+class ModelStatus(WorkloadStatus):
     """Observed state of the Model, written by the operator."""
 
-    observed_generation: int | None = Field(
-        None, description="The metadata.generation the status was computed for.", ge=0
-    )
-    conditions: list[Condition] | None = Field(
-        None,
-        description="kstatus conditions; Ready is True when the workers serve.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
-    id: str | None = Field(None, description="The unique identifier of the entity.")
-    created_at: str | None = Field(
-        None,
-        description="The date and time when the entity was created in ISO format.",
-        json_schema_extra={"format": "date-time"},
-    )
     model_template_id: str | None = Field(
         None, description="The SGP id of the template the model is made from."
     )
-    account_id: str | None = Field(
-        None, description="The ID of the account that owns the given entity."
-    )
     endpoint_url: str | None = Field(None, description="In-cluster URL of the predict route.")
-    endpoints: EndpointsStatus | None = Field(None, description="URLs of the endpoint.")
     template_generation: int | None = Field(
         None, description="The metadata.generation of the template the model runs.", ge=0
     )

@@ -80,8 +80,8 @@ class SchedulingStatus(_StatusModel):
     node_selector: dict[str, str] | None = Field(None, description="Node selector of the workers.")
 
 
-class ModelTemplateStatus(_StatusModel):
-    """Observed state of the ModelTemplate, written by the operator."""
+class WorkloadStatus(_StatusModel):
+    """What the operator writes of anything that renders a workload (a template, a model)."""
 
     observed_generation: int | None = Field(
         None, description="The metadata.generation the status was computed for.", ge=0
@@ -112,3 +112,7 @@ class ModelTemplateStatus(_StatusModel):
     workers: WorkersStatus | None = Field(None, description="Worker counts.")
     endpoints: EndpointsStatus | None = Field(None, description="URLs of the endpoint.")
     scheduling: SchedulingStatus | None = Field(None, description="Resolved scheduling.")
+
+
+class ModelTemplateStatus(WorkloadStatus):
+    """Observed state of the ModelTemplate, written by the operator."""
