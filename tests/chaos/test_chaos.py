@@ -277,7 +277,7 @@ def test_active_replica_killed_mid_burst(chaos_cluster, start_operator, namespac
     kill(high.proc.pid)
     killed = time.monotonic()
     # Never two writers: the standby did not touch the burst while the active replica lived.
-    assert f"reconciled {namespace}/" not in low.log()
+    assert f"reconciled ModelTemplate {namespace}/" not in low.log()
     low.wait_for_log(
         lambda log: log.rfind("Resuming operations") > log.rfind("Pausing operations in favour of"),
         timeout=120,

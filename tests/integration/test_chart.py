@@ -414,7 +414,7 @@ def _versions(cluster) -> dict[str, str]:
 
 
 def _reconciled(log: str) -> set[str]:
-    return set(re.findall(rf"reconciled {SAMPLE_NS}/(\S+):", log))
+    return set(re.findall(rf"reconciled ModelTemplate {SAMPLE_NS}/(\S+):", log))
 
 
 def test_upgrade_leaves_templates_and_their_children_untouched(

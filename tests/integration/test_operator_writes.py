@@ -49,7 +49,8 @@ def wait_until_quiet(audit_log: Path, offset: int, seconds: float, timeout: floa
 def reconciled(log: str, namespace: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name in re.findall(
-        rf"reconciled {namespace}/(\S+): applied=\[\] pruned=\[\] status_written=False", log
+        rf"reconciled ModelTemplate {namespace}/(\S+): applied=\[\] pruned=\[\] status_written=False",
+        log,
     ):
         counts[name] = counts.get(name, 0) + 1
     return counts

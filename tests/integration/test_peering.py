@@ -42,7 +42,7 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
         cluster.kubectl(
             "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("leader"))
         )
-        high.wait_for_log(lambda log: f"reconciled {namespace}/leader" in log)
+        high.wait_for_log(lambda log: f"reconciled ModelTemplate {namespace}/leader" in log)
         cluster.kubectl(
             "wait",
             "-n",
@@ -51,7 +51,7 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
             "--timeout=60s",
             "modeltemplate/leader",
         )
-        assert f"reconciled {namespace}/leader" not in low.log()
+        assert f"reconciled ModelTemplate {namespace}/leader" not in low.log()
 
         # The leader leaves; the other replica resumes and serves new templates.
         high.stop()
@@ -59,7 +59,7 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
         cluster.kubectl(
             "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("follower"))
         )
-        low.wait_for_log(lambda log: f"reconciled {namespace}/follower" in log)
+        low.wait_for_log(lambda log: f"reconciled ModelTemplate {namespace}/follower" in log)
         wait_for(
             lambda: get_json(cluster, "deployment", "follower", "-n", namespace),
             what="the Deployment",
