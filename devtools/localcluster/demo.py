@@ -25,6 +25,7 @@ from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive
 
 NAMESPACE = "modeltemplate-demo"
 SAMPLES = REPO_ROOT / "deploy" / "samples"
+MODELS = SAMPLES / "models"
 CLUSTER_FILES = [
     REPO_ROOT / "deploy" / "base" / "priorityclasses.yaml",
     REPO_ROOT / "deploy" / "base" / "kopf-peering-crds.yaml",
@@ -136,8 +137,17 @@ def _samples() -> list[dict]:
     return [yaml.safe_load(p.read_text()) for p in sorted(SAMPLES.glob("*.yaml"))]
 
 
+def _sample_models() -> list[dict]:
+    return [d for p in sorted(MODELS.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
+
+
 def wait_for_samples(cluster: LocalCluster, timeout: float = 180) -> None:
-    names = [s["metadata"]["name"] for s in _samples() if s["spec"]["endpointType"] != "ASYNC"]
+    names = [
+        f"modeltemplate/{s['metadata']['name']}"
+        for s in _samples()
+        if s["spec"]["endpointType"] != "ASYNC"
+    ]
+    names += [f"model/{m['metadata']['name']}" for m in _sample_models()]
     deadline = time.monotonic() + timeout
     for name in names:
         left = max(1, int(deadline - time.monotonic()))
@@ -147,33 +157,43 @@ def wait_for_samples(cluster: LocalCluster, timeout: float = 180) -> None:
             NAMESPACE,
             "--for=condition=Ready",
             f"--timeout={left}s",
-            f"modeltemplate/{name}",
+            name,
             timeout=left + 10,
         )
 
 
+def _items(cluster: LocalCluster, resource: str) -> list[dict]:
+    out = cluster.kubectl("get", resource, "-n", NAMESPACE, "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
 def table(cluster: LocalCluster) -> str:
-    templates = json.loads(
-        cluster.kubectl("get", "modeltemplates", "-n", NAMESPACE, "-o", "json").stdout
-    )["items"]
-    pods = json.loads(cluster.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
-    rows = [("TEMPLATE", "TYPE", "GPU", "READY", "REASON", "WORKERS ON NODES")]
-    for mt in templates:
-        name = mt["metadata"]["name"]
-        ec = mt["spec"]["vendorConfiguration"].get("endpointConfig") or {}
+    templates = _items(cluster, "modeltemplates")
+    by_name = {t["metadata"]["name"]: t for t in templates}
+    pods = _items(cluster, "pods")
+    rows = [("NAME", "KIND", "TYPE", "GPU", "READY", "REASON", "WORKERS ON NODES")]
+    for obj in [*templates, *_items(cluster, "models")]:
+        name, kind = obj["metadata"]["name"], obj["kind"]
+        template = (
+            obj if kind == "ModelTemplate" else by_name.get(obj["spec"]["templateRef"]["name"])
+        )
+        spec = (template or {}).get("spec") or {}
+        ec = (spec.get("vendorConfiguration") or {}).get("endpointConfig") or {}
         gpu = f"{ec.get('gpuType')} x{ec.get('gpus')}" if ec.get("gpus") else "cpu only"
-        ready = {c["type"]: c for c in (mt.get("status") or {}).get("conditions") or []}.get(
+        ready = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}.get(
             "Ready"
         ) or {}
         nodes = sorted(
             p["spec"].get("nodeName") or "(pending)"
             for p in pods
             if p["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == name
+            and p["metadata"]["labels"].get("app.kubernetes.io/name") == kind.lower()
         )
         rows.append(
             (
                 name,
-                mt["spec"]["endpointType"],
+                kind,
+                spec.get("endpointType", "?"),
                 gpu,
                 ready.get("status", "?"),
                 ready.get("reason", ""),
@@ -198,8 +218,10 @@ def run(cluster: LocalCluster) -> int:
     gateway = start_gateway(cluster)
     print(f"SGP API gateway at {gateway} (log {cluster.logs / 'gateway.log'})")
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(SAMPLES))
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(MODELS))
     print(
-        f"applied {len(_samples())} sample ModelTemplates to namespace {NAMESPACE}; waiting for Ready ..."
+        f"applied {len(_samples())} sample ModelTemplates and {len(_sample_models())} Models made "
+        f"from them to namespace {NAMESPACE}; waiting for Ready ..."
     )
     try:
         wait_for_samples(cluster)
@@ -213,7 +235,8 @@ def run(cluster: LocalCluster) -> int:
     print(f"""
 Explore:
   export KUBECONFIG={cluster.kubeconfig}
-  kubectl get modeltemplates -n {NAMESPACE}
+  kubectl get modeltemplates,models -n {NAMESPACE}
+  kubectl describe model -n {NAMESPACE} llama-3-1-8b-instruct
   kubectl describe modeltemplate -n {NAMESPACE} llama-3-1-8b-instruct-vllm
   kubectl get deploy,svc,hpa,pdb,job,pods -n {NAMESPACE} -o wide
 The SGP API (account = namespace, API key = a Kubernetes token; docs at {gateway}/docs):
