@@ -18,6 +18,8 @@ MODELTEMPLATE_LOG_FORMAT          json | text
 MODELTEMPLATE_WORKERS             templates reconciled at once (default 32)
 MODELTEMPLATE_METRICS_PORT        serve Prometheus metrics on this port (default: off)
 MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
+MODELTEMPLATE_MODEL_ROLLOUT_MAX_UNAVAILABLE  models of one template moving to its new generation
+                                  at once (modelRollout.maxUnavailable, default 1)
 ================================  ==========================================================
 
 ``gpuClasses`` in the file overrides the preset per gpuType::
@@ -68,6 +70,7 @@ class OperatorConfig:
     namespace: str | None = None
     log_format: str = "json"
     workers: int = 32
+    model_rollout_max_unavailable: int = 1
 
     def __post_init__(self) -> None:
         if self.gpu_preset not in GPU_PRESETS:
@@ -76,6 +79,9 @@ class OperatorConfig:
             )
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers ({self.workers}) must be a positive integer")
+        limit = self.model_rollout_max_unavailable
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(f"modelRollout.maxUnavailable ({limit}) must be a positive integer")
         if self.mig_strategy not in MIG_STRATEGIES:
             raise ConfigError(
                 f"migStrategy ({self.mig_strategy}) must be one of {', '.join(MIG_STRATEGIES)}"
@@ -98,6 +104,7 @@ class OperatorConfig:
             "priorityClasses",
             "keda",
             "clusterDomain",
+            "modelRollout",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -112,6 +119,7 @@ class OperatorConfig:
             "priority_class_default": priorities.get("default"),
             "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
             "cluster_domain": data.get("clusterDomain"),
+            "model_rollout_max_unavailable": (data.get("modelRollout") or {}).get("maxUnavailable"),
         }
         for attr in (
             "gpu_preset",
@@ -127,12 +135,14 @@ class OperatorConfig:
             from_env = env.get(ENV_PREFIX + attr.upper())
             if from_env:
                 values[attr] = from_env
-        workers = env.get(ENV_PREFIX + "WORKERS")
-        if workers:
-            try:
-                values["workers"] = int(workers)
-            except ValueError:
-                raise ConfigError(f"{ENV_PREFIX}WORKERS ({workers}) must be an integer") from None
+        for attr in ("workers", "model_rollout_max_unavailable"):
+            raw = env.get(ENV_PREFIX + attr.upper())
+            if raw:
+                try:
+                    values[attr] = int(raw)
+                except ValueError:
+                    name = ENV_PREFIX + attr.upper()
+                    raise ConfigError(f"{name} ({raw}) must be an integer") from None
         return replace(cls(), **{k: v for k, v in values.items() if v is not None})
 
 

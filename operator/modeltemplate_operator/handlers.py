@@ -108,9 +108,19 @@ def _owner_event(owner: kinds.Kind):
             changed = True
         else:
             changed = memo.runtime.event(owner, event, body, key, indices)
-        if changed and owner is TEMPLATE:
+        if not changed:
+            return
+        if owner is TEMPLATE:
             # Its models are made from what changed (or report it missing).
-            for model in indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, name), []):
+            template = name
+        elif owner is MODEL:
+            # Its template counts its models; its siblings may be waiting for its rollout.
+            template = (body.get("spec") or {}).get("templateRef", {}).get("name")
+            memo.runtime.enqueue((TEMPLATE.kind, namespace, template), indices)
+        else:
+            return
+        for model in set(indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, template), [])):
+            if model != name or owner is not MODEL:
                 memo.runtime.enqueue((MODEL.kind, namespace, model), indices)
 
     return handler

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import kinds, metrics
+from . import kinds, metrics, rollout
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .instantiate import check_model
@@ -77,6 +77,14 @@ class Unplanned:
     reason: str = INVALID_SPEC
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A model waiting for its turn in its template's rollout (its children stay as they are)."""
+
+    plan: Plan
+    waiting_for: str
+
+
 def _manifest(kind: kinds.Kind, body: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": kind.api_version,
@@ -84,6 +92,19 @@ def _manifest(kind: kinds.Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": dict(body["metadata"]),
         "spec": body.get("spec"),
     }
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning ``old`` into ``new``: keys gone are nulled at
+    every depth (a field dropped inside ``models`` or ``scheduling`` must not linger)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch
 
 
 def _key(body: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -110,6 +131,8 @@ class Reconciler:
         self.on_status_written: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None
         #: Since when an owner's status has waited for its children to settle.
         self._settling: dict[tuple[str, str, str], float] = {}
+        #: Models moving to their template's new generation, not yet shown by the cache.
+        self.claims = rollout.Claims()
 
     def forget(self, body: Mapping[str, Any]) -> None:
         """An owner is gone: drop what is kept about it."""
@@ -118,31 +141,69 @@ class Reconciler:
         self._settling.pop(key, None)
         self.applier.forget(body["metadata"]["uid"])
 
-    def reconcile(self, body: Mapping[str, Any], observed: Observed) -> Outcome | None:
+    def reconcile(
+        self,
+        body: Mapping[str, Any],
+        observed: Observed,
+        models: Sequence[Mapping[str, Any]] = (),
+    ) -> Outcome | None:
         """Converge one template; None for a template being deleted (garbage collection's job).
+        ``models``: the models made from it, as cached (counted in its status).
 
         Callers never reconcile one object from two threads at once (the work queue)."""
-        return self._converge(body, observed, lambda: self._template_plan(body))
+
+        def finish(status: dict[str, Any]) -> dict[str, Any]:
+            if not models:
+                return status
+            states = [rollout.ModelState.of(self._latest(m)) for m in models]
+            return {**status, "models": rollout.summary(body["metadata"]["generation"], states)}
+
+        return self._converge(body, observed, lambda: self._template_plan(body), finish)
 
     def reconcile_model(
         self,
         body: Mapping[str, Any],
         template: Mapping[str, Any] | None,
         observed: Observed,
+        siblings: Sequence[Mapping[str, Any]] = (),
     ) -> Outcome | None:
-        """Converge one model made from ``template`` (None: the template does not exist)."""
+        """Converge one model made from ``template`` (None: the template does not exist);
+        ``siblings``: the template's models as cached (itself included), for its rollout."""
+        turn = rollout.Turn(True)
+
+        def planned() -> Plan | Unplanned:
+            nonlocal turn
+            plan = self._model_plan(body, template)
+            if isinstance(plan, Plan) and template is not None:
+                meta = template["metadata"]
+                turn = self.claims.decide(
+                    (meta["namespace"], meta["name"]),
+                    body["metadata"]["name"],
+                    meta["generation"],
+                    [rollout.ModelState.of(self._latest(m)) for m in siblings or [body]],
+                    rollout.max_unavailable(template, self.config.model_rollout_max_unavailable),
+                )
+            return plan if turn.move else Waiting(plan, turn.waiting_for)
+
         return self._converge(
             body,
             observed,
-            lambda: self._model_plan(body, template),
-            finish=lambda status: model_status(status, template, body.get("status")),
+            planned,
+            finish=lambda status: model_status(
+                status, template, body.get("status"), _now(), waiting_for=turn.waiting_for
+            ),
         )
+
+    def _latest(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """An owner as cached, with the status last written for it when the cache lags."""
+        written = self._statuses.get(_key(body))
+        return body if written is None else {**body, "status": written}
 
     def _converge(
         self,
         body: Mapping[str, Any],
         observed: Observed,
-        planned: Callable[[], Plan | Unplanned],
+        planned: Callable[[], Plan | Unplanned | Waiting],
         finish: Callable[[dict[str, Any]], dict[str, Any]] = lambda status: status,
     ) -> Outcome | None:
         meta = body["metadata"]
@@ -205,10 +266,14 @@ class Reconciler:
         self,
         body: Mapping[str, Any],
         observed: Observed,
-        plan: Plan | Unplanned,
+        plan: Plan | Unplanned | Waiting,
         finish: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> Outcome:
         meta = body["metadata"]
+        if isinstance(plan, Waiting):
+            # Its workload stays as it is; the status describes it as the cache shows it.
+            status = compute_status(dict(body), plan.plan, [], observed, _now())
+            return self._finish(body, finish(status), None)
         if isinstance(plan, Unplanned):
             # Nothing is rendered and existing children stay as they are.
             status = compute_status(
@@ -284,7 +349,7 @@ class Reconciler:
             self._post_event(body, since, event_type, reason, message)
         written, written_status = False, None
         if status != old:
-            patch = {k: None for k in old if k not in status} | status
+            patch = merge_patch(old, status)
             path = _OWNERS[body["kind"]].path(meta["namespace"], meta["name"]) + "/status"
             request(
                 self.api,

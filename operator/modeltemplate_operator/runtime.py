@@ -124,6 +124,9 @@ class Runtime:
         self._indices: dict[str, Any] = {}
         self._seen = Seen()
         self._settling: set[Key] = set()
+        #: Keys to queue after a reconcile: a model's status changed, so its template (which
+        #: counts its models) and its siblings (which may wait for its rollout) look again.
+        self._dependents: dict[Key, list[Key]] = {}
         self._active = 0
         self._trim: asyncio.TimerHandle | None = None
         reconciler.on_status_written = self._expect_status
@@ -196,6 +199,8 @@ class Runtime:
             retry, result, start = None, "error", time.monotonic()
             try:
                 retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
+                for dependent in self._dependents.pop(key, ()):
+                    self.enqueue(dependent, self._indices)
             except Exception:
                 log.exception("reconcile of %s %s/%s failed", *key)
             settling = result == "settling"
@@ -240,6 +245,12 @@ class Runtime:
         name = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
         return self._cached_owner((TEMPLATE.kind, model["metadata"]["namespace"], name))
 
+    def models_of(self, namespace: str, template: str) -> list[dict[str, Any]]:
+        """The cached models made from a template."""
+        names = self._indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, template), [])
+        found = (self._cached_owner((kinds.MODEL.kind, namespace, name)) for name in set(names))
+        return [m for m in found if m is not None]
+
     def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:
         """One reconcile of the owner's latest cached state (a worker thread): the backoff
         to retry after (None: done) and the result for the metrics."""
@@ -249,9 +260,23 @@ class Runtime:
         try:
             if key[0] == kinds.MODEL.kind:
                 template = self._template_of(body)
-                outcome = self.reconciler.reconcile_model(body, template, self.observed(key))
+                siblings = self.models_of(key[1], body["spec"]["templateRef"]["name"])
+                outcome = self.reconciler.reconcile_model(
+                    body, template, self.observed(key), siblings
+                )
+                if outcome is not None and outcome.status_written:
+                    namespace, template_name = key[1], body["spec"]["templateRef"]["name"]
+                    self._dependents[key] = [
+                        (TEMPLATE.kind, namespace, template_name),
+                        *(
+                            (kinds.MODEL.kind, namespace, m["metadata"]["name"])
+                            for m in siblings
+                            if m["metadata"]["name"] != key[2]
+                        ),
+                    ]
             else:
-                outcome = self.reconciler.reconcile(body, self.observed(key))
+                models = self.models_of(key[1], key[2])
+                outcome = self.reconciler.reconcile(body, self.observed(key), models)
         except Exception as exc:
             if not is_transient(exc):
                 raise

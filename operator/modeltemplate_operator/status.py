@@ -423,17 +423,31 @@ def model_status(
     status: dict[str, Any],
     template: Mapping[str, Any] | None,
     previous: Mapping[str, Any] | None,
+    now: str,
+    waiting_for: str = "",
 ) -> dict[str, Any]:
     """A model's status: the common one plus its template (SGP id, the generation it runs) and
-    the predict URL; while the template is missing, what the last status said of it."""
+    the predict URL; while the template is missing, what the last status said of it; while it
+    waits for its turn in the template's rollout (``waiting_for`` says why), the generation it
+    still runs and an ``UpToDate=False`` condition."""
+    previous = previous or {}
     out = dict(status)
     if template is not None:
         out["modelTemplateId"] = template["metadata"].get("uid")
         out["templateGeneration"] = template["metadata"].get("generation")
-    else:
+    if template is None or waiting_for:
         for key in ("modelTemplateId", "templateGeneration"):
-            if key in (previous or {}):
+            out.pop(key, None)
+            if key in previous:
                 out[key] = previous[key]
+    if waiting_for:
+        before = {c["type"]: c for c in previous.get("conditions") or []}
+        generation = status.get("observedGeneration")
+        message = f"waiting for the template's generation {template['metadata'].get('generation')}"
+        verdict = Verdict("False", "WaitingForRollout", f"{message}: {waiting_for}")
+        conditions = list(status.get("conditions") or [])
+        conditions.append(_condition("UpToDate", verdict, generation, before, now))
+        out["conditions"] = conditions
     predict = (out.get("endpoints") or {}).get("predict")
     if predict:
         out["endpointUrl"] = predict

@@ -366,3 +366,19 @@ def test_stalled_goes_when_the_cause_does():
         "2030-01-01T00:00:00Z",
     )
     assert again == stuck  # a stalled steady state is a fixed point too (nothing written)
+
+
+def test_status_patch_nulls_fields_gone_at_every_depth():
+    from modeltemplate_operator.reconciler import merge_patch
+
+    old = {
+        "models": {"total": 3, "outdated": ["c"]},
+        "scheduling": {"resource": "nvidia.com/gpu: 1", "nodeSelector": {"a": "b"}},
+        "gone": 1,
+    }
+    new = {"models": {"total": 3}, "scheduling": {"resource": "x"}}
+    assert merge_patch(old, new) == {
+        "models": {"total": 3, "outdated": None},
+        "scheduling": {"resource": "x", "nodeSelector": None},
+        "gone": None,
+    }

@@ -114,5 +114,30 @@ class WorkloadStatus(_StatusModel):
     scheduling: SchedulingStatus | None = Field(None, description="Resolved scheduling.")
 
 
+class ModelsStatus(_StatusModel):
+    """The models made from a template and its rollout to them."""
+
+    total: int | None = Field(None, description="Models made from the template.", ge=0)
+    updated: int | None = Field(
+        None, description="Models on the template's current generation.", ge=0
+    )
+    ready: int | None = Field(
+        None, description="Models Ready on the template's current generation.", ge=0
+    )
+    outdated: list[str] | None = Field(
+        None,
+        description="Models not yet on the template's current generation (the first 20 names).",
+        max_length=20,
+    )
+    rollout_blocked_by: str | None = Field(
+        None,
+        description="A model that failed on the current generation: the rollout waits for it.",
+    )
+
+
 class ModelTemplateStatus(WorkloadStatus):
     """Observed state of the ModelTemplate, written by the operator."""
+
+    models: ModelsStatus | None = Field(
+        None, description="The models made from the template (absent: none)."
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.k8s import apply_list, get_json, wait_for
+from support.k8s import apply_list, apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 
 pytestmark = pytest.mark.integration
@@ -233,3 +233,182 @@ def test_a_template_change_reaches_its_models_and_its_loss_leaves_them_running(
         timeout=60,
         what="m0's children collected",
     )
+
+
+def _rollout_snapshot(cluster, namespace, names, image):
+    """Models whose workload runs ``image`` without being Ready on the template's generation
+    ``generation`` yet. Deployments are read before models: a model read as not arrived was not
+    arrived when its Deployment was read either."""
+    moved = {
+        d["metadata"]["name"]
+        for d in get_json(cluster, "deployments", "-n", namespace)["items"]
+        if d["metadata"]["name"] in names
+        and d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    }
+    models = {
+        m["metadata"]["name"]: m for m in get_json(cluster, "models", "-n", namespace)["items"]
+    }
+    return moved, models
+
+
+def test_a_template_change_rolls_to_its_models_one_at_a_time(cluster, operator, namespace):
+    template = typed_template("wave")
+    names = ["wave-a", "wave-b", "wave-c"]
+    apply_list(cluster, namespace, [template])
+    apply_list(
+        cluster, namespace, [model(n, "wave", creationParameters=valid_values()) for n in names]
+    )
+    for n in names:
+        wait_condition(cluster, namespace, "model", n, "True", timeout=90)
+    wait_for(
+        lambda: (
+            (
+                get_json(cluster, "modeltemplate", "wave", "-n", namespace)["status"].get("models")
+                or {}
+            ).get("ready")
+            == 3
+        ),
+        what="the template counting its 3 models",
+    )
+    template["spec"]["vendorConfiguration"]["bundleConfig"]["tag"] = "2"
+    apply_list(cluster, namespace, [template])
+    generation = get_json(cluster, "modeltemplate", "wave", "-n", namespace)["metadata"][
+        "generation"
+    ]
+    image = "docker.io/modelops/tiny:2"
+    order: list[str] = []
+    most_in_flight, seen_waiting = 0, False
+
+    def done():
+        nonlocal most_in_flight, seen_waiting
+        moved, models = _rollout_snapshot(cluster, namespace, names, image)
+        order.extend(sorted(moved - set(order)))
+        arrived = {
+            n
+            for n, m in models.items()
+            if m["status"].get("templateGeneration") == generation
+            and ready(m).get("status") == "True"
+        }
+        most_in_flight = max(most_in_flight, len(moved - arrived))
+        waiting = {
+            c["type"]: c for m in models.values() for c in m["status"].get("conditions") or []
+        }.get("UpToDate")
+        seen_waiting |= bool(waiting and waiting["reason"] == "WaitingForRollout")
+        return arrived == set(names)
+
+    wait_for(done, timeout=180, interval=0.2, what="every model on the new generation")
+    print(f"\nrollout order {order}, at most {most_in_flight} model(s) moving at once")
+    assert order == names  # in name order
+    assert most_in_flight == 1
+    assert seen_waiting
+
+    def template_models():
+        return get_json(cluster, "modeltemplate", "wave", "-n", namespace)["status"]["models"]
+
+    try:
+        wait_for(
+            lambda: template_models() == {"total": 3, "updated": 3, "ready": 3},
+            what="the template saying its rollout is done",
+        )
+    except AssertionError:
+        raise AssertionError(template_models()) from None
+
+
+def test_a_model_failing_on_the_new_generation_stops_the_wave(cluster, operator, namespace):
+    template = typed_template("stuck")
+    names = ["stuck-a", "stuck-b", "stuck-c"]
+    apply_list(cluster, namespace, [template])
+    apply_list(
+        cluster, namespace, [model(n, "stuck", creationParameters=valid_values()) for n in names]
+    )
+    for n in names:
+        wait_condition(cluster, namespace, "model", n, "True", timeout=90)
+    # The new generation's pods are refused: they ask for more memory than the quota leaves.
+    apply_quota(cluster, namespace, "memory", {"requests.memory": "10Gi"})
+    template["spec"]["vendorConfiguration"]["endpointConfig"]["memory"] = "20Gi"
+    apply_list(cluster, namespace, [template])
+    failed = wait_condition(
+        cluster, namespace, "model", "stuck-a", "False", "FailedCreate", timeout=90
+    )
+    generation = get_json(cluster, "modeltemplate", "stuck", "-n", namespace)["metadata"][
+        "generation"
+    ]
+    assert failed["status"]["templateGeneration"] == generation
+
+    def blocked():
+        models = (
+            get_json(cluster, "modeltemplate", "stuck", "-n", namespace)["status"].get("models")
+            or {}
+        )
+        return models.get("rolloutBlockedBy") == "stuck-a" and models
+
+    models = wait_for(blocked, what="the template naming the model that stopped the wave")
+    assert models["outdated"] == ["stuck-b", "stuck-c"]
+    for n in ("stuck-b", "stuck-c"):
+        m = get_json(cluster, "model", n, "-n", namespace)
+        assert m["status"]["templateGeneration"] == generation - 1
+        assert ready(m)["status"] == "True"
+        up_to_date = {c["type"]: c for c in m["status"]["conditions"]}["UpToDate"]
+        assert "stopped at model stuck-a" in up_to_date["message"]
+        resources = main_container(cluster, namespace, n)["resources"]
+        assert resources["requests"]["memory"] == "128Mi"
+
+
+def test_the_policy_refuses_deleting_a_template_that_has_models(cluster, operator, namespace):
+    policy_file = (
+        Path(__file__).resolve().parents[2]
+        / "deploy/components/template-in-use/validating-policy.yaml"
+    )
+    policy, binding = yaml.safe_load_all(policy_file.read_text())
+    suffix = namespace  # cluster-scoped objects of this test only, bound to its namespace
+    policy["metadata"]["name"] += f"-{suffix}"
+    binding["metadata"]["name"] += f"-{suffix}"
+    binding["spec"]["policyName"] = policy["metadata"]["name"]
+    binding["spec"]["matchResources"] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    }
+    apply_list(cluster, namespace, [policy, binding])
+    try:
+        apply_list(cluster, namespace, [typed_template("kept")])
+        apply_list(cluster, namespace, [model("user", "kept", creationParameters=valid_values())])
+        wait_for(
+            lambda: (
+                (
+                    get_json(cluster, "modeltemplate", "kept", "-n", namespace)["status"].get(
+                        "models"
+                    )
+                    or {}
+                ).get("total")
+                == 1
+            ),
+            what="the template counting its model",
+        )
+
+        def refused():
+            out = cluster.kubectl(
+                "delete", "modeltemplate", "kept", "-n", namespace, "--dry-run=server", check=False
+            )
+            return out.returncode != 0 and out.stderr
+
+        message = wait_for(refused, what="the policy in force")
+        assert "ModelTemplate kept still has 1 Model(s) made from it" in message, message
+        real = cluster.kubectl("delete", "modeltemplate", "kept", "-n", namespace, check=False)
+        assert real.returncode != 0 and "delete them first" in real.stderr
+        assert get_json(cluster, "modeltemplate", "kept", "-n", namespace)
+        # Once its models are gone, the template goes too.
+        cluster.kubectl("delete", "model", "user", "-n", namespace)
+        wait_for(
+            lambda: (
+                "models"
+                not in get_json(cluster, "modeltemplate", "kept", "-n", namespace)["status"]
+            ),
+            what="the template counting no model",
+        )
+        cluster.kubectl("delete", "modeltemplate", "kept", "-n", namespace)
+    finally:
+        cluster.kubectl(
+            "delete", "validatingadmissionpolicybinding", binding["metadata"]["name"], check=False
+        )
+        cluster.kubectl(
+            "delete", "validatingadmissionpolicy", policy["metadata"]["name"], check=False
+        )
