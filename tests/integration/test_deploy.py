@@ -48,6 +48,9 @@ EXPECTED_RULES = {
     ("launch.modelops.dev", "modeltemplates", ()): {"list", "watch"},
     ("launch.modelops.dev", "modeltemplates/status", ()): {"patch"},
     ("launch.modelops.dev", "modeltemplates/finalizers", ()): {"update"},
+    ("launch.modelops.dev", "models", ()): {"list", "watch"},
+    ("launch.modelops.dev", "models/status", ()): {"patch"},
+    ("launch.modelops.dev", "models/finalizers", ()): {"update"},
     ("apps", "deployments", ()): {"list", "watch", "create", "patch", "delete"},
     ("", "services", ()): {"list", "watch", "create", "patch", "delete"},
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "patch", "delete"},
@@ -276,7 +279,11 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
         ("modeltemplate-viewer", ["get", "list", "watch"]),
     ):
         assert roles[name]["rules"] == [
-            {"apiGroups": ["launch.modelops.dev"], "resources": ["modeltemplates"], "verbs": verbs}
+            {
+                "apiGroups": ["launch.modelops.dev"],
+                "resources": ["modeltemplates", "models"],
+                "verbs": verbs,
+            }
         ]
     # The gateway's own role: its watch cache, nothing more (callers act with their own keys).
     assert roles["modeltemplate-gateway"]["rules"] == [
@@ -323,6 +330,38 @@ def test_creator_identity_component_is_off_by_default(cluster, rendered, tmp_pat
         "ValidatingAdmissionPolicyBinding",
     ]
     assert len(docs) == len(rendered) + 4
+
+
+def test_model_components_are_off_by_default_and_build(cluster, rendered, tmp_path):
+    """template-in-use (deleting a template that has models is refused) and model-admission
+    (a Model checked against its template at apply time) build on top of deploy/."""
+    from modeltemplate_operator.admission import PATH
+
+    kinds = {d["kind"] for d in rendered}
+    assert not kinds & {"ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy"}
+    docs = kustomize(
+        cluster,
+        write_overlay(
+            tmp_path / "models",
+            components=["components/template-in-use", "components/model-admission"],
+        ),
+    )
+    added = [d for d in docs if d not in rendered]
+    policy = find(added, "ValidatingAdmissionPolicy")
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["DELETE"]
+    webhook = find(added, "ValidatingWebhookConfiguration")
+    (hook,) = webhook["webhooks"]
+    service = hook["clientConfig"]["service"]
+    assert service["path"] == PATH and service["namespace"] == NAMESPACE
+    assert hook["rules"][0]["resources"] == ["models"] and hook["failurePolicy"] == "Ignore"
+    certificate = find(added, "Certificate")
+    ca_from = webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert ca_from == f"{NAMESPACE}/{certificate['metadata']['name']}"
+    assert find(added, "Service")["metadata"]["name"] == service["name"]
+    role = find(added, "ClusterRole")
+    assert role["rules"] == [
+        {"apiGroups": ["launch.modelops.dev"], "resources": ["modeltemplates"], "verbs": ["get"]}
+    ]
 
 
 # -- on the API server ---------------------------------------------------------------------------------

@@ -143,8 +143,14 @@ def test_create_from_the_seed_example_get_delete(cluster, gateway, account, seed
 
     got = client.model_templates.retrieve(created.id)
     assert got == created
-    deployment = get_json(cluster, "deployment", "seed-example", "-n", account.name)
-    assert deployment["metadata"]["ownerReferences"][0]["uid"] == created.id
+    # The seed declares required creation parameters: a pure template, run only as Models.
+    ready = {
+        c["type"]: c
+        for c in get_json(cluster, "mt", "seed-example", "-n", account.name)["status"]["conditions"]
+    }["Ready"]
+    assert ready["reason"] == "PureTemplate"
+    missing = cluster.kubectl("get", "deployment", "seed-example", "-n", account.name, check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
 
     deleted = client.model_templates.delete(created.id)
     assert (deleted.count, deleted.success) == (1, True)
