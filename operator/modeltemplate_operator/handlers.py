@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from . import kinds
+from . import kinds, rollout
 from .caches import cached
 from .kinds import INSTANCE_LABEL, MANAGED, MODEL
 from .reconciler import Reconciler
@@ -112,16 +112,17 @@ def _owner_event(owner: kinds.Kind):
             return
         if owner is TEMPLATE:
             # Its models are made from what changed (or report it missing).
-            template = name
+            for model in memo.runtime.models_of(namespace, name, indices):
+                memo.runtime.enqueue((MODEL.kind, namespace, model["metadata"]["name"]), indices)
         elif owner is MODEL:
-            # Its template counts its models; its siblings may be waiting for its rollout.
+            # Its template counts its models; siblings may be waiting for its rollout.
             template = (body.get("spec") or {}).get("templateRef", {}).get("name")
             memo.runtime.enqueue((TEMPLATE.kind, namespace, template), indices)
-        else:
-            return
-        for model in set(indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, template), [])):
-            if model != name or owner is not MODEL:
-                memo.runtime.enqueue((MODEL.kind, namespace, model), indices)
+            for model in memo.runtime.models_of(namespace, template, indices):
+                if model["metadata"]["name"] != name and rollout.is_waiting(model):
+                    memo.runtime.enqueue(
+                        (MODEL.kind, namespace, model["metadata"]["name"]), indices
+                    )
 
     return handler
 

@@ -50,6 +50,13 @@ class ModelState:
         )
 
 
+def is_waiting(body: Mapping[str, Any]) -> bool:
+    """Whether a model waits for its turn (``UpToDate=False``): only those need a look when a
+    sibling's status changes, so a quiet family of models costs nothing."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "UpToDate" and c.get("status") == "False" for c in conditions)
+
+
 def max_unavailable(template: Mapping[str, Any], default: int) -> int:
     """The template's annotation when it holds a positive integer, else the setting."""
     raw = ((template.get("metadata") or {}).get("annotations") or {}).get(

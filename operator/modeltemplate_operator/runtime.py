@@ -28,7 +28,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from . import __version__, allocator, kinds, metrics
+from . import __version__, allocator, kinds, metrics, rollout
 from .caches import Seen, cached
 from .kube import is_transient, request
 from .reconciler import Reconciler
@@ -245,8 +245,12 @@ class Runtime:
         name = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
         return self._cached_owner((TEMPLATE.kind, model["metadata"]["namespace"], name))
 
-    def models_of(self, namespace: str, template: str) -> list[dict[str, Any]]:
+    def models_of(
+        self, namespace: str, template: str, indices: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The cached models made from a template."""
+        if indices is not None:
+            self._indices = indices  # the live indices, as every handler call receives them
         names = self._indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, template), [])
         found = (self._cached_owner((kinds.MODEL.kind, namespace, name)) for name in set(names))
         return [m for m in found if m is not None]
@@ -271,7 +275,7 @@ class Runtime:
                         *(
                             (kinds.MODEL.kind, namespace, m["metadata"]["name"])
                             for m in siblings
-                            if m["metadata"]["name"] != key[2]
+                            if m["metadata"]["name"] != key[2] and rollout.is_waiting(m)
                         ),
                     ]
             else:
