@@ -8,6 +8,7 @@ the live state differ and is reverted by the next apply.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from . import kinds
+from .caches import cached
 from .kube import APPLY_PATCH, MERGE_PATCH, is_transient, request, status_message
 from .metrics import CHILD_PRUNES, CHILD_WRITES
 from .models import QuantityError, parse_quantity
@@ -89,7 +91,8 @@ def _version(obj: Mapping[str, Any] | None) -> str | None:
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    """A digest of a rendered object (16 bytes kept per write, not the whole document)."""
+    return hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
 class Applier:
@@ -189,6 +192,8 @@ class Applier:
             if not is_subset(obj, stored):
                 stored = self.replace_lists(obj)
             CHILD_WRITES.labels(obj["kind"]).inc()
+            # Kept as the watch cache keeps it (no managedFields, only the status read).
+            stored = cached(kinds.for_object(obj), stored)
             self._writes[write_key] = _Write(fingerprint, _version(current), stored)
             applied.append(name)
             children.append(stored)

@@ -24,6 +24,9 @@ from .kinds import Kind
 VOLATILE_METADATA = ("managedFields", "resourceVersion")
 
 
+#: Client-side ``kubectl apply``'s copy of the object, dropped from the caches.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
 #: Strings up to this length are interned in the caches: keys, labels, images and names repeat
 #: across every child of every template, and one copy of each halves the caches' memory.
 INTERN_UP_TO = 64
@@ -41,10 +44,14 @@ def compact(value: Any) -> Any:
 
 
 def cached(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The object as a watch cache keeps it: no managedFields, only the status fields read,
-    repeated strings shared."""
+    """The object as a watch cache keeps it: no managedFields (nor kubectl's last-applied copy),
+    only the status fields read, repeated strings shared."""
     out = {k: v for k, v in body.items() if k not in ("metadata", "status")}
     out["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    annotations = out["metadata"].get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        # `kubectl apply` keeps a second copy of the whole object here; nothing reads it.
+        out["metadata"]["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     status = body.get("status")
     if status is not None and kind.status_fields is None:
         out["status"] = status

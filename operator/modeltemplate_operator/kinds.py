@@ -85,7 +85,13 @@ JOB = Kind(
 SCALED_OBJECT = Kind(
     "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", optional_crd="scaledobjects.keda.sh"
 )
-POD = Kind("", "v1", "pods", "Pod", status_fields=None)
+POD = Kind(
+    "",
+    "v1",
+    "pods",
+    "Pod",
+    status_fields=("phase", "reason", "message", "conditions", "containerStatuses"),
+)
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).
 OWNERS: tuple[Kind, ...] = (MODEL_TEMPLATE, MODEL)

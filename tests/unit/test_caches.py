@@ -74,3 +74,20 @@ def test_cached_objects_share_their_short_strings():
     assert a == b == decoded()
     assert next(iter(a)) is next(iter(b)) and a["name"] is b["name"]
     assert a["long"] is not b["long"]  # long strings are rarely shared: left as they are
+
+
+def test_the_cache_drops_kubectls_last_applied_copy_and_unread_pod_status():
+    body = deployment()
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"spec": "a whole copy"}',
+        "launch.modelops.dev/created-by-user-id": "alice",
+    }
+    kept = cached(kinds.MODEL_TEMPLATE, {**body, "kind": "ModelTemplate"})
+    assert kept["metadata"]["annotations"] == {"launch.modelops.dev/created-by-user-id": "alice"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in body["metadata"]["annotations"]
+    pod = {
+        **body,
+        "kind": "Pod",
+        "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "x"},
+    }
+    assert cached(kinds.POD, pod)["status"] == {"phase": "Running"}
