@@ -21,7 +21,7 @@ import kopf
 
 from . import kinds, rollout
 from .caches import cached
-from .kinds import INSTANCE_LABEL, MANAGED, MODEL
+from .kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL, MODEL
 from .reconciler import Reconciler
 from .runtime import (
     MODELS_BY_TEMPLATE_INDEX,
@@ -36,6 +36,7 @@ from .runtime import (
 
 log = logging.getLogger(__name__)
 TEMPLATE = kinds.MODEL_TEMPLATE
+_OWNERS = {owner.kind: owner for owner in kinds.OWNERS}
 
 
 @kopf.on.startup()
@@ -147,6 +148,41 @@ for _kind in kinds.WATCHED:
     kopf.on.event(
         _kind.group, _kind.version, _kind.plural, labels=MANAGED, id=f"{_kind.plural}_event"
     )(_child_event(_kind))
+
+
+# -- children that lost our labels: found by their owner reference, applied again at once ------
+def _owner_ref_key(namespace: str | None, meta: Any) -> Key | None:
+    for ref in meta.get("ownerReferences") or []:
+        owner = _OWNERS.get(ref.get("kind"))
+        if ref.get("controller") and owner and ref.get("apiVersion") == owner.api_version:
+            return (owner.kind, namespace, ref.get("name"))
+    return None
+
+
+def _lost_our_labels(labels, namespace, meta, **_) -> bool:
+    """Someone removed (or changed) a label the watch caches select on: the object left them,
+    so the labelled handlers never hear of it again."""
+    ours = labels.get(MANAGED_BY_LABEL) == MANAGED_BY and kinds.owner_of(labels) is not None
+    return not ours and _owner_ref_key(namespace, meta) is not None
+
+
+def _unlabelled_child_event(kind: kinds.Kind):
+    async def handler(event, body, namespace, meta, memo: kopf.Memo, **indices):
+        key = _owner_ref_key(namespace, meta)
+        if key is not None and key in indices[index_name(_OWNERS[key[0]])]:
+            memo.runtime.event(kind, event, body, key, indices)
+
+    return handler
+
+
+for _kind in kinds.CHILDREN:
+    kopf.on.event(
+        _kind.group,
+        _kind.version,
+        _kind.plural,
+        when=_lost_our_labels,
+        id=f"{_kind.plural}_unlabelled_event",
+    )(_unlabelled_child_event(_kind))
 
 
 # -- KEDA: scale-to-zero templates follow its CRD coming and going ------------------------------

@@ -210,3 +210,20 @@ def test_pods_refused_by_pod_security_admission_are_named(cluster, operator, nam
     apply_template(cluster, namespace, tiny_template("restricted"))
     cond = _stalled_on(cluster, namespace, "restricted", "FailedCreate")
     assert "violates PodSecurity" in cond["message"]
+
+
+@pytest.mark.parametrize("label", ["app.kubernetes.io/managed-by", "app.kubernetes.io/name"])
+def test_a_child_that_loses_a_label_of_ours_is_repaired_at_once(
+    cluster, operator, namespace, label
+):
+    """Leaving the watch's label selector arrives as a deletion of the child: the operator
+    applies it again (its labels with it) without waiting for another event."""
+    apply_template(cluster, namespace, tiny_template("labelled"))
+    wait_ready(cluster, namespace, "labelled")
+    cluster.kubectl("label", "service", "labelled", "-n", namespace, f"{label}-")
+
+    def repaired():
+        labels = get_json(cluster, "service", "labelled", "-n", namespace)["metadata"]["labels"]
+        return label in labels
+
+    wait_for(repaired, timeout=10, interval=0.2, what=f"the {label} label restored")
