@@ -251,15 +251,21 @@ def _rollout_snapshot(cluster, namespace, names, image):
     return moved, models
 
 
-def test_a_template_change_rolls_to_its_models_one_at_a_time(cluster, operator, namespace):
-    template = typed_template("wave")
-    names = ["wave-a", "wave-b", "wave-c"]
+def _family(cluster, namespace, name: str) -> tuple[dict, list[str]]:
+    """A pure template and three Ready models made from it."""
+    template = typed_template(name)
+    names = [f"{name}-{x}" for x in "abc"]
     apply_list(cluster, namespace, [template])
     apply_list(
-        cluster, namespace, [model(n, "wave", creationParameters=valid_values()) for n in names]
+        cluster, namespace, [model(n, name, creationParameters=valid_values()) for n in names]
     )
     for n in names:
         wait_condition(cluster, namespace, "model", n, "True", timeout=90)
+    return template, names
+
+
+def test_a_template_change_rolls_to_its_models_one_at_a_time(cluster, operator, namespace):
+    template, names = _family(cluster, namespace, "wave")
     wait_for(
         lambda: (
             (
@@ -315,14 +321,7 @@ def test_a_template_change_rolls_to_its_models_one_at_a_time(cluster, operator, 
 
 
 def test_a_model_failing_on_the_new_generation_stops_the_wave(cluster, operator, namespace):
-    template = typed_template("stuck")
-    names = ["stuck-a", "stuck-b", "stuck-c"]
-    apply_list(cluster, namespace, [template])
-    apply_list(
-        cluster, namespace, [model(n, "stuck", creationParameters=valid_values()) for n in names]
-    )
-    for n in names:
-        wait_condition(cluster, namespace, "model", n, "True", timeout=90)
+    template, names = _family(cluster, namespace, "stuck")
     # The new generation's pods are refused: they ask for more memory than the quota leaves.
     apply_quota(cluster, namespace, "memory", {"requests.memory": "10Gi"})
     template["spec"]["vendorConfiguration"]["endpointConfig"]["memory"] = "20Gi"
