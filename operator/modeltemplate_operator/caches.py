@@ -45,13 +45,16 @@ def compact(value: Any) -> Any:
 
 def cached(kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
     """The object as a watch cache keeps it: no managedFields (nor kubectl's last-applied copy),
-    only the status fields read, repeated strings shared."""
+    only the spec and status fields read, repeated strings shared."""
     out = {k: v for k, v in body.items() if k not in ("metadata", "status")}
     out["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
     annotations = out["metadata"].get("annotations")
     if annotations and LAST_APPLIED in annotations:
         # `kubectl apply` keeps a second copy of the whole object here; nothing reads it.
         out["metadata"]["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    spec = body.get("spec")
+    if spec is not None and kind.spec_fields is not None:
+        out["spec"] = {k: spec[k] for k in kind.spec_fields if k in spec}
     status = body.get("status")
     if status is not None and kind.status_fields is None:
         out["status"] = status

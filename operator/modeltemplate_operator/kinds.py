@@ -40,6 +40,8 @@ class Kind:
     #: The ``status`` fields the status of a template reads (None: all of them); the watch
     #: caches keep only these, and a change elsewhere in a child's status wakes no reconcile.
     status_fields: tuple[str, ...] | None = ()
+    #: The ``spec`` fields read (None: all of them — apply compares a child's whole spec).
+    spec_fields: tuple[str, ...] | None = None
 
     @property
     def api_version(self) -> str:
@@ -91,6 +93,7 @@ POD = Kind(
     "pods",
     "Pod",
     status_fields=("phase", "reason", "message", "conditions", "containerStatuses"),
+    spec_fields=("nodeName",),  # read, never written: its containers are the Deployment's
 )
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).

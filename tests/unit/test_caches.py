@@ -76,7 +76,7 @@ def test_cached_objects_share_their_short_strings():
     assert a["long"] is not b["long"]  # long strings are rarely shared: left as they are
 
 
-def test_the_cache_drops_kubectls_last_applied_copy_and_unread_pod_status():
+def test_the_cache_drops_kubectls_last_applied_copy_and_what_no_reconcile_reads_of_pods():
     body = deployment()
     body["metadata"]["annotations"] = {
         "kubectl.kubernetes.io/last-applied-configuration": '{"spec": "a whole copy"}',
@@ -88,6 +88,8 @@ def test_the_cache_drops_kubectls_last_applied_copy_and_unread_pod_status():
     pod = {
         **body,
         "kind": "Pod",
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "env": []}]},
         "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "x"},
     }
-    assert cached(kinds.POD, pod)["status"] == {"phase": "Running"}
+    kept = cached(kinds.POD, pod)
+    assert (kept["spec"], kept["status"]) == ({"nodeName": "n1"}, {"phase": "Running"})
