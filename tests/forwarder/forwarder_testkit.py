@@ -217,3 +217,104 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
         await proc.wait()
+
+
+async def read_status(reader: asyncio.StreamReader, timeout: float = 10) -> int:
+    """The status code of the response on ``reader`` (0 when the connection closed first)."""
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    return int(line.split()[1]) if line.startswith(b"HTTP/1.") else 0
+
+
+async def chunked_upload(port: int, total: int, piece: int = 256 * 1024) -> int:
+    """POST /predict with a chunked body of ``total`` bytes; stops sending once an answer came."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    answer = asyncio.ensure_future(read_status(reader, timeout=120))
+    chunk = b"%x\r\n" % piece + b"x" * piece + b"\r\n"
+    try:
+        for _ in range(total // piece):
+            if answer.done():
+                break
+            writer.write(chunk)
+            await writer.drain()
+        else:
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+    except ConnectionError:
+        pass
+    try:
+        return await answer
+    finally:
+        writer.close()
+
+
+async def exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send raw bytes on a new connection; the status and head of the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        status = await read_status(reader)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) if status else b""
+        return status, head
+    finally:
+        writer.close()
+
+
+async def sized_upload(port: int, total: int, piece: int = 65536) -> int:
+    """POST /predict with a Content-Length body of ``total`` bytes, sent until an answer came;
+    the status (0 when the connection closed first)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % total)
+    answer = asyncio.ensure_future(read_status(reader))
+    try:
+        for _ in range(total // piece + 1):
+            if answer.done():
+                break
+            writer.write(b"x" * piece)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    try:
+        return await answer
+    finally:
+        writer.close()
+
+
+#: Malformed requests and the status each gets (nothing of them may reach the model).
+MALFORMED = {
+    "100 KB header": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        431,
+    ),
+    "10,000 headers": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+        + b"\r\n",
+        431,
+    ),
+    "20 KB request target": (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "Content-Length and Transfer-Encoding": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    ),
+    "Content-Length beyond 64 bits": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        400,
+    ),
+    "header without colon": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    "TLS hello": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n", 400),
+    "raw garbage": (bytes(range(256)) * 4, 400),
+    "gzip body that is not gzip": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnotgzip!",
+        400,
+    ),
+    "bad chunk size": (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+}

@@ -10,45 +10,25 @@ import logging
 
 import aiohttp
 import pytest
-from forwarder_testkit import Upstream, base, rss_mb, run, spawn, stack, stop_process
+from forwarder_testkit import (
+    MALFORMED,
+    Upstream,
+    base,
+    chunked_upload,
+    exchange,
+    rss_mb,
+    run,
+    sized_upload,
+    spawn,
+    stack,
+    stop_process,
+)
 
 from modeltemplate_operator.forwarder import parse_config
 
 pytestmark = pytest.mark.unit
 
 MIB = 1024 * 1024
-
-
-async def read_status(reader: asyncio.StreamReader, timeout: float = 10) -> int:
-    """The status code of the response on ``reader`` (0 when the connection closed first)."""
-    line = await asyncio.wait_for(reader.readline(), timeout)
-    return int(line.split()[1]) if line.startswith(b"HTTP/1.") else 0
-
-
-async def chunked_upload(port: int, total: int, piece: int = 256 * 1024) -> int:
-    """POST /predict with a chunked body of ``total`` bytes; stops sending once an answer came."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
-    answer = asyncio.ensure_future(read_status(reader, timeout=120))
-    chunk = b"%x\r\n" % piece + b"x" * piece + b"\r\n"
-    try:
-        for _ in range(total // piece):
-            if answer.done():
-                break
-            writer.write(chunk)
-            await writer.drain()
-        else:
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-    except ConnectionError:
-        pass
-    try:
-        return await answer
-    finally:
-        writer.close()
 
 
 def test_a_200_mib_chunked_body_is_refused_at_the_limit_without_being_held():
@@ -133,54 +113,6 @@ def test_client_timeout_defaults():
     assert cfg.header_timeout_seconds == 3.0
 
 
-async def exchange(port: int, data: bytes) -> tuple[int, bytes]:
-    """Send raw bytes on a new connection; the status and head of the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        status = await read_status(reader)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10) if status else b""
-        return status, head
-    finally:
-        writer.close()
-
-
-MALFORMED = {
-    "100 KB header": (
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
-        431,
-    ),
-    "10,000 headers": (
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
-        + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
-        + b"\r\n",
-        431,
-    ),
-    "20 KB request target": (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    "Content-Length and Transfer-Encoding": (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-        400,
-    ),
-    "Content-Length beyond 64 bits": (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        400,
-    ),
-    "header without colon": (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400),
-    "TLS hello": (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n", 400),
-    "raw garbage": (bytes(range(256)) * 4, 400),
-    "gzip body that is not gzip": (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnotgzip!",
-        400,
-    ),
-    "bad chunk size": (
-        b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        400,
-    ),
-}
-
-
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_requests_get_a_4xx_and_log_no_error_or_traceback(name, caplog):
     data, expected = MALFORMED[name]
@@ -205,19 +137,7 @@ def test_absurd_or_too_large_content_length_is_413_before_any_body_is_read():
             for length in (20_000_000, 10**18):
                 head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length
                 assert (await exchange(fwd.port, head + b"{"))[0] == 413
-            reader, writer = await asyncio.open_connection("127.0.0.1", fwd.port)
-            writer.write(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n")
-            answer = asyncio.ensure_future(read_status(reader))
-            for _ in range(20_000_000 // 65536 + 1):  # a real 20 MB body, until refused
-                if answer.done():
-                    break
-                try:
-                    writer.write(b"x" * 65536)
-                    await writer.drain()
-                except ConnectionError:
-                    break
-            assert await answer == 413
-            writer.close()
+            assert await sized_upload(fwd.port, 20_000_000) == 413  # a real 20 MB body
         assert up.calls == []
 
     run(scenario())
