@@ -38,6 +38,27 @@ REQUEST_PARAMETERS_SCHEMA_FLAG = "request-parameters-schema"
 #: Optional for render (the forwarder's default, 5 s, fits terminationGracePeriodSeconds 600 with
 #: the default --grace-period-seconds 580): how long to keep accepting after SIGTERM.
 SHUTDOWN_DELAY_FLAG = "shutdown-delay-seconds"
+#: ``sync`` (HTTP in front of ``main``) or ``async`` (consume the endpoint's task queue).
+MODE_FLAG = "mode"
+MODE_SYNC = "sync"
+MODE_ASYNC = "async"
+# Async mode only: the broker (a redis:// or rediss:// URL without the password), the queue
+# (tasks.queue_name), and grace/visibility/TTL settings.
+BROKER_URL_FLAG = "broker-url"
+QUEUE_FLAG = "queue"
+RESULT_TTL_FLAG = "result-ttl-seconds"
+VISIBILITY_TIMEOUT_FLAG = "visibility-timeout-seconds"
+GRACE_PERIOD_FLAG = "grace-period-seconds"
+#: The broker's password reaches the forwarder only as this variable (from a Secret).
+BROKER_PASSWORD_ENV = "FORWARDER_BROKER_PASSWORD"
+#: Async pods get as long as Launch gives them to finish their tasks on termination.
+ASYNC_TERMINATION_GRACE_SECONDS = 1800
+
+# Async-mode metrics.
+QUEUE_DEPTH_METRIC = "modeltemplate_forwarder_queue_depth"
+TASKS_METRIC = "modeltemplate_forwarder_tasks_total"
+TASK_DURATION_METRIC = "modeltemplate_forwarder_task_duration_seconds"
+TASKS_IN_FLIGHT_METRIC = "modeltemplate_forwarder_tasks_in_flight"
 
 
 def flag(name: str, value: object) -> str:

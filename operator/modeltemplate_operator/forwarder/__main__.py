@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .. import contract as c
 from .app import Forwarder
 from .config import ConfigError, parse_config
 
@@ -35,8 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if config.mode == c.MODE_ASYNC:
+        from .asyncmode import AsyncForwarder
+
+        server = AsyncForwarder(config)
+    else:
+        server = Forwarder(config)
     try:
-        run(Forwarder(config).serve_forever())
+        run(server.serve_forever())
     except OSError as exc:
         logging.getLogger("modeltemplate_operator.forwarder").error("cannot serve: %s", exc)
         return 1

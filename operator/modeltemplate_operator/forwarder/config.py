@@ -51,6 +51,13 @@ class Config:
     event_loop: str = "auto"
     access_log: bool = False
     log_level: str = "INFO"
+    mode: str = c.MODE_SYNC
+    broker_url: str = ""
+    broker_password: str = ""
+    queue: str = ""
+    result_ttl_seconds: int = 86400
+    visibility_timeout_seconds: float = 60.0
+    consumer_name: str = ""
 
 
 # (flag name, Config field, type, help). The env var is FORWARDER_ + flag upper-cased.
@@ -148,6 +155,18 @@ _FLAGS: list[tuple[str, str, str, str]] = [
     ("event-loop", "event_loop", "loop", "auto (uvloop when installed), asyncio or uvloop"),
     ("access-log", "access_log", "bool", "log every request"),
     ("log-level", "log_level", "str", "DEBUG, INFO, WARNING, ERROR"),
+    (c.MODE_FLAG, "mode", "mode", "sync (HTTP in front of main) or async (consume the task queue)"),
+    (c.BROKER_URL_FLAG, "broker_url", "broker", "async: the broker, redis://host:port[/db]"),
+    ("broker-password", "broker_password", "str", "async: the broker's password (use the env var)"),
+    (c.QUEUE_FLAG, "queue", "str", "async: the endpoint's task queue (a Redis Stream)"),
+    (c.RESULT_TTL_FLAG, "result_ttl_seconds", "posint", "async: how long results are kept"),
+    (
+        c.VISIBILITY_TIMEOUT_FLAG,
+        "visibility_timeout_seconds",
+        "pos",
+        "async: a task held this long by a forwarder that stopped renewing it is taken again",
+    ),
+    ("consumer-name", "consumer_name", "str", "async: consumer name (default: host name + pid)"),
 ]
 
 
@@ -199,6 +218,16 @@ def _convert(kind: str, name: str, raw: str):
             return value
         if kind == "schema":
             return load_schema(raw)
+        if kind == "mode":
+            value = raw.strip().lower()
+            if value not in (c.MODE_SYNC, c.MODE_ASYNC):
+                raise ValueError(f"must be {c.MODE_SYNC} or {c.MODE_ASYNC}")
+            return value
+        if kind == "broker":
+            parts = urlsplit(raw)
+            if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+                raise ValueError("must be a redis:// or rediss:// URL such as redis://redis:6379")
+            return raw
     except ValueError as exc:
         raise ConfigError(f"--{name} / {env_name(name)}: {exc}") from None
     raise AssertionError(kind)
@@ -216,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, attr, kind, help_text in _FLAGS:
         default = getattr(defaults, attr)
-        if kind == "schema":
+        if kind == "schema" or attr == "broker_password":
             shown = "none"
         else:
             shown = default
@@ -244,4 +273,16 @@ def parse_config(
         if raw is None or (raw == "" and kind not in ("str", "bool", "schema")):
             continue
         values[attr] = _convert(kind, name, raw)
-    return Config(**values)
+    config = Config(**values)
+    if config.mode == c.MODE_ASYNC:
+        missing = [
+            f"--{flag} / {env_name(flag)}"
+            for flag, value in (
+                (c.BROKER_URL_FLAG, config.broker_url),
+                (c.QUEUE_FLAG, config.queue),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"--mode async needs {' and '.join(missing)}")
+    return config
