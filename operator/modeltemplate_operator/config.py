@@ -13,6 +13,16 @@ MODELTEMPLATE_PRIORITY_CLASS_HIGH     PriorityClass of highPriority templates (p
 MODELTEMPLATE_PRIORITY_CLASS_DEFAULT  PriorityClass of the others (priorityClasses.default)
 MODELTEMPLATE_KEDA_PROMETHEUS_URL Prometheus the KEDA trigger queries (keda.prometheusUrl)
 MODELTEMPLATE_CLUSTER_DOMAIN      DNS domain of Service URLs in status (clusterDomain)
+MODELTEMPLATE_BROKER_URL          task queue of ASYNC endpoints: redis://host:port[/db] or
+                                  rediss://... (broker.url); unset: ASYNC templates are not served
+MODELTEMPLATE_BROKER_PASSWORD_SECRET  ``name/key`` of a Secret holding the broker's password, in
+                                  each namespace that runs ASYNC endpoints (broker.passwordSecret:
+                                  {name, key}); the pods read it as an env var from secretKeyRef
+MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS   how long task results are kept (broker.resultTtlSeconds,
+                                  default 86400)
+MODELTEMPLATE_BROKER_VISIBILITY_TIMEOUT_SECONDS  a task held this long by a forwarder that
+                                  stopped renewing it (killed, node lost) is run again
+                                  (broker.visibilityTimeoutSeconds, default 60)
 MODELTEMPLATE_NAMESPACE           watch only this namespace (default: all)
 MODELTEMPLATE_LOG_FORMAT          json | text
 MODELTEMPLATE_WORKERS             templates reconciled at once (default 32)
@@ -38,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -71,8 +82,26 @@ class OperatorConfig:
     log_format: str = "json"
     workers: int = 32
     model_rollout_max_unavailable: int = 1
+    broker_url: str = ""
+    broker_password_secret: tuple[str, str] | None = None
+    broker_result_ttl_seconds: int = 86400
+    broker_visibility_timeout_seconds: int = 60
 
     def __post_init__(self) -> None:
+        if self.broker_url:
+            parts = urlsplit(self.broker_url)
+            if parts.scheme not in ("redis", "rediss") or not parts.hostname or parts.password:
+                raise ConfigError(
+                    f"broker.url ({self.broker_url}) must be redis://host:port[/db] or "
+                    "rediss://host:port[/db], without a password (use broker.passwordSecret)"
+                )
+        for attr, key in (
+            ("broker_result_ttl_seconds", "broker.resultTtlSeconds"),
+            ("broker_visibility_timeout_seconds", "broker.visibilityTimeoutSeconds"),
+        ):
+            value = getattr(self, attr)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} ({value}) must be a positive integer")
         if self.gpu_preset not in GPU_PRESETS:
             raise ConfigError(
                 f"gpuPreset ({self.gpu_preset}) must be one of {', '.join(GPU_PRESETS)}"
@@ -105,11 +134,18 @@ class OperatorConfig:
             "keda",
             "clusterDomain",
             "modelRollout",
+            "broker",
         }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
         priorities = data.get("priorityClasses") or {}
+        broker = data.get("broker") or {}
+        extra = sorted(
+            set(broker) - {"url", "passwordSecret", "resultTtlSeconds", "visibilityTimeoutSeconds"}
+        )
+        if extra:
+            raise ConfigError(f"broker: unknown keys {', '.join(extra)}")
         values: dict[str, Any] = {
             "gpu_preset": data.get("gpuPreset"),
             "mig_strategy": data.get("migStrategy"),
@@ -120,6 +156,10 @@ class OperatorConfig:
             "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
             "cluster_domain": data.get("clusterDomain"),
             "model_rollout_max_unavailable": (data.get("modelRollout") or {}).get("maxUnavailable"),
+            "broker_url": broker.get("url"),
+            "broker_password_secret": _secret_ref(broker.get("passwordSecret")),
+            "broker_result_ttl_seconds": broker.get("resultTtlSeconds"),
+            "broker_visibility_timeout_seconds": broker.get("visibilityTimeoutSeconds"),
         }
         for attr in (
             "gpu_preset",
@@ -131,11 +171,21 @@ class OperatorConfig:
             "cluster_domain",
             "namespace",
             "log_format",
+            "broker_url",
         ):
             from_env = env.get(ENV_PREFIX + attr.upper())
             if from_env:
                 values[attr] = from_env
-        for attr in ("workers", "model_rollout_max_unavailable"):
+        secret = env.get(ENV_PREFIX + "BROKER_PASSWORD_SECRET")
+        if secret:
+            name, _, key = secret.partition("/")
+            values["broker_password_secret"] = _secret_ref({"name": name, "key": key or None})
+        for attr in (
+            "workers",
+            "model_rollout_max_unavailable",
+            "broker_result_ttl_seconds",
+            "broker_visibility_timeout_seconds",
+        ):
             raw = env.get(ENV_PREFIX + attr.upper())
             if raw:
                 try:
@@ -144,6 +194,15 @@ class OperatorConfig:
                     name = ENV_PREFIX + attr.upper()
                     raise ConfigError(f"{name} ({raw}) must be an integer") from None
         return replace(cls(), **{k: v for k, v in values.items() if v is not None})
+
+
+def _secret_ref(raw: Any) -> tuple[str, str] | None:
+    """``{name, key}`` of the broker password's Secret (key defaults to ``password``)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw.get("name"):
+        raise ConfigError("broker.passwordSecret must be {name: <secret>, key: <key>}")
+    return (str(raw["name"]), str(raw.get("key") or "password"))
 
 
 def _gpu_classes(raw: Mapping[str, Any]) -> dict[str, GpuClassOverride]:

@@ -3,16 +3,22 @@
 SYNC / STREAMING  Deployment (``main`` on 5005 + ``http-forwarder`` on 5000), Service 80 -> 5000,
                   the autoscaler of the scaling mode (HPA or KEDA ScaledObject), a PDB.
 BATCH             an Indexed Job (completions = parallelism = maxWorkers).
-ASYNC             nothing yet: a task queue is needed (status says so).
+ASYNC             Deployment (``main`` + the forwarder in ``--mode async`` consuming the
+                  endpoint's task queue; no Service: nothing calls the pods), a KEDA
+                  ScaledObject on the queue's length (redis-streams trigger) when KEDA is
+                  installed, a PDB. Nothing without a broker in the operator's settings
+                  (status says so).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import contract as c
 from . import kinds
+from . import tasks as t
 from .instantiate import parameter_env
 from .kinds import (
     COMPONENT_LABEL,
@@ -25,8 +31,12 @@ from .kinds import (
 from .models import EndpointType
 from .resolution import Plan, ScalingMode
 
-GRACE_PERIOD_SECONDS = 600  # Launch's; its async workers get 1800, for when ASYNC is served
+GRACE_PERIOD_SECONDS = 600  # Launch's
+#: An async forwarder's own drain deadline: inside the pod's 1800 s, leaving time to return
+#: unfinished tasks to the queue.
+ASYNC_DRAIN_SECONDS = c.ASYNC_TERMINATION_GRACE_SECONDS - 20
 FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
+FORWARDER_CONTAINER = "http-forwarder"
 
 
 def selector_labels(plan: Plan) -> dict[str, str]:
@@ -97,9 +107,43 @@ def _main_container(plan: Plan) -> dict[str, Any]:
     return container
 
 
+def _is_async(plan: Plan) -> bool:
+    return plan.spec.endpoint_type is EndpointType.ASYNC
+
+
+def queue_name(plan: Plan) -> str:
+    return t.queue_name(plan.namespace, plan.name)
+
+
 def _forwarder_container(plan: Plan) -> dict[str, Any]:
     bundle = plan.spec.bundle_config
-    args = [
+    args = []
+    env: list[dict[str, Any]] = []
+    if _is_async(plan):
+        cfg = plan.config
+        args += [
+            c.flag(c.MODE_FLAG, c.MODE_ASYNC),
+            c.flag(c.BROKER_URL_FLAG, cfg.broker_url),
+            c.flag(c.QUEUE_FLAG, queue_name(plan)),
+            c.flag(c.RESULT_TTL_FLAG, cfg.broker_result_ttl_seconds),
+            c.flag(c.VISIBILITY_TIMEOUT_FLAG, cfg.broker_visibility_timeout_seconds),
+            c.flag(c.GRACE_PERIOD_FLAG, ASYNC_DRAIN_SECONDS),
+        ]
+        env.append(
+            {
+                "name": "FORWARDER_CONSUMER_NAME",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            }
+        )
+        if cfg.broker_password_secret:
+            name, key = cfg.broker_password_secret
+            env.append(
+                {
+                    "name": c.BROKER_PASSWORD_ENV,
+                    "valueFrom": {"secretKeyRef": {"name": name, "key": key}},
+                }
+            )
+    args += [
         c.flag(c.PORT_FLAG, c.FORWARDER_PORT),
         c.flag(c.UPSTREAM_FLAG, f"http://127.0.0.1:{c.MAIN_PORT}"),
         c.flag(c.PREDICT_ROUTE_FLAG, bundle.predict_route),
@@ -114,8 +158,8 @@ def _forwarder_container(plan: Plan) -> dict[str, Any]:
         args.append(
             c.flag(c.REQUEST_PARAMETERS_SCHEMA_FLAG, json.dumps(payload, separators=(",", ":")))
         )
-    return {
-        "name": "http-forwarder",
+    container: dict[str, Any] = {
+        "name": FORWARDER_CONTAINER,
         "image": plan.config.forwarder_image,
         "command": [c.FORWARDER_COMMAND],
         "args": args,
@@ -133,6 +177,9 @@ def _forwarder_container(plan: Plan) -> dict[str, Any]:
         },
         "resources": {"requests": dict(FORWARDER_RESOURCES), "limits": dict(FORWARDER_RESOURCES)},
     }
+    if env:
+        container["env"] = env
+    return container
 
 
 def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -142,7 +189,9 @@ def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
         "priorityClassName": plan.config.priority_class_high
         if high
         else plan.config.priority_class_default,
-        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
+        "terminationGracePeriodSeconds": c.ASYNC_TERMINATION_GRACE_SECONDS
+        if _is_async(plan)
+        else GRACE_PERIOD_SECONDS,
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
     }
     if plan.scheduling.node_selector:
@@ -253,6 +302,36 @@ def _scaled_object(plan: Plan) -> dict[str, Any]:
     )
 
 
+def _queue_scaled_object(plan: Plan) -> dict[str, Any]:
+    """KEDA's redis-streams trigger on the stream's length: the forwarders delete entries once
+    acknowledged, so XLEN is waiting + in-flight tasks, and KEDA keeps
+    ceil(XLEN / perWorker) workers (none while the queue is empty, when minWorkers is 0)."""
+    broker = urlsplit(plan.config.broker_url)
+    metadata = {
+        "address": f"{broker.hostname}:{broker.port or 6379}",
+        "stream": queue_name(plan),
+        "consumerGroup": t.CONSUMER_GROUP,
+        "streamLength": str(plan.workers.per_worker),
+        "databaseIndex": (broker.path or "/0").strip("/") or "0",
+    }
+    if broker.scheme == "rediss":
+        metadata["enableTLS"] = "true"
+    if plan.config.broker_password_secret:
+        metadata["passwordFromEnv"] = c.BROKER_PASSWORD_ENV
+    return kinds.SCALED_OBJECT.object(
+        _meta(plan, "autoscaler"),
+        {
+            "scaleTargetRef": {
+                **_scale_target(plan),
+                "envSourceContainerName": FORWARDER_CONTAINER,
+            },
+            "minReplicaCount": plan.workers.min,
+            "maxReplicaCount": plan.workers.max,
+            "triggers": [{"type": "redis-streams", "metadata": metadata}],
+        },
+    )
+
+
 def _pdb(plan: Plan) -> dict[str, Any]:
     return kinds.PDB.object(
         _meta(plan, "endpoint"),
@@ -279,8 +358,16 @@ def _job(plan: Plan) -> dict[str, Any]:
 def render(plan: Plan) -> list[dict[str, Any]]:
     """Desired children of a template, in apply order."""
     endpoint_type = plan.spec.endpoint_type
-    if plan.pure or endpoint_type is EndpointType.ASYNC:
+    if plan.pure:
         return []
+    if endpoint_type is EndpointType.ASYNC:
+        if not plan.config.broker_url:
+            return []
+        objects = [_deployment(plan)]
+        if plan.workers.mode is ScalingMode.KEDA:
+            objects.append(_queue_scaled_object(plan))
+        objects.append(_pdb(plan))
+        return objects
     if endpoint_type is EndpointType.BATCH:
         return [_job(plan)]
     objects = [_deployment(plan), _service(plan)]

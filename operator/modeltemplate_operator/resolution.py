@@ -22,6 +22,8 @@ Models
 Workers
     min == max -> fixed replicas; min >= 1 -> HPA on ``request-concurrency-average``;
     min == 0 -> KEDA ScaledObject when KEDA is installed, else 1 worker and a condition.
+    ASYNC (queue) endpoints: min == max -> fixed; else a KEDA ScaledObject on the queue's length
+    when KEDA is installed, else max(min, 1) fixed workers and a condition.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 from .config import OperatorConfig
 from .instantiate import apply_overrides, is_pure_template
 from .kinds import MODEL, MODEL_TEMPLATE, Kind
-from .models import GPU_BY_TYPE, Model, ModelTemplate, ModelTemplateSpec
+from .models import GPU_BY_TYPE, EndpointType, Model, ModelTemplate, ModelTemplateSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -94,6 +96,8 @@ class ScalingMode(StrEnum):
     KEDA = "KEDA"
     #: min == 0 requested but KEDA is missing: one worker, reported in a condition.
     NO_SCALE_TO_ZERO = "NoScaleToZero"
+    #: ASYNC endpoint without KEDA: nothing scales on the queue; max(min, 1) fixed workers.
+    NO_QUEUE_SCALING = "NoQueueScaling"
 
 
 @dataclass(frozen=True)
@@ -110,14 +114,23 @@ class Workers:
             return self.min
         if self.mode is ScalingMode.NO_SCALE_TO_ZERO:
             return 1
+        if self.mode is ScalingMode.NO_QUEUE_SCALING:
+            return max(self.min, 1)
         return None
 
 
 def resolve_workers(
-    min_workers: int, max_workers: int, per_worker: int, keda_installed: bool
+    min_workers: int,
+    max_workers: int,
+    per_worker: int,
+    keda_installed: bool,
+    queue: bool = False,
 ) -> Workers:
+    """``queue``: an ASYNC endpoint, scaled on its task queue (only KEDA can)."""
     if min_workers == max_workers:
         mode = ScalingMode.FIXED
+    elif queue:
+        mode = ScalingMode.KEDA if keda_installed else ScalingMode.NO_QUEUE_SCALING
     elif min_workers >= 1:
         mode = ScalingMode.HPA
     elif keda_installed:
@@ -173,7 +186,13 @@ def plan_for(template: ModelTemplate, config: OperatorConfig, keda_installed: bo
         uid=template.metadata.uid or "",
         spec=template.spec,
         scheduling=resolve_gpu(gpu_type, ec.gpus, config),
-        workers=resolve_workers(ec.min_workers, ec.max_workers, ec.per_worker, keda_installed),
+        workers=resolve_workers(
+            ec.min_workers,
+            ec.max_workers,
+            ec.per_worker,
+            keda_installed,
+            queue=template.spec.endpoint_type is EndpointType.ASYNC,
+        ),
         config=config,
         pure=is_pure_template(template),
     )

@@ -10,13 +10,18 @@ Conditions (kstatus style, each with ``observedGeneration``):
                  reasons name the cause: ``Unschedulable``, ``Evicted``, ``ImagePullBackOff``
                  (and the other container waiting reasons; ``CrashLoopBackOff`` with the last
                  exit: ``OOMKilled``, exit code), ``ProgressDeadlineExceeded``,
-                 ``WorkersNotReady``, ``RollingOut``, ``AsyncNotSupported``, ``JobFailed``,
+                 ``WorkersNotReady``, ``RollingOut``, ``BrokerNotConfigured`` (ASYNC without a
+                 task queue broker in the operator's settings), ``JobFailed``,
                  ``InvalidSpec``, ``InvalidParameters``, ``TemplateMissing`` (a Model whose
                  template is gone keeps its workers as they were), ``TemplateInvalid``,
                  ``ApplyFailed``,
                  ``Pending``.
 ``Autoscaling``  the scaling the spec asks for is in place (False: ``NoScaleToZero`` when
-                 minWorkers is 0 and KEDA is not installed).
+                 minWorkers is 0 and KEDA is not installed; ``NoQueueScaling`` for an ASYNC
+                 endpoint without KEDA: fixed workers).
+
+An ASYNC endpoint's ``status.queue`` names its task queue (a Redis Stream). Its workers are
+ready only while their forwarder reaches both ``main`` and the broker.
 ``Stalled``      present (True) only while Ready is False for a reason that needs a person
                  (:data:`STALLED_REASONS`), with Ready's reason and message: kstatus (Flux, kpt)
                  then says ``Failed`` at once instead of waiting out its timeout.
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import contract as c
-from . import kinds
+from . import kinds, tasks
 from .kinds import Kind
 from .models import EndpointType
 from .parameters import ParameterSchema
@@ -57,9 +62,10 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "TemplateInvalid",
 }
 #: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
-#: capacity or policy must change, or (ASYNC) the operator itself. They set Stalled=True.
+#: capacity or policy must change, or (ASYNC) the operator's broker setting. They set
+#: Stalled=True.
 #: Not Evicted: the Deployment is already replacing the evicted worker.
-STALLED_REASONS = (WARNING_REASONS - {"Evicted"}) | {"AsyncNotSupported"}
+STALLED_REASONS = (WARNING_REASONS - {"Evicted"}) | {"BrokerNotConfigured"}
 PURE_TEMPLATE = "PureTemplate"
 INVALID_SPEC = "InvalidSpec"
 #: Why a model renders nothing (the reasons of its Valid and Ready conditions).
@@ -239,12 +245,13 @@ def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
             f"the template declares required creation parameters ({names}): it runs only as "
             "the Models made from it, and renders nothing itself",
         )
-    if plan.spec.endpoint_type is EndpointType.ASYNC:
+    if plan.spec.endpoint_type is EndpointType.ASYNC and not plan.config.broker_url:
         return Verdict(
             "False",
-            "AsyncNotSupported",
-            "ASYNC endpoints need a task queue that this operator does not provide yet; "
-            "the template is valid and stored, but nothing is deployed",
+            "BrokerNotConfigured",
+            "ASYNC endpoints need a task queue broker: set broker.url in the operator's "
+            "settings (MODELTEMPLATE_BROKER_URL); the template is valid and stored, but "
+            "nothing is deployed",
         )
     if plan.spec.endpoint_type is EndpointType.BATCH:
         return _job_verdict(observed)
@@ -252,9 +259,27 @@ def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
 
 
 def autoscaling_verdict(plan: Plan) -> Verdict | None:
-    if plan.pure or plan.spec.endpoint_type in (EndpointType.ASYNC, EndpointType.BATCH):
+    if plan.pure or plan.spec.endpoint_type is EndpointType.BATCH:
         return None
     w = plan.workers
+    if plan.spec.endpoint_type is EndpointType.ASYNC:
+        if not plan.config.broker_url:
+            return None
+        if w.mode is ScalingMode.NO_QUEUE_SCALING:
+            return Verdict(
+                "False",
+                "NoQueueScaling",
+                f"KEDA is not installed, so nothing scales on the task queue: running "
+                f"{w.fixed_replicas} fixed worker(s); install KEDA to scale between "
+                f"{w.min} and {w.max} workers on queue length",
+            )
+        if w.mode is ScalingMode.KEDA:
+            return Verdict(
+                "True",
+                "KEDA",
+                f"KEDA ScaledObject on the task queue: {w.min}-{w.max} workers, one per "
+                f"{w.per_worker} tasks waiting or in flight",
+            )
     if w.mode is ScalingMode.NO_SCALE_TO_ZERO:
         return Verdict(
             "False",
@@ -370,6 +395,8 @@ def compute_status(
     status["workers"] = _workers(plan, observed)
     if plan.spec.endpoint_type in (EndpointType.SYNC, EndpointType.STREAMING):
         status["endpoints"] = endpoint_urls(plan)
+    if plan.spec.endpoint_type is EndpointType.ASYNC and plan.config.broker_url:
+        status["queue"] = tasks.queue_name(plan.namespace, plan.name)
     scheduling: dict[str, Any] = {}
     if plan.scheduling.resource:
         scheduling["resource"] = f"{plan.scheduling.resource}: {plan.scheduling.count}"

@@ -45,7 +45,7 @@ def templates_in(cluster, namespace: str) -> dict[str, dict]:
 
 def wait_for_samples(cluster, namespace: str, operator, timeout: float = 90) -> dict[str, dict]:
     """Every sample of deploy/samples (applied in ``namespace``) settled for its generation:
-    Ready=True, the ASYNC one Ready=False/AsyncNotSupported. Returns the templates."""
+    Ready=True, the ASYNC one Ready=False/BrokerNotConfigured. Returns the templates."""
     names = {yaml.safe_load(s.read_text())["metadata"]["name"] for s in SAMPLES}
     assert ASYNC_SAMPLE in names and len(names) == len(SAMPLES)
 
@@ -57,7 +57,7 @@ def wait_for_samples(cluster, namespace: str, operator, timeout: float = 90) -> 
         for name, template in templates.items():
             ready = ready_condition(template)
             if name == ASYNC_SAMPLE:
-                ok = (ready.get("status"), ready.get("reason")) == ("False", "AsyncNotSupported")
+                ok = (ready.get("status"), ready.get("reason")) == ("False", "BrokerNotConfigured")
             else:
                 ok = ready.get("status") == "True"
             observed = template.get("status", {}).get("observedGeneration")

@@ -2,7 +2,7 @@
 
 The operator runs as a local process whose only credential is a token of the deploy/
 ServiceAccount, so every call it makes is authorised by deploy/'s ClusterRole alone. It must
-bring every sample in deploy/samples to Ready (the ASYNC one to Ready=False/AsyncNotSupported)
+bring every sample in deploy/samples to Ready (the ASYNC one to Ready=False/BrokerNotConfigured)
 with peering on, prune and release templates, and log no 403 on the way.
 """
 

@@ -202,4 +202,4 @@ def test_pods_refused_by_a_quota(cluster, operator, argo):
 
 def test_async(cluster, operator, namespace, argo):
     apply(cluster, namespace, tiny_template("queue", endpoint_type="ASYNC"))
-    assert_case(ASYNC, settled(cluster, namespace, "queue", "False/AsyncNotSupported"), argo)
+    assert_case(ASYNC, settled(cluster, namespace, "queue", "False/BrokerNotConfigured"), argo)

@@ -76,7 +76,7 @@ def test_every_sample_is_served_on_the_right_nodes(cluster, operator, namespace)
         ec = spec["vendorConfiguration"].get("endpointConfig") or {}
         if spec["endpointType"] == "ASYNC":
             cond = wait_for(lambda n=name: condition(cluster, namespace, n), what=f"{name} status")
-            assert (cond["status"], cond["reason"]) == ("False", "AsyncNotSupported")
+            assert (cond["status"], cond["reason"]) == ("False", "BrokerNotConfigured")
             assert children(cluster, namespace, name) == set()
             continue
         wait_ready(cluster, namespace, name)

@@ -131,7 +131,7 @@ def ready(status, reason, message="", generation=2, observed=2, cond_observed=2,
             )
         ],
         # valid but intentionally not deployed
-        (ready("False", "AsyncNotSupported", "ASYNC endpoints need a task queue"), "Suspended"),
+        (ready("False", "BrokerNotConfigured", "ASYNC endpoints need a task queue"), "Suspended"),
     ],
 )
 def test_health_status(health, obj, expected):
@@ -162,7 +162,7 @@ def test_stalled_templates_are_degraded_or_suspended(health):
 
     verdicts = {reason: health(ready("False", reason))[0] for reason in sorted(STALLED_REASONS)}
     assert set(verdicts.values()) == {"Degraded", "Suspended"}, verdicts
-    assert verdicts["AsyncNotSupported"] == "Suspended"
+    assert verdicts["BrokerNotConfigured"] == "Suspended"
 
 
 def test_script_is_lua_5_1(health):

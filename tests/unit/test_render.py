@@ -191,5 +191,5 @@ def test_batch_renders_an_indexed_job():
 
 
 @pytest.mark.parametrize("endpoint_type", ["ASYNC"])
-def test_async_renders_nothing_yet(endpoint_type):
+def test_async_renders_nothing_without_a_broker(endpoint_type):
     assert render(plan(endpointType=endpoint_type)) == []

@@ -125,7 +125,7 @@ def test_rollout_in_progress():
 def test_async_is_reported_as_not_available():
     st = status_of(Observed(), p=plan(endpointType="ASYNC"))
     ready = conditions(st)["Ready"]
-    assert (ready["status"], ready["reason"]) == ("False", "AsyncNotSupported")
+    assert (ready["status"], ready["reason"]) == ("False", "BrokerNotConfigured")
     assert "Autoscaling" not in conditions(st) and "endpoints" not in st
 
 
@@ -299,7 +299,7 @@ STALLED_CASES = {
     "ImagePullBackOff": lambda: status_of(
         Observed([deployment(ready=0)], pods=[pod(waiting={"reason": "ImagePullBackOff"})])
     ),
-    "AsyncNotSupported": lambda: status_of(Observed(), p=plan(endpointType="ASYNC")),
+    "BrokerNotConfigured": lambda: status_of(Observed(), p=plan(endpointType="ASYNC")),
     "InvalidSpec": lambda: compute_status(
         copy.deepcopy(BASE), None, ["spec.x (1) must be y"], Observed(), NOW
     ),

@@ -6,8 +6,8 @@
 --   Degraded     Ready=False for a reason that needs a person: the spec, the image, the
 --                container or the cluster cannot make it ready (the operator sets Stalled=True
 --                for these, which kstatus reports as Failed)
---   Suspended    Ready=False with AsyncNotSupported: valid and stored, nothing deployed, and
---                nothing will change until the operator supports ASYNC endpoints
+--   Suspended    Ready=False with BrokerNotConfigured: valid and stored, nothing deployed, and
+--                nothing will change until the operator is given a broker
 -- Kept in sync with argocd-cm.yaml beside it (tests/unit/test_argocd_health.py checks).
 local degraded_reasons = {
   InvalidSpec = true,
@@ -28,7 +28,7 @@ local degraded_reasons = {
   TemplateInvalid = true,
 }
 local suspended_reasons = {
-  AsyncNotSupported = true,
+  BrokerNotConfigured = true,
 }
 
 local function health(status, message)
