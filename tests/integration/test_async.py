@@ -6,6 +6,7 @@ redis-streams trigger once KEDA's CRD is installed."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,27 @@ def test_async_sample_renders_the_async_workload_with_and_without_keda(
         lambda: conditions(cluster, namespace)[0]["Autoscaling"]["reason"] == "NoQueueScaling",
         what="back to fixed workers without KEDA",
     )
+
+
+def test_redis_component_runs_a_broker_and_points_operator_and_gateway_at_it(cluster, tmp_path):
+    overlay = tmp_path / "with-redis"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(ROOT / "deploy", overlay)],
+                "components": [os.path.relpath(ROOT / "deploy" / "components" / "redis", overlay)],
+            }
+        )
+    )
+    out = cluster.kubectl("kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay))
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
+    url = "redis://modeltemplate-redis.modeltemplate-system.svc:6379/0"
+    for name in ("modeltemplate-operator", "modeltemplate-gateway"):
+        env = docs[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "MODELTEMPLATE_BROKER_URL", "value": url} in env, name
+    redis = docs[("Deployment", "modeltemplate-redis")]
+    assert redis["metadata"]["namespace"] == "modeltemplate-system"
+    assert docs[("Service", "modeltemplate-redis")]["spec"]["ports"][0]["port"] == 6379

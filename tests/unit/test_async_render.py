@@ -59,7 +59,11 @@ def test_launch_get_shape():
         "error": None,
     }
     failed = t.response("x", t.result_fields(t.FAILURE, None, 422, "invalid x"))
-    assert (failed["status"], failed["status_code"], failed["error"]) == ("FAILURE", 422, "invalid x")
+    assert (failed["status"], failed["status_code"], failed["error"]) == (
+        "FAILURE",
+        422,
+        "invalid x",
+    )
     assert t.main_body({"args": {"a": 1}, "url": None}) == {"a": 1}
     assert t.main_body({"a": 1}) == {"a": 1}
 
@@ -112,7 +116,10 @@ def test_async_with_keda_renders_deployment_scaledobject_pdb_and_no_service():
     ):
         assert flag in fwd["args"]
     assert fwd["env"] == [
-        {"name": "FORWARDER_CONSUMER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        {
+            "name": "FORWARDER_CONSUMER_NAME",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+        }
     ]
     so = objs["ScaledObject"]["spec"]
     assert (so["minReplicaCount"], so["maxReplicaCount"]) == (0, 10)
@@ -184,7 +191,9 @@ def test_async_status_with_keda_and_without_broker():
 def test_rendered_async_args_parse_in_the_forwarder():
     schema = {"parameters": [{"name": "language", "type": "str", "required": True}]}
     objs = by_kind(
-        render(plan(ELASTIC, keda=True, config=BROKER, modelRequestParametersSchema=schema, **ASYNC))
+        render(
+            plan(ELASTIC, keda=True, config=BROKER, modelRequestParametersSchema=schema, **ASYNC)
+        )
     )
     cfg = parse_config(forwarder(objs)["args"], environ={})
     assert cfg.mode == "async" and cfg.queue == "modeltemplate:queue:team-a:llm"
