@@ -10,7 +10,13 @@ flag                        environment variable              default
 ``--kubeconfig``            KUBECONFIG                        in-cluster, else ~/.kube/config
 ``--access-ttl``            MODELTEMPLATE_GATEWAY_ACCESS_TTL  10 (seconds an access review is reused)
 ``--log-level``             MODELTEMPLATE_GATEWAY_LOG_LEVEL   info
+``--broker-url``            MODELTEMPLATE_BROKER_URL          none (no async task routes)
+(env only)                  MODELTEMPLATE_BROKER_PASSWORD     none
+``--result-ttl-seconds``    MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS  86400
 ==========================  ================================  ==========================
+
+The broker settings are the operator's (the same variables): the task routes
+``/v1/async-tasks`` enqueue to ASYNC endpoints' queues there.
 
 The kubeconfig (or the pod's ServiceAccount) is the gateway's own identity, used only for the
 watch cache: it needs ``list`` and ``watch`` on modeltemplates, nothing else.
@@ -28,6 +34,7 @@ import uvicorn
 
 from .app import create_app
 from .kubeapi import KubeAPI, load_configuration
+from .tasks_api import Broker
 
 ENV = "MODELTEMPLATE_GATEWAY_"
 
@@ -42,6 +49,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", default=env("KUBECONFIG"))
     parser.add_argument("--access-ttl", type=float, default=float(env(ENV + "ACCESS_TTL", "10")))
     parser.add_argument("--log-level", default=env(ENV + "LOG_LEVEL", "info"))
+    parser.add_argument("--broker-url", default=env("MODELTEMPLATE_BROKER_URL", ""))
+    parser.add_argument(
+        "--result-ttl-seconds",
+        type=int,
+        default=int(env("MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS", "86400")),
+    )
     return parser.parse_args(argv)
 
 
@@ -51,7 +64,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     kubeconfig = args.kubeconfig.split(os.pathsep)[0] if args.kubeconfig else None
-    app = create_app(KubeAPI(load_configuration(kubeconfig)), access_ttl=args.access_ttl)
+    broker = None
+    if args.broker_url:
+        broker = Broker.connect(
+            args.broker_url,
+            os.environ.get("MODELTEMPLATE_BROKER_PASSWORD"),
+            args.result_ttl_seconds,
+        )
+    app = create_app(
+        KubeAPI(load_configuration(kubeconfig)), access_ttl=args.access_ttl, broker=broker
+    )
     uvicorn.run(
         app,
         host=args.host,

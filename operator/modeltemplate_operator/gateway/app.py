@@ -30,6 +30,7 @@ from .sgp import (
     validation_error,
 )
 from .store import Store, Watcher, entry_of
+from .tasks_api import Broker, task_router
 
 __all__ = ["create_app"]
 
@@ -50,7 +51,7 @@ def _token(api_key: str | None) -> str:
     return token
 
 
-def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
+def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None = None) -> FastAPI:
     store = Store()
     watcher = Watcher(kube, store)
     access = Access(kube, ttl=access_ttl)
@@ -65,6 +66,8 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await kube.close()
+            if broker is not None:
+                await broker.redis.aclose()
 
     app = FastAPI(
         title="ModelTemplate gateway (SGP API)",
@@ -193,6 +196,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0) -> FastAPI:
         store.remove(entry.uid, tombstone=True)
         return {"count": 1, "success": True}
 
+    app.include_router(task_router(store, access, broker, _token, synced))
     return app
 
 

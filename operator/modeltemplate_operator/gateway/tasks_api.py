@@ -1,0 +1,137 @@
+"""Launch's async task routes over ASYNC endpoints' task queues.
+
+``POST /v1/async-tasks?model_endpoint_id=<id>`` (body: the predict payload, Launch's
+``{"args": {...}}``) answers ``{"task_id": ...}`` at once; ``GET /v1/async-tasks/{task_id}``
+answers ``{task_id, status, result, traceback, status_code, error}`` with ``status`` one of
+PENDING, STARTED, SUCCESS, FAILURE, UNDEFINED (unknown, or past the result TTL).
+
+``model_endpoint_id`` is ``namespace/name`` or the template's SGP id. The caller authenticates
+as for the other routes (``x-api-key``: a Kubernetes token) and must be allowed to ``get``
+modeltemplates in the endpoint's namespace, both to submit and to read a task (a task records
+its endpoint). The queue protocol is :mod:`modeltemplate_operator.tasks`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from .. import taskqueue
+from .. import tasks as t
+from .access import Access
+from .sgp import ApiError, validation_error
+from .store import Entry, Store
+
+__all__ = ["Broker", "task_router"]
+
+PREFIX = "/v1/async-tasks"
+#: Largest task payload accepted (the queue holds it until a worker takes it).
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Broker:
+    """The gateway's connection to the task queue broker (a ``redis.asyncio`` client)."""
+
+    redis: Any
+    result_ttl_seconds: int = t.DEFAULT_RESULT_TTL_SECONDS
+
+    @classmethod
+    def connect(cls, url: str, password: str | None, result_ttl_seconds: int) -> Broker:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(
+            url, password=password or None, decode_responses=True, socket_connect_timeout=5
+        )
+        return cls(client, result_ttl_seconds)
+
+
+def _endpoint_type(entry: Entry) -> str | None:
+    doc = json.loads(entry.json)
+    return (doc.get("endpoint_type") or "").upper() or None
+
+
+def task_router(
+    store: Store,
+    access: Access,
+    broker: Broker | None,
+    token_of: Callable[[str | None], str],
+    synced: Callable[[], Awaitable[None]],
+) -> APIRouter:
+    router = APIRouter(tags=["async tasks"])
+
+    def need_broker() -> Broker:
+        if broker is None:
+            raise ApiError(
+                503,
+                "async tasks are not available: the gateway has no broker "
+                "(MODELTEMPLATE_BROKER_URL)",
+                False,
+            )
+        return broker
+
+    def find(endpoint_id: str) -> Entry | None:
+        if "/" in endpoint_id:
+            namespace, _, name = endpoint_id.partition("/")
+            entries, _ = store.page(namespace, 1, max(len(store), 1))
+            return next((e for e in entries if e.name == name), None)
+        return store.get(endpoint_id)
+
+    @router.post(PREFIX, summary="Submit a task to an ASYNC endpoint")
+    async def submit(
+        request: Request,
+        model_endpoint_id: Annotated[
+            str, Query(description="namespace/name of the endpoint, or its id")
+        ],
+    ):
+        token = token_of(request.headers.get("x-api-key"))
+        await access.username(token)  # 401 for a bad key, whatever the endpoint
+        b = need_broker()
+        await synced()
+        entry = find(model_endpoint_id)
+        if entry is not None:
+            await access.require(token, entry.namespace, "get")
+        elif "/" in model_endpoint_id:
+            # the caller learns nothing about namespaces it may not read
+            await access.require(token, model_endpoint_id.partition("/")[0], "get")
+        if entry is None:
+            raise ApiError(404, f"model endpoint {model_endpoint_id!r} not found", False)
+        kind = _endpoint_type(entry)
+        if kind != "ASYNC":
+            raise validation_error(
+                [
+                    (
+                        "model_endpoint_id",
+                        f"model endpoint {entry.namespace}/{entry.name} is {kind}, not ASYNC: "
+                        "call its predict route instead",
+                    )
+                ]
+            )
+        raw = await request.body()
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            raise ApiError(413, f"task payload over {MAX_PAYLOAD_BYTES} bytes", False)
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            raise validation_error([("", "the body must be JSON")]) from None
+        task_id = await taskqueue.submit(
+            b.redis, entry.namespace, entry.name, payload, result_ttl_seconds=b.result_ttl_seconds
+        )
+        return {"task_id": task_id}
+
+    @router.get(PREFIX + "/{task_id}", summary="Get a task's status and result")
+    async def get(task_id: str, request: Request):
+        token = token_of(request.headers.get("x-api-key"))
+        await access.username(token)
+        b = need_broker()
+        record = await taskqueue.record(b.redis, task_id)
+        if record is not None:
+            namespace = (record.get(t.F_ENDPOINT) or "").partition("/")[0]
+            await access.require(token, namespace, "get")
+        return t.response(task_id, record)
+
+    return router
