@@ -50,7 +50,14 @@ class RedisServer:
     """One ``redis-server`` on loopback with append-only persistence in its own directory, so a
     restart (:meth:`restart`) keeps the queue, as a production broker would."""
 
-    def __init__(self, port: int | None = None, password: str = "", directory: str | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        password: str = "",
+        directory: str | None = None,
+        detach: bool = False,
+    ):
+        self.detach = detach  # its own session: outlives the process that started it
         self.port = port or free_port()
         self.password = password
         self.dir = directory or tempfile.mkdtemp(prefix="redis-")
@@ -84,7 +91,13 @@ class RedisServer:
             args += ["--requirepass", self.password]
         os.makedirs(self.dir, exist_ok=True)
         log = open(os.path.join(self.dir, "redis.log"), "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=self.detach,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

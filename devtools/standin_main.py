@@ -1,5 +1,5 @@
 """A stand-in ``main`` (model container) as its own process, for the async forwarder's tests, the
-demo and ``make bench-async``: ``POST /predict`` answers ``{"echo": <body>}`` after ``--delay``
+demo and ``make bench-async``: ``POST /predict`` (``--predict-route``) answers ``{"echo": <body>}`` after ``--delay``
 seconds (``{"status": N}`` in the body makes it answer with that status). It counts what it
 sees: ``GET /stats`` gives calls per ``n`` of the body (duplicates), the highest concurrency
 seen, and calls in total; ``POST /control`` sets ``healthy`` and ``delay``.
@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5005)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--unhealthy", action="store_true")
+    parser.add_argument("--predict-route", default="/predict")
     args = parser.parse_args()
     s = StandIn(args.delay)
     s.healthy = not args.unhealthy
     app = web.Application()
-    app.router.add_post("/predict", s.predict)
+    app.router.add_post(args.predict_route, s.predict)
     app.router.add_get("/readyz", s.readyz)
     app.router.add_get("/stats", s.stats)
     app.router.add_post("/control", s.control)

@@ -263,14 +263,13 @@ class LocalCluster:
     def down(self) -> None:
         """Stop every process this cluster started and remove its state and data."""
         self._load_state()
-        for name, pid_file in (
-            ("gateway", self.gateway_pid_file),
-            ("operator", self.operator_pid_file),
-        ):
+        extras = ("async-forwarder", "async-main", "gateway", "operator", "redis")
+        for name in extras:
+            pid_file = self.root / f"{name}.pid"
             if pid_file.exists():
                 self.pids = {name: int(pid_file.read_text()), **self.pids}
                 pid_file.unlink()
-        for name in ["gateway", "operator", *reversed(COMPONENTS)]:
+        for name in [*extras, *reversed(COMPONENTS)]:
             pid = self.pids.get(name)
             if pid and pid_alive(pid):
                 try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from . import async_demo
 from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive
 
 NAMESPACE = "modeltemplate-demo"
@@ -44,10 +45,16 @@ def install_crds(cluster: LocalCluster) -> None:
 
 
 def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> int:
-    """``python -m ARGS`` against the local cluster, once; returns its pid."""
+    """``python -m ARGS`` against the local cluster, once; returns its pid. The broker of
+    ASYNC endpoints is the demo's Redis (``MODELTEMPLATE_BROKER_URL``)."""
     if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         return int(pid_file.read_text())
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELTEMPLATE_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "MODELTEMPLATE_LOG_FORMAT": "json",
+        **async_demo.broker_env(async_demo.start_redis(cluster)),
+    }
     with open(cluster.logs / log_name, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", *args],
@@ -142,11 +149,7 @@ def _sample_models() -> list[dict]:
 
 
 def wait_for_samples(cluster: LocalCluster, timeout: float = 180) -> None:
-    names = [
-        f"modeltemplate/{s['metadata']['name']}"
-        for s in _samples()
-        if s["spec"]["endpointType"] != "ASYNC"
-    ]
+    names = [f"modeltemplate/{s['metadata']['name']}" for s in _samples()]
     names += [f"model/{m['metadata']['name']}" for m in _sample_models()]
     deadline = time.monotonic() + timeout
     for name in names:
@@ -206,9 +209,24 @@ def table(cluster: LocalCluster) -> str:
     )
 
 
+def async_check(cluster: LocalCluster, gateway: str) -> list[str]:
+    """The async sample's worker as local processes, and one task through the gateway."""
+    sample = next(s for s in _samples() if s["spec"]["endpointType"] == "ASYNC")
+    broker = async_demo.start_redis(cluster)
+    async_demo.start_worker(cluster, broker, NAMESPACE, sample)
+    key = cluster.kubectl("create", "token", API_USER, "-n", NAMESPACE).stdout.strip()
+    endpoint = f"{NAMESPACE}/{sample['metadata']['name']}"
+    lines = [
+        f"ASYNC: broker {broker}; {sample['metadata']['name']}'s worker runs as local processes "
+        f"(forwarder --mode async + a stand-in main; logs {cluster.logs}/async-*.log)"
+    ]
+    return lines + async_demo.submit_and_wait(gateway, key, endpoint)
+
+
 def run(cluster: LocalCluster) -> int:
     cluster.up()
     print(f"local control plane: {cluster.server}")
+    print(f"task queue broker (redis-server): {async_demo.start_redis(cluster)}")
     install_crds(cluster)
     pid = start_operator(cluster)
     print(f"operator running (pid {pid}, log {cluster.logs / 'operator.log'})")
@@ -232,6 +250,8 @@ def run(cluster: LocalCluster) -> int:
     print()
     print(table(cluster))
     print(f"\n{api_check(cluster, gateway)}")
+    print()
+    print("\n".join(async_check(cluster, gateway)))
     print(f"""
 Explore:
   export KUBECONFIG={cluster.kubeconfig}
@@ -243,9 +263,11 @@ The SGP API (account = namespace, API key = a Kubernetes token; docs at {gateway
   export SGP_API_KEY=$(kubectl create token {API_USER} -n {NAMESPACE}) SGP_ACCOUNT_ID={NAMESPACE}
   curl -s -H "x-api-key: $SGP_API_KEY" -H "x-selected-account-id: $SGP_ACCOUNT_ID" \\
     '{gateway}/v4/model-templates?limit=2'
+  curl -s -H "x-api-key: $SGP_API_KEY" -X POST -d '{{"args": {{"audio_url": "s3://b/a.wav"}}}}' \\
+    '{gateway}/v1/async-tasks?model_endpoint_id={NAMESPACE}/whisper-large-v3-async'
   .venv/bin/python -c 'from scale_gp import SGPClient
   for t in SGPClient(base_url="{gateway}").model_templates.list(): print(t.id, t.name)'
 Clean up:
   kubectl delete namespace {NAMESPACE}   # templates and every child they own
-  make cluster-down{" " * (len(NAMESPACE) + 11)}# the gateway, the operator and the control plane""")
+  make cluster-down{" " * (len(NAMESPACE) + 11)}# the gateway, the operator, Redis, the control plane""")
     return 0
