@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries tools test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway
+.PHONY: run help venv binaries tools test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ crds: $(STAMP) ## regenerate crds/ from the pydantic models, and the chart's cop
 
 bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
 	$(PY) benchmarks/bench_forwarder.py
+
+bench-async: $(STAMP) ## ASYNC: one async forwarder vs calling main directly (tasks/s, latency overhead)
+	$(PY) benchmarks/bench_async.py $(BENCH_ARGS)
 
 bench-scale: $(STAMP) binaries ## 1000 templates: operator convergence vs direct apply, peak RSS
 	$(PY) benchmarks/bench_scale.py $(BENCH_ARGS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 
 from aiohttp import web
 
@@ -23,12 +24,16 @@ class StandIn:
         self.max_active = 0
         self.total = 0
         self.by_n: dict[str, int] = {}
+        self.first_at = 0.0  # wall clock of the first call's arrival, and the last one's answer
+        self.last_at = 0.0
 
     async def predict(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         self.total += 1
+        if not self.first_at:
+            self.first_at = time.time()
         if isinstance(body, dict) and "n" in body:
             key = str(body["n"])
             self.by_n[key] = self.by_n.get(key, 0) + 1
@@ -37,6 +42,7 @@ class StandIn:
                 await asyncio.sleep(self.delay)
         finally:
             self.active -= 1
+            self.last_at = time.time()
         status = body.get("status", 200) if isinstance(body, dict) else 200
         return web.json_response({"echo": body}, status=status)
 
@@ -50,6 +56,8 @@ class StandIn:
                 "max_active": self.max_active,
                 "total": self.total,
                 "by_n": self.by_n,
+                "first_at": self.first_at,
+                "last_at": self.last_at,
             }
         )
 
@@ -61,6 +69,7 @@ class StandIn:
             self.delay = float(doc["delay"])
         if doc.get("reset"):
             self.max_active = self.total = 0
+            self.first_at = self.last_at = 0.0
             self.by_n.clear()
         return web.json_response({"healthy": self.healthy, "delay": self.delay})
 

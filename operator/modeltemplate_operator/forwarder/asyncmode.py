@@ -94,6 +94,9 @@ class AsyncForwarder:
             socket_connect_timeout=5,
             socket_timeout=max(10.0, _READ_BLOCK_MS / 1000 + 5),
             health_check_interval=30,
+            # each task in flight holds a connection for a command at a time, plus the
+            # blocking read, reclaiming, renewing and the metrics scrape
+            max_connections=cfg.per_worker + 8,
         )
         self._start_script = self._redis.register_script(_START)
         self._pool = UpstreamPool(

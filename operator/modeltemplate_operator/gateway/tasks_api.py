@@ -44,10 +44,16 @@ class Broker:
     def connect(cls, url: str, password: str | None, result_ttl_seconds: int) -> Broker:
         import redis.asyncio as aioredis
 
-        client = aioredis.Redis.from_url(
-            url, password=password or None, decode_responses=True, socket_connect_timeout=5
+        # at most 64 connections; a request past them waits for one (up to 10 s)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            password=password or None,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            max_connections=64,
+            timeout=10,
         )
-        return cls(client, result_ttl_seconds)
+        return cls(aioredis.Redis(connection_pool=pool), result_ttl_seconds)
 
 
 def _endpoint_type(entry: Entry) -> str | None:
