@@ -14,7 +14,7 @@ import urllib.request
 from devtools.redisserver import RedisServer, free_port
 from modeltemplate_operator import tasks
 
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive
+from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive, stop_process
 
 
 def start_redis(cluster: LocalCluster) -> str:
@@ -31,8 +31,8 @@ def start_redis(cluster: LocalCluster) -> str:
 
 def _spawn(cluster: LocalCluster, name: str, args: list[str]) -> int:
     pid_file = cluster.root / f"{name}.pid"
-    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
-        return int(pid_file.read_text())
+    if pid_file.exists():
+        stop_process(int(pid_file.read_text()))  # an earlier demo's: maybe older code
     with open(cluster.logs / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", *args],

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from . import async_demo
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive
+from .cluster import REPO_ROOT, ClusterError, LocalCluster, stop_process
 
 NAMESPACE = "modeltemplate-demo"
 SAMPLES = REPO_ROOT / "deploy" / "samples"
@@ -45,10 +45,11 @@ def install_crds(cluster: LocalCluster) -> None:
 
 
 def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> int:
-    """``python -m ARGS`` against the local cluster, once; returns its pid. The broker of
-    ASYNC endpoints is the demo's Redis (``MODELTEMPLATE_BROKER_URL``)."""
-    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
-        return int(pid_file.read_text())
+    """``python -m ARGS`` against the local cluster; returns its pid. A process left by an
+    earlier demo is stopped first (it may run older code or settings). The broker of ASYNC
+    endpoints is the demo's Redis (``MODELTEMPLATE_BROKER_URL``)."""
+    if pid_file.exists():
+        stop_process(int(pid_file.read_text()))
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
@@ -84,11 +85,10 @@ def _gateway_port() -> int:
 
 
 def start_gateway(cluster: LocalCluster) -> str:
-    """The SGP API gateway on loopback, once; returns its URL when its cache has synced."""
+    """The SGP API gateway on loopback (a new one); returns its URL when its cache has synced."""
     url_file = cluster.root / "gateway.url"
-    if cluster.gateway_pid_file.exists() and url_file.exists():
-        if pid_alive(int(cluster.gateway_pid_file.read_text())):
-            return url_file.read_text()
+    if cluster.gateway_pid_file.exists():
+        stop_process(int(cluster.gateway_pid_file.read_text()))  # frees its port too
     port = _gateway_port()
     _start(
         cluster,
