@@ -255,3 +255,105 @@ def _snake_names() -> dict[str, str]:
             if sub is not None:
                 todo.append(sub)
     return names
+
+
+# --- Models ---------------------------------------------------------------------------------
+#
+# An SGP model (``/v4/models``) <-> a Model resource:
+#
+# - ``name`` <-> ``metadata.name``; ``model_template_id`` (the template's id, its uid) <->
+#   ``spec.templateRef.name`` (the caller resolves one to the other: the template must be in the
+#   model's namespace); ``model_creation_parameters`` <-> ``spec.creationParameters`` (values
+#   kept as they are); ``model_type`` <-> ``spec.modelType``;
+# - ``display_name`` and ``description`` <-> the annotations :data:`MODEL_SGP_ANNOTATIONS`
+#   (a Model has no spec field for them: they describe, they change nothing that runs);
+# - ``model_vendor`` is always ``LAUNCH`` (a Model is served by this operator);
+# - the read-only ``id``, ``created_at``, ``account_id`` come from ``metadata`` (uid,
+#   creationTimestamp, namespace), like a template's in the gateway.
+#
+# The SGP fields with no Model counterpart are :data:`MODEL_UNSUPPORTED_FIELDS`: refused on the
+# way in (naming the field), never silently dropped.
+
+#: SGP model field -> annotation of the Model carrying it.
+MODEL_SGP_ANNOTATIONS = {
+    "display_name": "launch.modelops.dev/display-name",
+    "description": "launch.modelops.dev/description",
+}
+MODEL_VENDOR = "LAUNCH"
+MODEL_UNSUPPORTED_FIELDS = (
+    "base_model_id",
+    "base_model_metadata",
+    "model_card",
+    "training_data_card",
+    "model_group_id",
+)
+#: Model manifest path -> SGP field (message paths; nested parameter paths keep their suffix).
+_MODEL_PATHS = {
+    "metadata.name": "name",
+    "spec.templateRef.name": "model_template_id",
+    "spec.templateRef": "model_template_id",
+    "spec.creationParameters": "model_creation_parameters",
+    "spec.modelType": "model_type",
+}
+
+
+def model_manifest_from_sgp(
+    sgp: dict[str, Any], *, template_name: str, namespace: str | None = None
+) -> dict[str, Any]:
+    """The Model manifest an SGP model body asks for; ``template_name`` is the name of the
+    template ``model_template_id`` designates. Read-only and unsupported fields are not copied
+    (the caller refuses the unsupported ones first)."""
+    metadata: dict[str, Any] = {"name": sgp.get("name")}
+    if namespace:
+        metadata["namespace"] = namespace
+    annotations = {
+        MODEL_SGP_ANNOTATIONS[key]: sgp[key]
+        for key in MODEL_SGP_ANNOTATIONS
+        if sgp.get(key) is not None
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    spec: dict[str, Any] = {"templateRef": {"name": template_name}}
+    if sgp.get("model_creation_parameters") is not None:
+        spec["creationParameters"] = sgp["model_creation_parameters"]
+    if sgp.get("model_type") is not None:
+        spec["modelType"] = sgp["model_type"]
+    return {"apiVersion": API_VERSION, "kind": "Model", "metadata": metadata, "spec": spec}
+
+
+def model_manifest_to_sgp(
+    manifest: dict[str, Any], *, template_id: str | None, template_model_type: str | None = None
+) -> dict[str, Any]:
+    """A Model manifest as an SGP model: the mapped fields only (the gateway adds the
+    client's other required fields). ``template_id``: the uid of the template the model names
+    (None when it is not found); ``model_type`` falls back to ``template_model_type``."""
+    meta = manifest.get("metadata") or {}
+    spec = manifest.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    sgp: dict[str, Any] = {
+        "name": meta.get("name"),
+        "model_template_id": template_id,
+        "model_creation_parameters": spec.get("creationParameters") or {},
+        "model_type": spec.get("modelType") or template_model_type,
+        "model_vendor": MODEL_VENDOR,
+    }
+    for key, annotation in MODEL_SGP_ANNOTATIONS.items():
+        if annotation in annotations:
+            sgp[key] = annotations[annotation]
+    if "uid" in meta:
+        sgp["id"] = meta["uid"]
+    if "namespace" in meta:
+        sgp["account_id"] = meta["namespace"]
+    if "creationTimestamp" in meta:
+        sgp["created_at"] = meta["creationTimestamp"]
+    return sgp
+
+
+def sgp_model_path(path: str) -> str:
+    """A Model manifest field path as the SGP model field path
+    (``spec.creationParameters.tp`` -> ``model_creation_parameters.tp``); paths with no SGP
+    counterpart (``spec.minWorkers``) are kept."""
+    for prefix in sorted(_MODEL_PATHS, key=len, reverse=True):
+        if path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "["):
+            return _MODEL_PATHS[prefix] + path[len(prefix) :]
+    return path

@@ -20,10 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import API_VERSION, KIND
-from .models import PATTERN_HELP, X_RULE_ERROR, ModelTemplate
+from . import API_VERSION, KIND, MODEL_KIND
+from .models import PATTERN_HELP, X_RULE_ERROR, Model, ModelTemplate
 
 __all__ = [
+    "parse_model_manifest",
     "ManifestInvalid",
     "validate_manifest",
     "parse_manifest",
@@ -210,3 +211,21 @@ def validate_manifest(manifest: Any) -> list[str]:
     except ManifestInvalid as exc:
         return exc.errors
     return []
+
+
+def parse_model_manifest(manifest: Any) -> Model:
+    """Parse a Model manifest dict (the CRD's rules, messages naming the field); raises
+    :class:`ManifestInvalid`."""
+    if not isinstance(manifest, dict):
+        raise ManifestInvalid([f"manifest must be an object (got {_type_of(manifest)})"])
+    errors: list[str] = []
+    if manifest.get("apiVersion") != API_VERSION:
+        errors.append(f"apiVersion ({_show(manifest.get('apiVersion'))}) must be {API_VERSION}")
+    if manifest.get("kind") != MODEL_KIND:
+        errors.append(f"kind ({_show(manifest.get('kind'))}) must be {MODEL_KIND}")
+    if errors:
+        raise ManifestInvalid(errors)
+    try:
+        return Model.model_validate(manifest)
+    except ValidationError as exc:
+        raise ManifestInvalid(format_errors(exc)) from None

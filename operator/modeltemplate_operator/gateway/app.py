@@ -20,6 +20,7 @@ from ..kinds import MODEL_TEMPLATE as TEMPLATE
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
 from .kubeapi import KubeAPI, KubeError
+from .models import create_models_router
 from .openapi import json_body, json_response, sgp_schemas
 from .sgp import (
     ApiError,
@@ -76,6 +77,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
     )
     app.state.store, app.state.watcher = store, watcher
     _document(app)
+    app.include_router(create_models_router(kube, access, _token))
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

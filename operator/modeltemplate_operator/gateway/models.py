@@ -1,0 +1,322 @@
+"""The SGP model routes (``/v4/models``) on Model resources, as the official client calls them.
+
+A model is a Model resource in the account's namespace; its id is the Model's uid and its
+``model_template_id`` the uid of the template it names (the one key mapping:
+:func:`..convert.model_manifest_from_sgp` / :func:`..convert.model_manifest_to_sgp`).
+
+Every call to the API server is made with the caller's token (reads included: RBAC and the
+audit log see the caller). A create is checked before anything is written: the body's shape,
+the Model's schema (the CRD's rules) and the creation parameters against the template's
+schema with the one checker (:func:`..instantiate.check_model`); each problem is a 422 naming
+the SGP field (``model_creation_parameters.tensor_parallel_size``). Lists are ordered by
+creation time (microseconds when the gateway created the model), then id, so pages are stable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+
+from ..convert import (
+    MODEL_SGP_ANNOTATIONS,
+    MODEL_UNSUPPORTED_FIELDS,
+    MODEL_VENDOR,
+    model_manifest_from_sgp,
+    model_manifest_to_sgp,
+    sgp_model_path,
+)
+from ..instantiate import check_model
+from ..kinds import MODEL, MODEL_TEMPLATE
+from ..models import ModelType
+from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..validation import ManifestInvalid, parse_manifest, parse_model_manifest
+from .access import Access
+from .kubeapi import KubeAPI, KubeError
+from .sgp import (
+    IDENTITY_TYPES,
+    ApiError,
+    creator_annotations,
+    from_api_server,
+    message_path,
+    order_key,
+    page_bounds,
+    validation_error,
+)
+
+__all__ = ["PREFIX", "create_models_router", "model_to_sgp", "model_create_problems"]
+
+PREFIX = "/v4/models"
+ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+#: Fields of a create body the gateway reads (the rest of the client's fields are refused).
+CREATE_FIELDS = (
+    "account_id",
+    "name",
+    "model_type",
+    "model_template_id",
+    "model_creation_parameters",
+    "model_vendor",
+    *MODEL_SGP_ANNOTATIONS,
+)
+MODEL_TYPES = tuple(t.value for t in ModelType)
+
+ApiKey = Annotated[str | None, Header(alias="x-api-key")]
+Account = Annotated[str | None, Header(alias="x-selected-account-id")]
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+
+def model_create_problems(body: Any) -> list[tuple[str, str]]:
+    """Problems of the shape of a create body, as (SGP path, message); empty when it can be
+    turned into a Model manifest."""
+    if not isinstance(body, dict):
+        return [("", "the body must be a JSON object")]
+    problems: list[tuple[str, str]] = []
+    for key in body:
+        if key in MODEL_UNSUPPORTED_FIELDS:
+            problems.append((key, f"{key} is not supported: a model here is made from a template"))
+        elif key not in CREATE_FIELDS:
+            problems.append((key, f"{key} is not a field of a model"))
+    for key in ("name", "model_template_id"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            problems.append((key, f"{key} is required (a non-empty string)"))
+    model_type = body.get("model_type")
+    if model_type not in MODEL_TYPES:
+        problems.append(
+            ("model_type", f"model_type ({model_type}) must be one of {', '.join(MODEL_TYPES)}")
+        )
+    vendor = body.get("model_vendor")
+    if vendor is not None and vendor != MODEL_VENDOR:
+        problems.append(
+            ("model_vendor", f"model_vendor ({vendor}) must be {MODEL_VENDOR} (or left out)")
+        )
+    params = body.get("model_creation_parameters")
+    if params is not None and not isinstance(params, dict):
+        problems.append(
+            ("model_creation_parameters", "model_creation_parameters must be an object")
+        )
+    for key in MODEL_SGP_ANNOTATIONS:
+        if body.get(key) is not None and not isinstance(body[key], str):
+            problems.append((key, f"{key} must be a string"))
+    return problems
+
+
+def _model_message(message: str) -> tuple[str, str]:
+    """A Model validation message (manifest paths) as (SGP path, message in SGP terms)."""
+    path = message_path(message)
+    if not path:
+        return "", message
+    sgp = sgp_model_path(path)
+    return sgp, sgp + message[len(path) :]
+
+
+def model_to_sgp(obj: dict[str, Any], template: dict[str, Any] | None) -> dict[str, Any]:
+    """A Model object (as the API server returns it) as an SGP model, with every field the
+    official client's ``ModelInstance`` requires. ``template``: the ModelTemplate it names
+    (None when it is gone: ``model_template_id`` is then null)."""
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    template_id = ((template or {}).get("metadata") or {}).get("uid")
+    template_type = ((template or {}).get("spec") or {}).get("modelType")
+    sgp = model_manifest_to_sgp(obj, template_id=template_id, template_model_type=template_type)
+    if sgp.get("model_type") not in MODEL_TYPES:
+        sgp["model_type"] = "GENERIC"  # neither the model nor a template says
+    identity = annotations.get(CREATED_BY_TYPE_ANNOTATION)
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in ((obj.get("status") or {}).get("conditions") or [])
+    )
+    sgp.update(
+        created_by_user_id=annotations.get(CREATED_BY_USER_ANNOTATION, ""),
+        created_by_identity_type=identity if identity in IDENTITY_TYPES else "user",
+        # The endpoint a model renders is its one deployment, counted once it serves.
+        deployment_count=1 if ready else 0,
+        request_schema={},
+        response_schema={},
+        supports_multi_turn=False,
+    )
+    return sgp
+
+
+def _page_body(items: list[dict[str, Any]], total: int, page: int, limit: int) -> dict:
+    return {
+        "items": items,
+        "total_item_count": total,
+        "current_page": page,
+        "items_per_page": limit,
+    }
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def create_models_router(
+    kube: KubeAPI, access: Access, token_of: Callable[[str | None], str]
+) -> APIRouter:
+    router = APIRouter()
+
+    async def call(method: str, path: str, token: str, **kwargs) -> dict[str, Any]:
+        try:
+            return await kube.request(method, path, token=token, **kwargs)
+        except KubeError as exc:
+            raise from_api_server(exc.status, exc.body) from None
+
+    def collection(kind, namespace: str | None) -> str:
+        if namespace:
+            return kind.path(namespace)
+        return f"/apis/{kind.group}/{kind.version}/{kind.plural}"
+
+    async def list_all(kind, namespace: str | None, token: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query = {"limit": "500"}
+        while True:
+            page = await call("GET", collection(kind, namespace), token, query=query)
+            items += page.get("items") or []
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+            query = {"limit": "500", "continue": cont}
+
+    async def templates_by_name(namespace: str | None, token: str) -> dict[tuple, dict]:
+        return {
+            (t["metadata"]["namespace"], t["metadata"]["name"]): t
+            for t in await list_all(MODEL_TEMPLATE, namespace, token)
+        }
+
+    def template_of(model: dict, templates: dict[tuple, dict]) -> dict | None:
+        meta = model.get("metadata") or {}
+        ref = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
+        return templates.get((meta.get("namespace"), ref))
+
+    async def find(model_id: str, account: str | None, token: str) -> dict[str, Any]:
+        await access.username(token)  # 401 for a bad key, whatever the id
+        for model in await list_all(MODEL, account, token):
+            if model["metadata"].get("uid") == model_id:
+                return model
+        raise ApiError(404, f"model {model_id!r} not found", False)
+
+    @router.post(PREFIX, summary="Create a model from a model template")
+    async def create(request: Request, api_key: ApiKey = None, account: Account = None):
+        token = token_of(api_key)
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise validation_error([("", "the body must be JSON")]) from None
+        namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
+        if not isinstance(namespace, str) or not ACCOUNT_PATTERN.match(namespace):
+            raise validation_error(
+                [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
+            )
+        problems = model_create_problems(body)
+        if problems:
+            raise validation_error(problems)
+        user = await access.username(token)
+        template_id = body["model_template_id"]
+        templates = await list_all(MODEL_TEMPLATE, namespace, token)
+        template = next((t for t in templates if t["metadata"].get("uid") == template_id), None)
+        if template is None:
+            raise validation_error(
+                [
+                    (
+                        "model_template_id",
+                        f"model_template_id ({template_id}) names no model template in account "
+                        f"{namespace!r}",
+                    )
+                ]
+            )
+        manifest = model_manifest_from_sgp(
+            body, template_name=template["metadata"]["name"], namespace=namespace
+        )
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        annotations.update(creator_annotations(user, datetime.now(UTC)))
+        try:
+            model = parse_model_manifest(manifest)
+        except ManifestInvalid as exc:
+            raise validation_error([_model_message(m) for m in exc.errors]) from None
+        try:
+            parsed_template = parse_manifest(template)
+        except ManifestInvalid:
+            raise validation_error(
+                [("model_template_id", f"model template {template_id} is not valid")]
+            ) from None
+        problems = [
+            (sgp_model_path(p["field"]), f"{sgp_model_path(p['field'])}: {p['problem']}")
+            for p in check_model(model, parsed_template)
+        ]
+        if problems:
+            raise validation_error(problems)
+        try:
+            created = await kube.request(
+                "POST",
+                MODEL.path(namespace),
+                token=token,
+                body=manifest,
+                query={"fieldValidation": "Strict"},
+            )
+        except KubeError as exc:
+            if exc.status == 409 and (exc.body or {}).get("reason") == "AlreadyExists":
+                raise ApiError(
+                    409, f"a model named {body['name']!r} already exists", False
+                ) from None
+            raise from_api_server(exc.status, exc.body) from None
+        return model_to_sgp(created, template)
+
+    @router.get(PREFIX, summary="List models (paged)")
+    async def list_models(
+        api_key: ApiKey = None,
+        account: Account = None,
+        page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (at most 10000)")
+        ] = DEFAULT_LIMIT,
+        account_id: Annotated[str | None, Query()] = None,
+        model_type: Annotated[str | None, Query()] = None,
+    ):
+        token = token_of(api_key)
+        namespace = account_id or account or None
+        models = await list_all(MODEL, namespace, token)
+        templates = await templates_by_name(namespace, token)
+        items = [model_to_sgp(m, template_of(m, templates)) for m in models]
+        if model_type:
+            items = [i for i in items if i["model_type"] == model_type]
+        keys = {m["metadata"]["uid"]: order_key(m) for m in models}
+        items.sort(key=lambda i: keys[i["id"]])
+        start, end = page_bounds(page, limit, len(items))
+        return _page_body(items[start:end], len(items), page, limit)
+
+    @router.get(PREFIX + "/{model_id}", summary="Get a model")
+    async def retrieve(model_id: str, api_key: ApiKey = None, account: Account = None):
+        token = token_of(api_key)
+        model = await find(model_id, account, token)
+        templates = await templates_by_name(model["metadata"]["namespace"], token)
+        return model_to_sgp(model, template_of(model, templates))
+
+    @router.delete(PREFIX + "/{model_id}", summary="Delete a model")
+    async def delete(model_id: str, api_key: ApiKey = None, account: Account = None):
+        token = token_of(api_key)
+        model = await find(model_id, account, token)
+        meta = model["metadata"]
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta["uid"]},
+        }
+        try:
+            await kube.request(
+                "DELETE", MODEL.path(meta["namespace"], meta["name"]), token=token, body=options
+            )
+        except KubeError as exc:
+            if exc.status == 404 or (exc.status == 409 and "Precondition" in str(exc)):
+                raise ApiError(404, f"model {model_id!r} not found", False) from None
+            raise from_api_server(exc.status, exc.body) from None
+        return Response(b'{"count":1,"success":true}', media_type="application/json")
+
+    return router
