@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from . import kinds, metrics, rollout
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
+from .gpu_rollout import with_rollout
 from .instantiate import check_model
 from .kube import MERGE_PATCH, request
 from .models import Model
@@ -280,6 +281,7 @@ class Reconciler:
                 dict(body), None, plan.errors, Observed(), _now(), invalid_reason=plan.reason
             )
             return self._finish(body, finish(status), None)
+        plan = with_rollout(plan, observed)
         try:
             result = self.applier.sync(render(plan), observed.objects, meta["uid"])
         except ApplyRejected as rejected:

@@ -29,7 +29,7 @@ from .kinds import (
     app_name,
 )
 from .models import EndpointType
-from .resolution import Plan, ScalingMode
+from .resolution import Plan, Rollout, RolloutMode, ScalingMode
 
 GRACE_PERIOD_SECONDS = 600  # Launch's
 #: An async forwarder's own drain deadline: inside the pod's 1800 s, leaving time to return
@@ -204,6 +204,14 @@ def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
     return spec
 
 
+def rolling_update(rollout: Rollout) -> dict[str, int]:
+    """A new worker before an old one stops, unless there is no room for it (:mod:`.gpu_rollout`):
+    then one old worker at a time is replaced in place."""
+    if rollout.mode is RolloutMode.IN_PLACE:
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
+
+
 def _deployment(plan: Plan) -> dict[str, Any]:
     main = _main_container(plan)
     main["ports"] = [{"name": "http-main", "containerPort": c.MAIN_PORT, "protocol": "TCP"}]
@@ -216,10 +224,7 @@ def _deployment(plan: Plan) -> dict[str, Any]:
     }
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(plan)},
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-        },
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(plan.rollout)},
         "template": {
             "metadata": {"labels": _labels(plan, "endpoint")},
             "spec": _pod_spec(plan, [main, _forwarder_container(plan)]),

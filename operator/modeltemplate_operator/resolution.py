@@ -140,6 +140,26 @@ def resolve_workers(
     return Workers(mode, min_workers, max_workers, per_worker)
 
 
+class RolloutMode(StrEnum):
+    """How the Deployment rolls (see :mod:`.gpu_rollout`)."""
+
+    #: maxSurge 1, maxUnavailable 0: a new worker starts before an old one stops.
+    SURGE = "Surge"
+    #: maxSurge 0, maxUnavailable 1: no spare accelerator for a surge worker, so workers are
+    #: replaced one at a time in place (the workload has more than one worker).
+    IN_PLACE = "InPlace"
+    #: No spare accelerator and a single worker: replacing it in place would stop the
+    #: endpoint, so the rollout waits and Ready says ``RolloutBlocked``.
+    BLOCKED = "Blocked"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    mode: RolloutMode = RolloutMode.SURGE
+    #: Why (empty for SURGE): the pod that cannot schedule and the resource it lacks.
+    message: str = ""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything render needs: the template's identity, its spec and the resolved decisions."""
@@ -158,6 +178,8 @@ class Plan:
     #: A template with required creation parameters: only Models made from it run, it renders
     #: nothing itself.
     pure: bool = False
+    #: How the Deployment rolls, decided from what is observed (:func:`.gpu_rollout.decide`).
+    rollout: Rollout = field(default_factory=Rollout)
 
 
 def plan_for_model(

@@ -10,8 +10,10 @@ Conditions (kstatus style, each with ``observedGeneration``):
                  reasons name the cause: ``Unschedulable``, ``Evicted``, ``ImagePullBackOff``
                  (and the other container waiting reasons; ``CrashLoopBackOff`` with the last
                  exit: ``OOMKilled``, exit code), ``ProgressDeadlineExceeded``,
-                 ``WorkersNotReady``, ``RollingOut``, ``BrokerNotConfigured`` (ASYNC without a
-                 task queue broker in the operator's settings), ``JobFailed``,
+                 ``WorkersNotReady``, ``RollingOut``, ``RolloutBlocked`` (no room for the
+                 new worker of a one-worker rollout: :mod:`.gpu_rollout`),
+                 ``BrokerNotConfigured`` (ASYNC without a task queue broker in the operator's
+                 settings), ``JobFailed``,
                  ``InvalidSpec``, ``InvalidParameters``, ``TemplateMissing`` (a Model whose
                  template is gone keeps its workers as they were), ``TemplateInvalid``,
                  ``ApplyFailed``,
@@ -38,7 +40,7 @@ from . import kinds, tasks
 from .kinds import Kind
 from .models import EndpointType
 from .parameters import ParameterSchema
-from .resolution import Plan, ScalingMode
+from .resolution import Plan, Rollout, RolloutMode, ScalingMode
 
 FAILED_WAITING_REASONS = {
     "ErrImagePull",
@@ -60,6 +62,7 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "InvalidParameters",
     "TemplateMissing",
     "TemplateInvalid",
+    "RolloutBlocked",
 }
 #: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
 #: capacity or policy must change, or (ASYNC) the operator's broker setting. They set
@@ -165,7 +168,7 @@ def _not_ready_containers(pods: list[dict[str, Any]]) -> list[str]:
     return sorted(out)
 
 
-def _deployment_verdict(observed: Observed) -> Verdict:
+def _deployment_verdict(observed: Observed, rollout: Rollout) -> Verdict:
     dep = observed.deployment
     if dep is None:
         return Verdict("False", "Pending", "waiting for the Deployment to be created")
@@ -173,7 +176,16 @@ def _deployment_verdict(observed: Observed) -> Verdict:
     desired = spec.get("replicas", 1)
     ready = st.get("readyReplicas", 0)
     updated = st.get("updatedReplicas", 0)
+    if rollout.mode is RolloutMode.BLOCKED:
+        return Verdict("False", "RolloutBlocked", rollout.message)
     problem = pod_problem(observed.pods)
+    if rollout.mode is RolloutMode.IN_PLACE and (
+        problem is None or problem.reason == "Unschedulable"
+    ):
+        # The new worker waits for an old one's accelerator: the fallback at work.
+        return Verdict(
+            "False", "RollingOut", f"{rollout.message}; {updated} of {desired} workers updated"
+        )
     if problem:
         return problem
     failure = _conditions_of(dep).get("ReplicaFailure") or {}
@@ -255,7 +267,7 @@ def ready_verdict(plan: Plan, observed: Observed) -> Verdict:
         )
     if plan.spec.endpoint_type is EndpointType.BATCH:
         return _job_verdict(observed)
-    return _deployment_verdict(observed)
+    return _deployment_verdict(observed, plan.rollout)
 
 
 def autoscaling_verdict(plan: Plan) -> Verdict | None:
