@@ -1,12 +1,16 @@
 """``modeltemplate`` command line: offline validation and SGP conversion.
 
     modeltemplate validate FILE...                   # YAML (multi-document) or JSON; - = stdin
+    modeltemplate validate template.yaml model.yaml  # a Model checked against its template
     modeltemplate convert --to manifest sgp.json     # SGP JSON -> ModelTemplate YAML
     modeltemplate convert --to sgp template.yaml     # ModelTemplate YAML -> SGP JSON
 
 ``validate`` needs no cluster: it applies the rules of the CRD (via the same pydantic models)
-and exits 1 when any document has an error. ``convert --to manifest`` also accepts a JSON list
-of templates or an SGP list response (``{"items": [...]}``) and writes one YAML document each.
+and exits 1 when any document has an error. A ``Model`` document is checked against its CRD's
+rules and, when its template (``spec.templateRef.name``) is among the files given, its creation
+parameters against the template's schema (the operator's own checker), each problem naming the
+field (``spec.creationParameters.tensor_parallel_size: must be of type int, got str``).
+``convert --to manifest`` also accepts a JSON list of templates or an SGP list response (``{"items": [...]}``) and writes one YAML document each.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from typing import Any, TextIO
 
 import yaml
 
-from . import KIND
+from . import KIND, MODEL_KIND
 from .convert import manifest_to_sgp, sgp_to_manifest
-from .validation import validate_manifest
+from .instantiate import check_model
+from .models import ModelTemplate
+from .validation import ManifestInvalid, parse_manifest, parse_model_manifest, validate_manifest
 
 __all__ = ["main", "load_documents", "DuplicateKeyError"]
 
@@ -108,9 +114,26 @@ def _label(doc: Any, index: int) -> str:
     return f"document {index + 1}" + (f" ({name})" if name else "")
 
 
+def _model_problems(doc: Any, templates: dict[str, ModelTemplate | None]) -> tuple[list, str]:
+    """Problems of a Model document (its schema, then its parameters against its template when
+    that template is among the files), and a note for a valid one."""
+    try:
+        model = parse_model_manifest(doc)
+    except ManifestInvalid as exc:
+        return exc.errors, ""
+    ref = model.spec.template_ref.name
+    if ref not in templates:
+        return [], f" (template {ref!r} not among the files: parameters not checked)"
+    template = templates[ref]
+    if template is None:
+        return [f"spec.templateRef.name: template {ref!r} is not valid (see its errors)"], ""
+    return [f"{e['field']}: {e['problem']}" for e in check_model(model, template)], ""
+
+
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     failed = 0
     checked = 0
+    loaded: list[tuple[str, list[Any]]] = []
     for name in args.files:
         try:
             docs = list(load_documents(_read(name)))
@@ -122,22 +145,36 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"{name}: no documents", file=err)
             failed += 1
             continue
+        loaded.append((name, docs))
+    # Templates first, by name: the Models of any file are checked against them.
+    templates: dict[str, ModelTemplate | None] = {}
+    for _, docs in loaded:
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") in (KIND, None):
+                tname = (doc.get("metadata") or {}).get("name")
+                if isinstance(tname, str):
+                    try:
+                        templates[tname] = parse_manifest(doc)
+                    except ManifestInvalid:
+                        templates[tname] = None
+    for name, docs in loaded:
         for i, doc in enumerate(docs):
             checked += 1
             label = _label(doc, i)
-            if (
-                isinstance(doc, dict)
-                and doc.get("kind") not in (KIND, None)
-                and args.skip_other_kinds
-            ):
+            kind = doc.get("kind") if isinstance(doc, dict) else None
+            note = ""
+            if kind == MODEL_KIND:
+                errors, note = _model_problems(doc, templates)
+            elif isinstance(doc, dict) and kind not in (KIND, None) and args.skip_other_kinds:
                 continue
-            errors = validate_manifest(doc)
+            else:
+                errors = validate_manifest(doc)
             if errors:
                 failed += 1
                 for e in errors:
                     print(f"{name}: {label}: {e}", file=out)
             elif not args.quiet:
-                print(f"{name}: {label}: valid", file=out)
+                print(f"{name}: {label}: valid{note}", file=out)
     if not args.quiet:
         print(f"{checked} document(s) checked, {failed} with errors", file=err)
     return 1 if failed else 0
@@ -203,7 +240,7 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modeltemplate", description="ModelTemplate tools.")
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="validate ModelTemplate manifests offline")
+    v = sub.add_parser("validate", help="validate ModelTemplate and Model manifests offline")
     v.add_argument("files", nargs="+", metavar="FILE", help="YAML/JSON files (- for stdin)")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     v.add_argument(
