@@ -26,6 +26,7 @@ local degraded_reasons = {
   InvalidParameters = true,
   TemplateMissing = true,
   TemplateInvalid = true,
+  RolloutBlocked = true,
 }
 local suspended_reasons = {
   BrokerNotConfigured = true,
