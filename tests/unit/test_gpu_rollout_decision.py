@@ -168,3 +168,33 @@ def test_terminating_and_finished_pods_do_not_count():
     gone["metadata"]["deletionTimestamp"] = "2026-02-01T00:06:00Z"
     assert stuck_surge_pod(observed([gone, SURGE])) is None
     assert stuck_surge_pod(observed([OLD[0], SURGE])) == ("llm-new-0", NO_GPU)
+
+
+def test_a_model_rolls_the_same_way():
+    """The decision applies to any plan the renderer takes: a Model's too."""
+    from support.templates import manifest
+
+    from modeltemplate_operator.config import OperatorConfig
+    from modeltemplate_operator.models import Model
+    from modeltemplate_operator.resolution import plan_for_model
+    from modeltemplate_operator.validation import parse_manifest
+
+    template = parse_manifest(manifest(H100))
+    model = Model.model_validate(
+        {
+            "apiVersion": "launch.modelops.dev/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": "llm", "namespace": "team-a", "uid": "uid-m"},
+            "spec": {"templateRef": {"name": "llm"}, "minWorkers": 1, "maxWorkers": 1},
+        }
+    )
+    p = plan_for_model(model, template, OperatorConfig(), keda_installed=False)
+    stuck = observed([OLD[0], SURGE], replicas=1, updated=0)
+    assert with_rollout(p, stuck).rollout.mode is RolloutMode.BLOCKED
+    two = model.model_copy(
+        update={"spec": model.spec.model_copy(update={"min_workers": 2, "max_workers": 2})}
+    )
+    p2 = plan_for_model(two, template, OperatorConfig(), keda_installed=False)
+    assert rendered_deployment(with_rollout(p2, observed([*OLD, SURGE])))["spec"]["strategy"][
+        "rollingUpdate"
+    ] == {"maxSurge": 0, "maxUnavailable": 1}
