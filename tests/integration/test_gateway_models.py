@@ -74,9 +74,21 @@ def test_create_get_list_delete(cluster, gateway, account, template):  # noqa: F
         f"system:serviceaccount:{account.name}:editor"
     ]
 
+    assert created.deployment_count == 0
+    # The operator makes it Ready: then it counts as deployed.
+    cluster.kubectl(
+        "wait",
+        "-n",
+        account.name,
+        "--for=condition=Ready",
+        "--timeout=90s",
+        "mdl/llama-8b",
+        timeout=100,
+    )
     got = client.models.retrieve(created.id)
     assert isinstance(got, scale_gp.types.ModelInstanceWithViews)
     assert (got.id, got.name, got.model_template_id) == (created.id, "llama-8b", template.id)
+    assert got.deployment_count == 1
 
     second = _create(client, account, template, "llama-70b", GOOD | {"tensor_parallel_size": 4})
     reader = account.client(gateway, role="reader")
