@@ -220,3 +220,55 @@ def test_one_worker_reports_rollout_blocked_then_recovers(cluster, operator, nam
         timeout=120,
         what="Ready again on the new spec",
     )
+
+
+def test_a_model_of_a_gpu_template_reports_rollout_blocked(cluster, operator, namespace):
+    """The same for a Model: its template's change reaches it, its surge worker cannot be
+    scheduled, and the model says RolloutBlocked until a GPU frees."""
+    template = gpu_template("gpu-pure", 1, "1")
+    template["spec"]["modelCreationParametersSchema"] = {
+        "parameters": [{"name": "hf_repo", "type": "str", "required": True}]
+    }
+    apply(cluster, namespace, template)
+    apply(
+        cluster,
+        namespace,
+        {
+            "apiVersion": "launch.modelops.dev/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": "solo"},
+            "spec": {
+                "templateRef": {"name": "gpu-pure"},
+                "creationParameters": {"hf_repo": "meta/llama-3-8b"},
+            },
+        },
+    )
+
+    def model_ready():
+        mdl = get_json(cluster, "model", "solo", "-n", namespace)
+        conditions = {c["type"]: c for c in (mdl.get("status") or {}).get("conditions") or []}
+        return conditions.get("Ready") or {}
+
+    wait_for(lambda: model_ready().get("status") == "True", timeout=90, what="model Ready")
+    fill_h100(cluster, namespace)
+    template["spec"]["vendorConfiguration"]["bundleConfig"]["env"] = {"REVISION": "2"}
+    apply(cluster, namespace, template)
+    cond = wait_for(
+        lambda: (c := model_ready()).get("reason") == "RolloutBlocked" and c,
+        timeout=90,
+        what="the model Ready=False RolloutBlocked",
+    )
+    assert f"{GPUS_PER_WORKER} free {GPU}" in cond["message"]
+    # The template counts it as on the new generation and not ready (a one-model wave).
+    wait_for(
+        lambda: (
+            (
+                get_json(cluster, "modeltemplate", "gpu-pure", "-n", namespace).get("status") or {}
+            ).get("models")
+            == {"total": 1, "updated": 1, "ready": 0}
+        ),
+        timeout=30,
+        what="the template counting its model updated, not ready",
+    )
+    cluster.kubectl("delete", "pod", "h100-filler", "-n", namespace, "--wait=true")
+    wait_for(lambda: model_ready().get("status") == "True", timeout=120, what="model Ready again")
