@@ -6,6 +6,10 @@ capacity the worker requests). When the cluster has none, the new worker stays `
 (``PodScheduled=False``, reason ``Unschedulable``) and the rollout never ends. From the
 observed pods and Deployment, :func:`decide` says what to do instead:
 
+Only when stopping an old worker would give a new one what it lacks (:func:`frees_room`: the
+same GPU resource and node selector, at least as many GPUs); a worker that needs a GPU type or
+count the old workers do not hold stays plain ``Unschedulable``, as any pod:
+
 - a workload with more than one worker is replaced **in place**: ``maxSurge: 0,
   maxUnavailable: 1`` (one old worker stops, its accelerator goes to a new one; the others keep
   serving). The fallback lasts until the rollout completes, then the Deployment goes back to
@@ -61,13 +65,12 @@ def _scheduled(pod: Mapping[str, Any]) -> bool:
     return bool((pod.get("spec") or {}).get("nodeName"))
 
 
-def stuck_surge_pod(observed: Observed) -> tuple[str, str] | None:
-    """(name, scheduler message) of a new worker that cannot be scheduled while workers of an
-    older pod template still run — a rollout waiting for room; None when there is none."""
+def _stuck(observed: Observed) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]] | None:
+    """A new worker that cannot be scheduled and the scheduled workers of older pod templates
+    (created before it) that still run."""
     pods = sorted(_live(observed.pods), key=lambda p: p["metadata"]["name"])
     for pod in pods:
-        cond = _unschedulable(pod)
-        if cond is None:
+        if _unschedulable(pod) is None:
             continue
         created = pod["metadata"].get("creationTimestamp") or ""
         older = [
@@ -78,8 +81,46 @@ def stuck_surge_pod(observed: Observed) -> tuple[str, str] | None:
             and (q["metadata"].get("creationTimestamp") or "") <= created
         ]
         if older:
-            return pod["metadata"]["name"], (cond.get("message") or "").strip()
+            return pod, older
     return None
+
+
+def stuck_surge_pod(observed: Observed) -> tuple[str, str] | None:
+    """(name, scheduler message) of a new worker that cannot be scheduled while workers of an
+    older pod template still run — a rollout waiting for room; None when there is none."""
+    stuck = _stuck(observed)
+    if stuck is None:
+        return None
+    pod = stuck[0]
+    return pod["metadata"]["name"], (_unschedulable(pod) or {}).get("message", "").strip()
+
+
+def _requested(pod: Mapping[str, Any], resource: str) -> int:
+    total = 0
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        limits = (container.get("resources") or {}).get("limits") or {}
+        raw = requests.get(resource, limits.get(resource, 0))
+        try:
+            total += int(raw)
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def frees_room(plan: Plan, older: list[Mapping[str, Any]]) -> bool:
+    """Would stopping one old worker give a new one what it lacks? Only for GPU workers whose
+    old workers hold the same accelerator class (resource and node selector) and at least as
+    many of it; otherwise (a new GPU type, more GPUs per worker, a CPU-only worker) stopping
+    one changes nothing, and the status says Unschedulable as for any pod."""
+    sched = plan.scheduling
+    if not sched.resource or sched.count <= 0:
+        return False
+    return any(
+        dict((q.get("spec") or {}).get("nodeSelector") or {}) == dict(sched.node_selector)
+        and _requested(q, sched.resource) >= sched.count
+        for q in older
+    )
 
 
 def _rolling(observed: Observed) -> bool:
@@ -102,8 +143,6 @@ def _falls_back(observed: Observed) -> bool:
 def _missing(plan: Plan) -> str:
     """The resource a new worker needs, as the message names it."""
     sched = plan.scheduling
-    if not sched.resource:
-        return "the cpu/memory of one more worker"
     where = ", ".join(f"{k}={v}" for k, v in sorted(sched.node_selector.items()))
     return f"{sched.count} free {sched.resource}" + (f" on nodes {where}" if where else "")
 
@@ -114,16 +153,17 @@ def decide(plan: Plan, observed: Observed) -> Rollout:
     if dep is None:
         return Rollout()
     workers = (dep.get("spec") or {}).get("replicas", 1)
-    stuck = stuck_surge_pod(observed)
-    if stuck is None:
-        if _falls_back(observed) and _rolling(observed):
+    found = _stuck(observed)
+    if found is None or not frees_room(plan, found[1]):
+        if plan.scheduling.resource and _falls_back(observed) and _rolling(observed):
             return Rollout(
                 RolloutMode.IN_PLACE,
                 f"replacing workers in place, one at a time: no room for a surge worker "
                 f"(needs {_missing(plan)})",
             )
         return Rollout()
-    pod, why = stuck
+    pod = found[0]["metadata"]["name"]
+    why = (_unschedulable(found[0]) or {}).get("message", "").strip()
     detail = f"pod {pod} cannot be scheduled: it needs {_missing(plan)}" + (
         f" ({why})" if why else ""
     )

@@ -46,7 +46,16 @@ def deployment(replicas=2, updated=1, max_surge=1, generation=4, observed_genera
     }
 
 
-def pod(name, template_hash, *, node=None, unschedulable=None, created="2026-02-01T00:00:00Z"):
+def pod(
+    name,
+    template_hash,
+    *,
+    node=None,
+    unschedulable=None,
+    created="2026-02-01T00:00:00Z",
+    gpus=2,
+    selector=None,
+):
     conditions = []
     if unschedulable is not None:
         conditions.append(
@@ -57,13 +66,19 @@ def pod(name, template_hash, *, node=None, unschedulable=None, created="2026-02-
                 "message": unschedulable,
             }
         )
+    spec = {
+        "nodeSelector": selector or {"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"},
+        "containers": [{"name": "main", "resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}],
+    }
+    if node:
+        spec["nodeName"] = node
     return {
         "metadata": {
             "name": name,
             "labels": {"pod-template-hash": template_hash},
             "creationTimestamp": created,
         },
-        "spec": {"nodeName": node} if node else {},
+        "spec": spec,
         "status": {"phase": "Pending" if node is None else "Running", "conditions": conditions},
     }
 
@@ -155,12 +170,26 @@ def test_status_while_replacing_in_place_is_rolling_out_not_unschedulable():
     assert ready["Ready"]["reason"] == "Unschedulable"
 
 
-def test_cpu_only_workloads_name_what_they_lack_too():
-    cpu = plan({"minWorkers": 1, "maxWorkers": 1})
+def test_no_fallback_when_stopping_an_old_worker_would_not_make_room():
+    """A new worker needing more GPUs, another GPU class, or no GPU at all: stopping an old
+    worker frees nothing it can use, so the rollout is left as it is (Unschedulable)."""
+    fewer = [pod(f"llm-old-{i}", "old", node="gpu-h100", gpus=1) for i in range(2)]
+    assert decide(gpu_plan(), observed([*fewer, SURGE])) == Rollout()
+    a100 = {"k8s.amazonaws.com/accelerator": "nvidia-ampere-a100"}
+    elsewhere = [pod(f"llm-old-{i}", "old", node="gpu-a100", selector=a100) for i in range(2)]
+    assert decide(gpu_plan(), observed([*elsewhere, SURGE])) == Rollout()
+    cpu = plan({"gpus": 0, "gpuType": None, "minWorkers": 1, "maxWorkers": 1})
+    assert cpu.scheduling.resource is None
     stuck = pod("llm-new-0", "new", unschedulable="0/9 nodes: Insufficient cpu", created="z")
-    decision = decide(cpu, observed([OLD[0], stuck], replicas=1, updated=0))
-    assert decision.mode is RolloutMode.BLOCKED
-    assert "Insufficient cpu" in decision.message
+    assert decide(cpu, observed([OLD[0], stuck], replicas=1, updated=0)) == Rollout()
+    # The status then says what the scheduler says.
+    body = {"metadata": {"name": "llm", "namespace": "team-a", "uid": "u", "generation": 4}}
+    seen = observed([*fewer, SURGE])
+    ready = {
+        c["type"]: c
+        for c in compute_status(body, with_rollout(gpu_plan(), seen), [], seen, NOW)["conditions"]
+    }["Ready"]
+    assert ready["reason"] == "Unschedulable"
 
 
 def test_terminating_and_finished_pods_do_not_count():
