@@ -7,8 +7,8 @@ capacity the worker requests). When the cluster has none, the new worker stays `
 observed pods and Deployment, :func:`decide` says what to do instead:
 
 Only when stopping an old worker would give a new one what it lacks (:func:`frees_room`: the
-same GPU resource and node selector, at least as many GPUs); a worker that needs a GPU type or
-count the old workers do not hold stays plain ``Unschedulable``, as any pod:
+old workers run on the same accelerator class); a worker that needs a GPU type the old workers
+do not hold stays plain ``Unschedulable``, as any pod:
 
 - a workload with more than one worker is replaced **in place**: ``maxSurge: 0,
   maxUnavailable: 1`` (one old worker stops, its accelerator goes to a new one; the others keep
@@ -95,30 +95,17 @@ def stuck_surge_pod(observed: Observed) -> tuple[str, str] | None:
     return pod["metadata"]["name"], (_unschedulable(pod) or {}).get("message", "").strip()
 
 
-def _requested(pod: Mapping[str, Any], resource: str) -> int:
-    total = 0
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        requests = (container.get("resources") or {}).get("requests") or {}
-        limits = (container.get("resources") or {}).get("limits") or {}
-        raw = requests.get(resource, limits.get(resource, 0))
-        try:
-            total += int(raw)
-        except (TypeError, ValueError):
-            continue
-    return total
-
-
 def frees_room(plan: Plan, older: list[Mapping[str, Any]]) -> bool:
     """Would stopping one old worker give a new one what it lacks? Only for GPU workers whose
-    old workers hold the same accelerator class (resource and node selector) and at least as
-    many of it; otherwise (a new GPU type, more GPUs per worker, a CPU-only worker) stopping
-    one changes nothing, and the status says Unschedulable as for any pod."""
+    old workers run on the same accelerator class (the same node selector: the watch caches
+    keep no pod containers, so not the GPU count); otherwise (a new GPU type, a CPU-only
+    worker) stopping one frees nothing it can use, and the status says Unschedulable as for
+    any pod."""
     sched = plan.scheduling
-    if not sched.resource or sched.count <= 0:
+    if not sched.resource or sched.count <= 0 or not sched.node_selector:
         return False
     return any(
         dict((q.get("spec") or {}).get("nodeSelector") or {}) == dict(sched.node_selector)
-        and _requested(q, sched.resource) >= sched.count
         for q in older
     )
 

@@ -93,7 +93,9 @@ POD = Kind(
     "pods",
     "Pod",
     status_fields=("phase", "reason", "message", "conditions", "containerStatuses"),
-    spec_fields=("nodeName",),  # read, never written: its containers are the Deployment's
+    # Read, never written: its containers are the Deployment's. nodeSelector: the accelerator
+    # class an old worker holds (gpu_rollout.frees_room).
+    spec_fields=("nodeName", "nodeSelector"),
 )
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).

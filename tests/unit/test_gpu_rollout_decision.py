@@ -53,7 +53,6 @@ def pod(
     node=None,
     unschedulable=None,
     created="2026-02-01T00:00:00Z",
-    gpus=2,
     selector=None,
 ):
     conditions = []
@@ -66,10 +65,8 @@ def pod(
                 "message": unschedulable,
             }
         )
-    spec = {
-        "nodeSelector": selector or {"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"},
-        "containers": [{"name": "main", "resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}],
-    }
+    # As the watch cache keeps a pod: no containers.
+    spec = {"nodeSelector": selector or {"k8s.amazonaws.com/accelerator": "nvidia-hopper-h100"}}
     if node:
         spec["nodeName"] = node
     return {
@@ -171,10 +168,8 @@ def test_status_while_replacing_in_place_is_rolling_out_not_unschedulable():
 
 
 def test_no_fallback_when_stopping_an_old_worker_would_not_make_room():
-    """A new worker needing more GPUs, another GPU class, or no GPU at all: stopping an old
-    worker frees nothing it can use, so the rollout is left as it is (Unschedulable)."""
-    fewer = [pod(f"llm-old-{i}", "old", node="gpu-h100", gpus=1) for i in range(2)]
-    assert decide(gpu_plan(), observed([*fewer, SURGE])) == Rollout()
+    """A new worker needing another GPU class, or no GPU at all: stopping an old worker frees
+    nothing it can use, so the rollout is left as it is (Unschedulable)."""
     a100 = {"k8s.amazonaws.com/accelerator": "nvidia-ampere-a100"}
     elsewhere = [pod(f"llm-old-{i}", "old", node="gpu-a100", selector=a100) for i in range(2)]
     assert decide(gpu_plan(), observed([*elsewhere, SURGE])) == Rollout()
@@ -184,7 +179,7 @@ def test_no_fallback_when_stopping_an_old_worker_would_not_make_room():
     assert decide(cpu, observed([OLD[0], stuck], replicas=1, updated=0)) == Rollout()
     # The status then says what the scheduler says.
     body = {"metadata": {"name": "llm", "namespace": "team-a", "uid": "u", "generation": 4}}
-    seen = observed([*fewer, SURGE])
+    seen = observed([*elsewhere, SURGE])
     ready = {
         c["type"]: c
         for c in compute_status(body, with_rollout(gpu_plan(), seen), [], seen, NOW)["conditions"]
@@ -227,3 +222,17 @@ def test_a_model_rolls_the_same_way():
     assert rendered_deployment(with_rollout(p2, observed([*OLD, SURGE])))["spec"]["strategy"][
         "rollingUpdate"
     ] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_the_decision_reads_only_what_the_pod_cache_keeps():
+    """Pods as the watch cache keeps them (no containers) carry what the decision reads."""
+    from modeltemplate_operator.caches import cached
+    from modeltemplate_operator.kinds import POD
+
+    def full(p):
+        p = {**p, "spec": {**p["spec"], "containers": [{"name": "main", "image": "x"}]}}
+        return cached(POD, p)
+
+    pods = [full(p) for p in [*OLD, SURGE]]
+    assert all("containers" not in p["spec"] for p in pods)
+    assert decide(gpu_plan(), observed(pods)).mode is RolloutMode.IN_PLACE
