@@ -6,6 +6,8 @@ KIND = "ModelTemplate"
 PLURAL = "modeltemplates"
 MODEL_KIND = "Model"
 MODEL_PLURAL = "models"
+FINE_TUNING_JOB_KIND = "FineTuningJob"
+FINE_TUNING_JOB_PLURAL = "finetuningjobs"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Generate the CustomResourceDefinitions (ModelTemplate, Model) from the pydantic models.
+"""Generate the CustomResourceDefinitions (ModelTemplate, Model, FineTuningJob) from the pydantic models.
 
     python -m modeltemplate_operator.crdgen crds/      # writes crds/<group>_<plural>.yaml each
 
@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel
 
 from . import GROUP, KIND, PLURAL, VERSION
-from .models import MODEL_KIND, MODEL_PLURAL, Model, ModelTemplate
+from . import FINE_TUNING_JOB_KIND, FINE_TUNING_JOB_PLURAL
+from .models import MODEL_KIND, MODEL_PLURAL, FineTuningJob, Model, ModelTemplate
 from .models.rules import XRule
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CRD_FILENAME",
     "CRDS",
     "CrdKind",
+    "FINE_TUNING_JOB_CRD",
     "MODEL_CRD",
     "TEMPLATE_CRD",
     "crd_dict",
@@ -136,6 +138,28 @@ MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+FINE_TUNING_JOB_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Pending, Running, Succeeded, Failed or Cancelled",
+    },
+    {
+        "name": "Template",
+        "type": "string",
+        "jsonPath": ".status.template",
+        "description": "The ModelTemplate whose fine-tuning bundle runs",
+    },
+    {
+        "name": "Output",
+        "type": "string",
+        "jsonPath": ".status.outputModel",
+        "priority": 1,
+        "description": "The Model created on success",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 
 
 @dataclass(frozen=True)
@@ -170,8 +194,16 @@ MODEL_CRD = CrdKind(
     tuple(MODEL_PRINTER_COLUMNS),
     ({"jsonPath": ".spec.templateRef.name"},),
 )
+#: `kubectl get ftj`: fine-tuning runs of templates' fineTuningJobBundleConfig.
+FINE_TUNING_JOB_CRD = CrdKind(
+    FINE_TUNING_JOB_KIND,
+    FINE_TUNING_JOB_PLURAL,
+    ("ftj",),
+    FineTuningJob,
+    tuple(FINE_TUNING_JOB_PRINTER_COLUMNS),
+)
 #: Every generated CRD, in the order they are written.
-CRDS: tuple[CrdKind, ...] = (TEMPLATE_CRD, MODEL_CRD)
+CRDS: tuple[CrdKind, ...] = (TEMPLATE_CRD, MODEL_CRD, FINE_TUNING_JOB_CRD)
 
 CRD_NAME = TEMPLATE_CRD.name
 CRD_FILENAME = TEMPLATE_CRD.filename

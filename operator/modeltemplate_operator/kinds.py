@@ -18,7 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import GROUP, KIND, MODEL_KIND, MODEL_PLURAL, PLURAL, VERSION
+from . import (
+    FINE_TUNING_JOB_KIND,
+    FINE_TUNING_JOB_PLURAL,
+    GROUP,
+    KIND,
+    MODEL_KIND,
+    MODEL_PLURAL,
+    PLURAL,
+    VERSION,
+)
 
 #: Labels every child (and its pods) carries; the watch caches select on ``managed-by``.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -64,6 +73,10 @@ class Kind:
 MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND, status_fields=None)
 #: A model made from a template; owns its children as a template owns its own.
 MODEL = Kind(GROUP, VERSION, MODEL_PLURAL, MODEL_KIND, status_fields=None)
+#: A run of a template's fine-tuning bundle; owns its Job and the ConfigMap of its configuration.
+FINE_TUNING_JOB = Kind(
+    GROUP, VERSION, FINE_TUNING_JOB_PLURAL, FINE_TUNING_JOB_KIND, status_fields=None
+)
 
 DEPLOYMENT = Kind(
     "apps",
@@ -87,22 +100,25 @@ JOB = Kind(
 SCALED_OBJECT = Kind(
     "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", optional_crd="scaledobjects.keda.sh"
 )
+#: The configuration file of a fine-tuning job (mounted at the bundle's mount_location).
+CONFIG_MAP = Kind("", "v1", "configmaps", "ConfigMap")
 POD = Kind(
     "",
     "v1",
     "pods",
     "Pod",
-    status_fields=("phase", "reason", "message", "conditions", "containerStatuses"),
+    # startTime: when a fine-tuning job's pod started, if its container says nothing.
+    status_fields=("phase", "reason", "message", "conditions", "containerStatuses", "startTime"),
     # Read, never written: its containers are the Deployment's. nodeSelector: the accelerator
     # class an old worker holds (gpu_rollout.frees_room).
     spec_fields=("nodeName", "nodeSelector"),
 )
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).
-OWNERS: tuple[Kind, ...] = (MODEL_TEMPLATE, MODEL)
+OWNERS: tuple[Kind, ...] = (MODEL_TEMPLATE, MODEL, FINE_TUNING_JOB)
 
 #: Kinds a template renders: applied, pruned and watched, owned by the template.
-CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT)
+CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT, CONFIG_MAP)
 #: Everything labelled as a template's: its children and their pods (read, never written).
 WATCHED: tuple[Kind, ...] = (*CHILDREN, POD)
 

@@ -146,6 +146,7 @@ def test_crds_and_priority_classes_come_from_their_sources(rendered):
     sources = [
         REPO / "crds" / "launch.modelops.dev_modeltemplates.yaml",
         REPO / "crds" / "launch.modelops.dev_models.yaml",
+        REPO / "crds" / "launch.modelops.dev_finetuningjobs.yaml",
         DEPLOY / "base" / "kopf-peering-crds.yaml",
         DEPLOY / "base" / "priorityclasses.yaml",
     ]
@@ -393,7 +394,7 @@ def deployed(cluster):
 
 def test_apply_server_side_is_idempotent(deployed):
     (first, second), diff = deployed
-    assert first == second and len(first) == 22  # 21 + the Model CRD
+    assert first == second and len(first) == 23  # 21 + the Model and FineTuningJob CRDs
     assert diff.returncode == 0, diff.stdout + diff.stderr  # 0: no difference
 
 

@@ -15,6 +15,7 @@ NOT_KINDS = {
     **{(o.group, f"{o.plural}/status"): {"patch"} for o in kinds.OWNERS},  # status writes
     **{(o.group, f"{o.plural}/finalizers"): {"update"} for o in kinds.OWNERS},  # blockOwnerDel.
     ("", "events"): {"create"},
+    ("", "configmaps"): {"get"},  # a fine-tuning job's ConfigMap dataset is read to check it
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "create", "patch"},
 }
@@ -47,9 +48,13 @@ def _granted() -> dict[tuple[str, str], set[str]]:
 def test_rbac_matches_the_table_of_kinds():
     expected: dict[tuple[str, str], set[str]] = dict(NOT_KINDS)
     for kind in kinds.WATCHED:
-        expected[(kind.group, kind.plural)] = {"list", "watch"}
+        expected[(kind.group, kind.plural)] = expected.get((kind.group, kind.plural), set()) | {
+            "list",
+            "watch",
+        }
     for kind in kinds.CHILDREN:
         expected[(kind.group, kind.plural)] |= {"create", "patch", "delete"}
     for owner in kinds.OWNERS:
         expected[(owner.group, owner.plural)] = {"list", "watch"}
+    expected[(kinds.MODEL.group, kinds.MODEL.plural)].add("create")  # a fine-tuning job's output
     assert _granted() == expected

@@ -53,6 +53,12 @@ from .gpus import (
     ResourceCaps,
     caps_for,
 )
+from .finetuning import (
+    FineTuningJob,
+    FineTuningJobSpec,
+    FineTuningJobStatus,
+    FineTuningPhase,
+)
 from .model import MODEL_KIND, MODEL_PLURAL, Model, ModelSpec, ModelStatus, TemplateRef
 from .quantity import QuantityError, is_quantity, parse_quantity
 from .resource import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplate, ObjectMeta
@@ -99,6 +105,10 @@ __all__ = [
     "GpuType",
     "IDENTIFIER_PATTERN",
     "IdentityType",
+    "FineTuningJob",
+    "FineTuningJobSpec",
+    "FineTuningJobStatus",
+    "FineTuningPhase",
     "K8sModel",
     "LocalObjectReference",
     "MAX_WORKERS_LIMIT",
