@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from . import GROUP, KIND, PLURAL, VERSION
-from . import FINE_TUNING_JOB_KIND, FINE_TUNING_JOB_PLURAL
+from . import FINE_TUNING_JOB_KIND, FINE_TUNING_JOB_PLURAL, GROUP, KIND, PLURAL, VERSION
 from .models import MODEL_KIND, MODEL_PLURAL, FineTuningJob, Model, ModelTemplate
 from .models.rules import XRule
 

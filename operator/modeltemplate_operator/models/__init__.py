@@ -43,6 +43,12 @@ from .enums import (
     Vendor,
 )
 from .fields import ENV_NAME_PATTERN, IDENTIFIER_PATTERN, PATTERN_HELP, is_reserved_env_name
+from .finetuning import (
+    FineTuningJob,
+    FineTuningJobSpec,
+    FineTuningJobStatus,
+    FineTuningPhase,
+)
 from .gpus import (
     CPU_ONLY_CAPS,
     GPU_BY_TYPE,
@@ -52,12 +58,6 @@ from .gpus import (
     GpuType,
     ResourceCaps,
     caps_for,
-)
-from .finetuning import (
-    FineTuningJob,
-    FineTuningJobSpec,
-    FineTuningJobStatus,
-    FineTuningPhase,
 )
 from .model import MODEL_KIND, MODEL_PLURAL, Model, ModelSpec, ModelStatus, TemplateRef
 from .quantity import QuantityError, is_quantity, parse_quantity
