@@ -30,6 +30,12 @@ MODELTEMPLATE_METRICS_PORT        serve Prometheus metrics on this port (default
 MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
 MODELTEMPLATE_MODEL_ROLLOUT_MAX_UNAVAILABLE  models of one template moving to its new generation
                                   at once (modelRollout.maxUnavailable, default 1)
+MODELTEMPLATE_FINE_TUNING_ACTIVE_DEADLINE_SECONDS  a fine-tuning Job's activeDeadlineSeconds
+                                  (fineTuning.activeDeadlineSeconds, default 7 days)
+MODELTEMPLATE_FINE_TUNING_BACKOFF_LIMIT  pod retries of a fine-tuning Job
+                                  (fineTuning.backoffLimit, default 0)
+MODELTEMPLATE_FINE_TUNING_OUTPUT_PREFIX  where fine-tuned weights go when a job names no
+                                  spec.output: <prefix>/<namespace>/<name> (fineTuning.outputPrefix)
 ================================  ==========================================================
 
 ``gpuClasses`` in the file overrides the preset per gpuType::
@@ -86,6 +92,9 @@ class OperatorConfig:
     broker_password_secret: tuple[str, str] | None = None
     broker_result_ttl_seconds: int = 86400
     broker_visibility_timeout_seconds: int = 60
+    fine_tuning_active_deadline_seconds: int = 7 * 24 * 3600
+    fine_tuning_backoff_limit: int = 0
+    fine_tuning_output_prefix: str = "s3://modeltemplate-fine-tuning"
 
     def __post_init__(self) -> None:
         if self.broker_url:
@@ -111,6 +120,12 @@ class OperatorConfig:
         limit = self.model_rollout_max_unavailable
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ConfigError(f"modelRollout.maxUnavailable ({limit}) must be a positive integer")
+        for name, value, low in (
+            ("fineTuning.activeDeadlineSeconds", self.fine_tuning_active_deadline_seconds, 1),
+            ("fineTuning.backoffLimit", self.fine_tuning_backoff_limit, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} ({value}) must be an integer >= {low}")
         if self.mig_strategy not in MIG_STRATEGIES:
             raise ConfigError(
                 f"migStrategy ({self.mig_strategy}) must be one of {', '.join(MIG_STRATEGIES)}"
@@ -135,6 +150,7 @@ class OperatorConfig:
             "clusterDomain",
             "modelRollout",
             "broker",
+            "fineTuning",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -146,6 +162,10 @@ class OperatorConfig:
         )
         if extra:
             raise ConfigError(f"broker: unknown keys {', '.join(extra)}")
+        fine_tuning = data.get("fineTuning") or {}
+        extra = sorted(set(fine_tuning) - {"activeDeadlineSeconds", "backoffLimit", "outputPrefix"})
+        if extra:
+            raise ConfigError(f"fineTuning: unknown keys {', '.join(extra)}")
         values: dict[str, Any] = {
             "gpu_preset": data.get("gpuPreset"),
             "mig_strategy": data.get("migStrategy"),
@@ -160,6 +180,9 @@ class OperatorConfig:
             "broker_password_secret": _secret_ref(broker.get("passwordSecret")),
             "broker_result_ttl_seconds": broker.get("resultTtlSeconds"),
             "broker_visibility_timeout_seconds": broker.get("visibilityTimeoutSeconds"),
+            "fine_tuning_active_deadline_seconds": fine_tuning.get("activeDeadlineSeconds"),
+            "fine_tuning_backoff_limit": fine_tuning.get("backoffLimit"),
+            "fine_tuning_output_prefix": fine_tuning.get("outputPrefix"),
         }
         for attr in (
             "gpu_preset",
@@ -172,6 +195,7 @@ class OperatorConfig:
             "namespace",
             "log_format",
             "broker_url",
+            "fine_tuning_output_prefix",
         ):
             from_env = env.get(ENV_PREFIX + attr.upper())
             if from_env:
@@ -185,6 +209,8 @@ class OperatorConfig:
             "model_rollout_max_unavailable",
             "broker_result_ttl_seconds",
             "broker_visibility_timeout_seconds",
+            "fine_tuning_active_deadline_seconds",
+            "fine_tuning_backoff_limit",
         ):
             raw = env.get(ENV_PREFIX + attr.upper())
             if raw:

@@ -8,6 +8,9 @@ ASYNC             Deployment (``main`` + the forwarder in ``--mode async`` consu
                   ScaledObject on the queue's length (redis-streams trigger) when KEDA is
                   installed, a PDB. Nothing without a broker in the operator's settings
                   (status says so).
+
+A FineTuningJob renders (:func:`render_fine_tuning`) a ConfigMap with its configuration and a
+Job running the template's fineTuningJobBundleConfig, the configuration mounted as one file.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import contract as c
+from . import finetuning as ft
 from . import kinds
 from . import tasks as t
+from .finetuning import FineTuningPlan
 from .instantiate import parameter_env
 from .kinds import (
     COMPONENT_LABEL,
@@ -29,6 +34,7 @@ from .kinds import (
     app_name,
 )
 from .models import EndpointType
+from .models.spec import ContainerConfig
 from .resolution import Plan, Rollout, RolloutMode, ScalingMode
 
 GRACE_PERIOD_SECONDS = 600  # Launch's
@@ -69,6 +75,17 @@ def _meta(plan: Plan, component: str) -> dict[str, Any]:
     }
 
 
+def _bundle_env(bundle: ContainerConfig) -> list[dict[str, Any]]:
+    """A bundle's ``env`` and ``secretEnv`` as container env entries."""
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in (bundle.env or {}).items()]
+    for ref in bundle.secret_env or []:
+        selector = {"name": ref.secret_key_ref.name, "key": ref.secret_key_ref.key}
+        if ref.secret_key_ref.optional is not None:
+            selector["optional"] = ref.secret_key_ref.optional
+        env.append({"name": ref.name, "valueFrom": {"secretKeyRef": selector}})
+    return env
+
+
 def _main_container(plan: Plan) -> dict[str, Any]:
     bundle = plan.spec.bundle_config
     ec = plan.spec.endpoint_config
@@ -87,12 +104,7 @@ def _main_container(plan: Plan) -> dict[str, Any]:
         {"name": "PREDICT_ROUTE", "value": bundle.predict_route},
         {"name": "STREAMING_PREDICT_ROUTE", "value": bundle.streaming_predict_route},
     ]
-    env += [{"name": k, "value": v} for k, v in (bundle.env or {}).items()]
-    for ref in bundle.secret_env or []:
-        selector = {"name": ref.secret_key_ref.name, "key": ref.secret_key_ref.key}
-        if ref.secret_key_ref.optional is not None:
-            selector["optional"] = ref.secret_key_ref.optional
-        env.append({"name": ref.name, "valueFrom": {"secretKeyRef": selector}})
+    env += _bundle_env(bundle)
     if plan.parameters is not None:
         env += parameter_env(plan.parameters)
     container: dict[str, Any] = {
@@ -382,3 +394,122 @@ def render(plan: Plan) -> list[dict[str, Any]]:
         objects.append(_scaled_object(plan))
     objects.append(_pdb(plan))
     return objects
+
+
+# -- fine-tuning jobs ------------------------------------------------------------------------
+#: The job configuration file, mounted alone (subPath) at the bundle's mount_location.
+FINE_TUNING_CONFIG_VOLUME = "fine-tuning-config"
+#: Env variable naming the configuration file's path.
+FINE_TUNING_CONFIG_ENV = "FINE_TUNING_CONFIG"
+
+
+def _dataset_mounts(
+    plan: FineTuningPlan,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and mounts of the datasets the job reads from the cluster (not URLs)."""
+    volumes, mounts = [], []
+    for role in ft.ROLES:
+        dataset = ft.dataset_of(plan.job, role)
+        if dataset is None or dataset.url is not None:
+            continue
+        volume = f"{role}-dataset"
+        if dataset.persistent_volume_claim is not None:
+            claim = dataset.persistent_volume_claim.claim_name
+            volumes.append(
+                {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+            )
+            mounts.append(
+                {"name": volume, "mountPath": f"{ft.DATA_ROOT}/{role}-volume", "readOnly": True}
+            )
+            continue
+        if dataset.config_map is not None:
+            source = {
+                "name": dataset.config_map.name,
+                "items": [{"key": dataset.config_map.key, "path": f"{role}.jsonl"}],
+            }
+        else:  # inline: a key of the operator's ConfigMap
+            source = {
+                "name": plan.name,
+                "items": [{"key": f"{role}.jsonl", "path": f"{role}.jsonl"}],
+            }
+        volumes.append({"name": volume, "configMap": source})
+        mounts.append(
+            {
+                "name": volume,
+                "mountPath": ft.dataset_path(role, dataset),
+                "subPath": f"{role}.jsonl",
+                "readOnly": True,
+            }
+        )
+    return volumes, mounts
+
+
+def render_fine_tuning(plan: FineTuningPlan) -> list[dict[str, Any]]:
+    """A fine-tuning run: the ConfigMap holding its configuration (and inline datasets), and
+    the Job running the bundle with that configuration as one file at ``mount_location``."""
+    bundle = plan.bundle
+    config = json.dumps(ft.job_configuration(plan), indent=2, sort_keys=True) + "\n"
+    config_map = {
+        "apiVersion": kinds.CONFIG_MAP.api_version,
+        "kind": kinds.CONFIG_MAP.kind,
+        "metadata": _meta(plan, "fine-tuning"),
+        "data": {ft.CONFIG_KEY: config, **ft.inline_datasets(plan.job)},
+    }
+    resources = dict(plan.resources)
+    if plan.scheduling.resource:
+        resources[plan.scheduling.resource] = str(plan.scheduling.count)
+    volumes, mounts = _dataset_mounts(plan)
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": f"{bundle.registry}/{bundle.image}:{bundle.tag}",
+        "env": [
+            {"name": FINE_TUNING_CONFIG_ENV, "value": bundle.mount_location},
+            *_bundle_env(bundle),
+        ],
+        "resources": {"requests": resources, "limits": dict(resources)},
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            # The file alone: whatever the image keeps beside it stays visible.
+            {
+                "name": FINE_TUNING_CONFIG_VOLUME,
+                "mountPath": bundle.mount_location,
+                "subPath": ft.CONFIG_KEY,
+                "readOnly": True,
+            },
+            *mounts,
+        ],
+    }
+    if bundle.command:
+        container["command"] = list(bundle.command)
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "restartPolicy": "Never",
+        "priorityClassName": plan.config.priority_class_default,
+        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {
+                "name": FINE_TUNING_CONFIG_VOLUME,
+                "configMap": {
+                    "name": plan.name,
+                    "items": [{"key": ft.CONFIG_KEY, "path": ft.CONFIG_KEY}],
+                },
+            },
+            *volumes,
+        ],
+    }
+    if plan.scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(plan.scheduling.node_selector)
+    if plan.scheduling.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in plan.scheduling.tolerations]
+    if bundle.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in bundle.image_pull_secrets]
+    job = kinds.JOB.object(
+        _meta(plan, "fine-tuning"),
+        {
+            "backoffLimit": plan.config.fine_tuning_backoff_limit,
+            "activeDeadlineSeconds": plan.config.fine_tuning_active_deadline_seconds,
+            "template": {"metadata": {"labels": _labels(plan, "fine-tuning")}, "spec": pod_spec},
+        },
+    )
+    return [config_map, job]
