@@ -60,7 +60,8 @@ GENERATION_FIELDS = ("input", "output")
 RERANKING_FIELDS = ("question", "positive", "negative")
 #: Bad rows named in a message, at most (the count says how many more).
 MAX_ROWS_REPORTED = 20
-TEMPLATE_MISSING = "TemplateMissing"
+#: Ready reason while a configMap dataset's ConfigMap (or key) does not exist.
+DATASET_MISSING = "DatasetMissing"
 JOB_FAILED = "JobFailed"
 CANCELLED = "Cancelled"
 _RESOURCE_FIELDS = (("cpus", "cpus"), ("memory", "memory"), ("storage", "storage"))
@@ -159,6 +160,8 @@ class DatasetRows:
 
     text: str | None = None
     error: str | None = None
+    #: The ConfigMap or its key is missing (it may appear: the check is retried).
+    missing: bool = False
 
 
 def check(
@@ -507,7 +510,7 @@ def output_parameters(
 
 
 def output_model(
-    plan_job: FineTuningJob, template: ModelTemplate, output: str, model: Model | None = None
+    plan_job: FineTuningJob, template: str, output: str, model: Model | None = None
 ) -> dict[str, Any] | None:
     """The Model a succeeded job creates (None: the job names no outputModelName): made from
     the template with :func:`output_parameters`, owned by nobody (it outlives the job)."""
@@ -524,7 +527,7 @@ def output_model(
             "annotations": {"launch.modelops.dev/fine-tuning-job-id": plan_job.metadata.uid or ""},
         },
         "spec": {
-            "templateRef": {"name": template.metadata.name},
+            "templateRef": {"name": template},
             "creationParameters": output_parameters(plan_job, output, model),
         },
     }

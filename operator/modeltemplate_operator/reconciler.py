@@ -1,4 +1,5 @@
-"""One reconcile of one template or model: parse -> plan -> render -> apply -> status.
+"""One reconcile of one template, model or fine-tuning job: parse -> plan -> render -> apply ->
+status.
 
 The only place that ties the pure layers to the API server; the Kopf handlers call it with the
 template and its children as the watch caches last saw them.
@@ -18,14 +19,15 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from . import finetuning as ft
 from . import kinds, metrics, rollout
 from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .gpu_rollout import with_rollout
 from .instantiate import check_model
 from .kube import MERGE_PATCH, request
-from .models import Model
-from .render import render
+from .models import FineTuningJob, FineTuningPhase, Model
+from .render import render, render_fine_tuning
 from .resolution import Plan, plan_for, plan_for_model
 from .status import (
     INVALID_PARAMETERS,
@@ -199,6 +201,194 @@ class Reconciler:
         """An owner as cached, with the status last written for it when the cache lags."""
         written = self._statuses.get(_key(body))
         return body if written is None else {**body, "status": written}
+
+    def reconcile_fine_tuning(
+        self,
+        body: Mapping[str, Any],
+        template: Mapping[str, Any] | None,
+        model: Mapping[str, Any] | None,
+        observed: Observed,
+    ) -> Outcome | None:
+        """Run one fine-tuning job: checked, then its ConfigMap and Job created once; its phase
+        followed from the Job and its pod. A finished job (Succeeded, Failed, Cancelled in its
+        status) is never run again; a running job's spec is fixed, except ``cancelled``.
+        ``model`` is the Model of ``spec.modelRef`` (``template`` then is the model's)."""
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None
+        if self._terminating.get(meta["namespace"], 0.0) > time.monotonic():
+            return Outcome(None, False, retry=TERMINATING)
+        # The status last written when the cache lags: a run just finished stays finished.
+        previous = {
+            k: v for k, v in (self._latest(body).get("status") or {}).items() if k != "kopf"
+        }
+        now = _now()
+        try:
+            job = FineTuningJob.model_validate(_manifest(kinds.FINE_TUNING_JOB, body))
+        except ValidationError as exc:
+            status = ft.fine_tuning_status(body, None, now, errors=format_errors(exc))
+            return self._finish(body, status, None)
+        if ft.is_finished(previous):
+            result = None
+            if previous.get("phase") == FineTuningPhase.CANCELLED and observed.objects:
+                result = self.applier.sync([], observed.objects, meta["uid"])
+            extra = self._output_model(job, previous, model)
+            if not extra:
+                return Outcome(result, False)
+            return self._finish(body, {**previous, **extra}, result)
+        if job.spec.cancelled:
+            result = self.applier.sync([], observed.objects, meta["uid"])
+            status = ft.fine_tuning_status(body, ft.cancelled(previous, now), now)
+            return self._finish(body, status, result)
+        result = None
+        extra: dict[str, Any] = {
+            "jobName": meta["name"],
+            "output": ft.output_location(job, self.config),
+        }
+        if job.spec.template_ref is not None:
+            extra["template"] = job.spec.template_ref.name
+        live_job = observed.job
+        if live_job is None:
+            planned = self._fine_tuning_plan(job, template, model)
+            if isinstance(planned, Unplanned):
+                status = ft.fine_tuning_status(
+                    body, None, now, errors=planned.errors, invalid_reason=planned.reason
+                )
+                # A missing template or ConfigMap sends no event when it appears: look again.
+                retry = None if planned.reason in (INVALID_SPEC, INVALID_PARAMETERS) else REFUSED
+                return self._finish(body, status, None, retry=retry)
+            extra["template"] = planned.template.metadata.name
+            extra["baseModelId"] = planned.template.metadata.uid
+            try:
+                result = self.applier.sync(
+                    render_fine_tuning(planned), observed.objects, meta["uid"]
+                )
+            except ApplyRejected as rejected:
+                if rejected.namespace_terminating:
+                    self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
+                    return Outcome(None, False, retry=TERMINATING)
+                phase = ft.Phase(FineTuningPhase.PENDING, "ApplyFailed", str(rejected))
+                status = ft.fine_tuning_status(body, phase, now, extra=extra)
+                return self._finish(body, status, None, retry=REFUSED)
+            if result.wrote:
+                log.info(
+                    "applied %s",
+                    result.applied,
+                    extra={"namespace": meta["namespace"], "finetuningjob": meta["name"]},
+                )
+            live_job = next((o for o in result.children if o.get("kind") == "Job"), None)
+        phase = ft.verdict(live_job, observed.pods)
+        status = ft.fine_tuning_status(body, phase, now, extra=extra)
+        if phase.phase is FineTuningPhase.SUCCEEDED:
+            status.update(self._output_model(job, status, model))
+        return self._finish(body, status, result)
+
+    def _fine_tuning_plan(
+        self,
+        job: FineTuningJob,
+        template_body: Mapping[str, Any] | None,
+        model_body: Mapping[str, Any] | None,
+    ) -> ft.FineTuningPlan | Unplanned:
+        namespace = job.metadata.namespace
+        model = None
+        if job.spec.model_ref is not None:
+            if model_body is None:
+                return Unplanned(
+                    [
+                        f"spec.modelRef.name: Model {job.spec.model_ref.name!r} not found in "
+                        f"namespace {namespace!r}"
+                    ],
+                    reason=TEMPLATE_MISSING,
+                )
+            try:
+                model = Model.model_validate(_manifest(kinds.MODEL, model_body))
+            except ValidationError as exc:
+                return Unplanned(
+                    [
+                        f"Model {job.spec.model_ref.name!r} is invalid: {'; '.join(format_errors(exc))}"
+                    ],
+                    reason=TEMPLATE_INVALID,
+                )
+        name = model.spec.template_ref.name if model else job.target_name
+        if template_body is None or template_body["metadata"].get("deletionTimestamp"):
+            return Unplanned(
+                [
+                    f"{'spec.modelRef.name: its template' if model else 'spec.templateRef.name:'} "
+                    f"ModelTemplate {name!r} not found in namespace {namespace!r}"
+                ],
+                reason=TEMPLATE_MISSING,
+            )
+        try:
+            template = parse_manifest(_manifest(TEMPLATE, template_body))
+        except ManifestInvalid as invalid:
+            return Unplanned(
+                [f"ModelTemplate {name!r} is invalid: {'; '.join(invalid.errors)}"],
+                reason=TEMPLATE_INVALID,
+            )
+        rows = {role: self._dataset_rows(job, role) for role in ft.ROLES}
+        problems = ft.check(job, template, rows, model)
+        if problems:
+            missing = any(r is not None and r.missing for r in rows.values())
+            return Unplanned(
+                [f"{p['field']}: {p['problem']}" for p in problems],
+                reason=ft.DATASET_MISSING if missing else INVALID_SPEC,
+            )
+        return ft.plan_fine_tuning(job, template, self.config, model)
+
+    def _dataset_rows(self, job: FineTuningJob, role: str) -> ft.DatasetRows | None:
+        """What the ConfigMap of a configMap dataset holds (None: not a configMap dataset)."""
+        dataset = ft.dataset_of(job, role)
+        if dataset is None or dataset.config_map is None:
+            return None
+        ref = dataset.config_map
+        path = kinds.CONFIG_MAP.path(job.metadata.namespace or "", ref.name)
+        try:
+            found = request(self.api, "GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                return ft.DatasetRows(error=f"ConfigMap {ref.name!r} not found", missing=True)
+            raise
+        data = found.get("data") or {}
+        if ref.key not in data:
+            return ft.DatasetRows(
+                error=f"ConfigMap {ref.name!r} has no key {ref.key!r}", missing=True
+            )
+        return ft.DatasetRows(text=data[ref.key])
+
+    def _output_model(
+        self, job: FineTuningJob, status: Mapping[str, Any], model_body: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Create the Model of a succeeded job (once); the status fields linking it."""
+        if (
+            status.get("phase") != FineTuningPhase.SUCCEEDED
+            or not job.spec.output_model_name
+            or status.get("outputModel")
+        ):
+            return {}
+        model = None
+        if model_body is not None:
+            try:
+                model = Model.model_validate(_manifest(kinds.MODEL, model_body))
+            except ValidationError:
+                model = None
+        manifest = ft.output_model(job, status.get("template") or "", status["output"], model)
+        assert manifest is not None
+        namespace = job.metadata.namespace or ""
+        try:
+            created = request(self.api, "POST", kinds.MODEL.path(namespace), body=manifest)
+            uid = created["metadata"]["uid"]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            uid = None  # made by an earlier attempt whose status write did not happen
+        return {
+            k: v
+            for k, v in {
+                "outputModel": manifest["metadata"]["name"],
+                "fineTunedModelId": uid,
+            }.items()
+            if v
+        }
 
     def _converge(
         self,

@@ -1,6 +1,7 @@
 """The operator's runtime: from "this object may need work" to a reconcile, and back on retry.
 
-Watch events put an owner's key (a template's, a model's) on a :class:`~.workqueue.WorkQueue`;
+Watch events put an owner's key (a template's, a model's, a fine-tuning job's) on a
+:class:`~.workqueue.WorkQueue`;
 :data:`WORKERS` workers take keys off it, read the owner (a model: and its template) and its
 children from the watch caches (Kopf indices) and
 run the blocking :class:`~.reconciler.Reconciler` in a thread of their own. What a reconcile
@@ -255,6 +256,14 @@ class Runtime:
         found = (self._cached_owner((kinds.MODEL.kind, namespace, name)) for name in set(names))
         return [m for m in found if m is not None]
 
+    def _model_of(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The cached Model a fine-tuning job's ``spec.modelRef`` names (None: none named, or
+        there is none)."""
+        name = ((job.get("spec") or {}).get("modelRef") or {}).get("name")
+        if not name:
+            return None
+        return self._cached_owner((kinds.MODEL.kind, job["metadata"]["namespace"], name))
+
     def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:
         """One reconcile of the owner's latest cached state (a worker thread): the backoff
         to retry after (None: done) and the result for the metrics."""
@@ -278,6 +287,12 @@ class Runtime:
                             if m["metadata"]["name"] != key[2] and rollout.is_waiting(m)
                         ),
                     ]
+            elif key[0] == kinds.FINE_TUNING_JOB.kind:
+                model = self._model_of(body)
+                template = self._template_of(model if model is not None else body)
+                outcome = self.reconciler.reconcile_fine_tuning(
+                    body, template, model, self.observed(key)
+                )
             else:
                 models = self.models_of(key[1], key[2])
                 outcome = self.reconciler.reconcile(body, self.observed(key), models)
