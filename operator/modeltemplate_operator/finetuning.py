@@ -396,7 +396,8 @@ def _terminated(pods: list[dict[str, Any]]) -> str:
 
 
 def verdict(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> Phase:
-    """The phase of a run from its Job and pods (the Job not created yet: Pending)."""
+    """The phase of a run from its Job and pods (the Job not created yet: Pending). The start
+    time is when the container started running (a Job starts as its pod is created)."""
     if job is None:
         return Phase(FineTuningPhase.PENDING, "Pending", "waiting for the Job to be created")
     st = job.get("status") or {}
@@ -425,17 +426,26 @@ def verdict(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> Phase:
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     problem = pod_problem(live)
     if problem:
-        return Phase(FineTuningPhase.PENDING, problem.reason, problem.message, start)
+        return Phase(FineTuningPhase.PENDING, problem.reason, problem.message)
     running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
     if running:
-        pod_start = (running[0].get("status") or {}).get("startTime")
         return Phase(
             FineTuningPhase.RUNNING,
             "Running",
             f"pod {running[0]['metadata']['name']} is running",
-            start or pod_start,
+            _started(running[0]) or start,
         )
-    return Phase(FineTuningPhase.PENDING, "Pending", "waiting for the job's pod to start", start)
+    return Phase(FineTuningPhase.PENDING, "Pending", "waiting for the job's pod to start")
+
+
+def _started(pod: Mapping[str, Any]) -> str | None:
+    """When the pod's container started (else when the kubelet took the pod)."""
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        running = (cs.get("state") or {}).get("running") or {}
+        if running.get("startedAt"):
+            return running["startedAt"]
+    return status.get("startTime")
 
 
 def cancelled(previous: Mapping[str, Any], now: str) -> Phase:

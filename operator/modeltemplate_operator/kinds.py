@@ -95,7 +95,12 @@ SERVICE = Kind("", "v1", "services", "Service")
 HPA = Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 PDB = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 JOB = Kind(
-    "batch", "v1", "jobs", "Job", status_fields=("conditions", "active", "ready", "succeeded")
+    "batch",
+    "v1",
+    "jobs",
+    "Job",
+    # startTime, completionTime: a fine-tuning job's times.
+    status_fields=("conditions", "active", "ready", "succeeded", "startTime", "completionTime"),
 )
 SCALED_OBJECT = Kind(
     "keda.sh", "v1alpha1", "scaledobjects", "ScaledObject", optional_crd="scaledobjects.keda.sh"
