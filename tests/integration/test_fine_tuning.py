@@ -410,3 +410,24 @@ def test_bad_dataset_rows_are_reported_by_index_before_any_job(cluster, operator
     assert st["phase"] == "Pending"
     assert not get_json(cluster, "jobs", "-n", namespace)["items"]
     assert not job_pods(cluster, namespace, "rows")
+
+
+def test_the_sample_runs_and_makes_its_model(cluster, operator, namespace):
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        str(SAMPLES / "finetunable-llm-a100.yaml"),
+        "-f",
+        str(SAMPLES / "fine-tuning"),
+    )
+    done = wait_phase(cluster, namespace, "mistral-7b-support-ft", "Succeeded")
+    assert done["outputModel"] == "mistral-7b-support"
+    model = get_json(cluster, "model", "mistral-7b-support", "-n", namespace)
+    assert model["spec"]["creationParameters"] == {
+        "model_weights_uri": "s3://modelops-weights/mistral-7b-support"
+    }
+    job = get_json(cluster, "job", "mistral-7b-support-ft", "-n", namespace)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert (limits["nvidia.com/gpu"], limits["memory"]) == ("1", "48Gi")

@@ -349,3 +349,13 @@ def test_status_conditions_and_finished():
     assert conditions["Valid"]["message"] == "spec.resources.memory: too big"
     cancelled = ft.cancelled(copy.deepcopy(done) | {"completionTime": None}, "now")
     assert cancelled.phase is FineTuningPhase.CANCELLED and cancelled.completion_time == "now"
+
+
+def test_the_sample_is_valid_against_its_template():
+    path = SAMPLES / "fine-tuning" / "mistral-7b-support-ft.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"].update(namespace="team", uid="s-uid")
+    sample = FineTuningJob.model_validate(doc)
+    assert ft.check(sample, template()) == []
+    manifest = sample.to_manifest()
+    assert manifest["spec"] == {**doc["spec"], "cancelled": False}

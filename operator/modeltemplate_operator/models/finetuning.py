@@ -234,6 +234,11 @@ class FineTuningJob(K8sModel):
         None, description="Observed state, written by the operator."
     )
 
+    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
+        """The manifest as a plain dict (camelCase, unset optionals omitted)."""
+        exclude = None if include_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
     @property
     def target_name(self) -> str:
         ref = self.spec.template_ref or self.spec.model_ref
