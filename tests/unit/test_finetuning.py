@@ -359,3 +359,51 @@ def test_the_sample_is_valid_against_its_template():
     assert ft.check(sample, template()) == []
     manifest = sample.to_manifest()
     assert manifest["spec"] == {**doc["spec"], "cancelled": False}
+
+
+# -- the gateway's mapping -------------------------------------------------------------------
+
+
+def test_gateway_dataset_ids_and_sgp_shape():
+    from modeltemplate_operator.gateway import finetuning as gw
+    from modeltemplate_operator.gateway.sgp import ApiError
+
+    assert gw.dataset_from_id("pvc://data/sets/t.jsonl", "training_dataset_id") == {
+        "persistentVolumeClaim": {"claimName": "data", "path": "sets/t.jsonl"}
+    }
+    assert gw.dataset_from_id("configmap://cm/t.jsonl", "x") == {
+        "configMap": {"name": "cm", "key": "t.jsonl"}
+    }
+    assert gw.dataset_from_id("s3://b/k", "x") == {"url": "s3://b/k"}
+    for bad in ("train.jsonl", "pvc://only", 7):
+        with pytest.raises(ApiError) as err:
+            gw.dataset_from_id(bad, "training_dataset_id")
+        assert err.value.status == 422
+    for source in ("pvc://data/sets/t.jsonl", "configmap://cm/t.jsonl", "s3://b/k"):
+        assert gw.dataset_to_id(gw.dataset_from_id(source, "x")) == source
+    body = {
+        "training_dataset_id": "s3://b/t",
+        "vendor_configuration": {"hyperparameters": {"epochs": 1}, "suffix": "v2"},
+    }
+    manifest = gw.manifest_from_request(body, "team", "llm", {})
+    assert manifest["spec"]["outputModelName"] == "llm-v2"
+    with pytest.raises(ApiError):
+        gw.manifest_from_request(
+            {**body, "vendor_configuration": {"vendor": "OPENAI"}}, "team", "llm", {}
+        )
+    obj = {
+        "metadata": {"uid": "u", "namespace": "team", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": manifest["spec"],
+        "status": {
+            "phase": "Failed",
+            "message": "BackoffLimitExceeded",
+            "completionTime": "2026-01-01T01:00:00Z",
+            "startTime": "2026-01-01T00:01:00Z",
+        },
+    }
+    sgp = gw.job_to_sgp(obj)
+    assert (sgp["status"], sgp["training_dataset_id"]) == ("FAILED", "s3://b/t")
+    events = gw.events_of(obj)
+    assert [e["level"] for e in events] == ["info", "info", "error"]
+    assert events[-1]["message"] == "Failed: BackoffLimitExceeded"
+    assert events[-1]["timestamp"] == 1767229200.0

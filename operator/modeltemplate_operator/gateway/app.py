@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from ..kinds import MODEL_TEMPLATE as TEMPLATE
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
+from .finetuning import router as fine_tuning_router
 from .kubeapi import KubeAPI, KubeError
 from .models import create_models_router
 from .openapi import json_body, json_response, sgp_schemas
@@ -199,6 +200,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         return {"count": 1, "success": True}
 
     app.include_router(task_router(store, access, broker, _token, synced))
+    app.include_router(fine_tuning_router(kube, access, store))
     return app
 
 

@@ -1,0 +1,318 @@
+"""The SGP fine-tuning job routes (``/v4/fine-tuning-jobs``) over FineTuningJob resources.
+
+create, list, get, delete and events, as the official client calls them. Every call goes to
+the API server with the caller's own token (its RBAC decides); the account is the namespace and
+is required (``x-selected-account-id``, or ``account_id`` in the body or query).
+
+The gateway keeps no dataset store, so ``training_dataset_id`` / ``validation_dataset_id`` name
+where the data is: a URL (``s3://...``, ``https://...``), ``pvc://<claim>/<path>`` or
+``configmap://<name>/<key>`` (JSON Lines). ``base_model_id`` is the id of a model template of the
+account. ``vendor_configuration`` carries ``hyperparameters``, ``output`` (where the weights go)
+and ``suffix``: the Model ``<template>-<suffix>`` made on success.
+
+The mapping itself (:func:`manifest_from_request`, :func:`job_to_sgp`, :func:`events_of`) is
+pure; :func:`router` is the HTTP side.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+
+from .. import API_VERSION
+from ..kinds import FINE_TUNING_JOB
+from ..models import FineTuningJob
+from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from .access import Access
+from .kubeapi import KubeAPI, KubeError
+from .sgp import ApiError, creator_annotations, from_api_server, validation_error
+from .store import Store
+
+__all__ = ["PREFIX", "events_of", "job_to_sgp", "manifest_from_request", "router"]
+
+PREFIX = "/v4/fine-tuning-jobs"
+ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Phase -> SGP status.
+STATUS = {
+    "Pending": "PENDING",
+    "Running": "RUNNING",
+    "Succeeded": "COMPLETED",
+    "Failed": "FAILED",
+    "Cancelled": "CANCELED",
+}
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://(.+)$")
+
+ApiKey = Annotated[str | None, Header(alias="x-api-key")]
+Account = Annotated[str | None, Header(alias="x-selected-account-id")]
+
+
+def dataset_from_id(value: Any, field: str) -> dict[str, Any]:
+    """A dataset id (a location, see the module doc) as a FineTuningJob dataset."""
+    match = _SCHEME.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise validation_error(
+            [
+                (
+                    field,
+                    f"{field} ({value}) must be a URL, pvc://<claim>/<path> or "
+                    "configmap://<name>/<key>",
+                )
+            ]
+        )
+    scheme, rest = match.groups()
+    if scheme in ("pvc", "configmap"):
+        name, _, tail = rest.partition("/")
+        if not name or not tail:
+            raise validation_error([(field, f"{field} ({value}) must be {scheme}://<name>/<...>")])
+        if scheme == "pvc":
+            return {"persistentVolumeClaim": {"claimName": name, "path": tail}}
+        return {"configMap": {"name": name, "key": tail}}
+    return {"url": value}
+
+
+def dataset_to_id(dataset: dict[str, Any] | None) -> str | None:
+    if not dataset:
+        return None
+    if "url" in dataset:
+        return dataset["url"]
+    if "persistentVolumeClaim" in dataset:
+        pvc = dataset["persistentVolumeClaim"]
+        return f"pvc://{pvc['claimName']}/{pvc['path']}"
+    if "configMap" in dataset:
+        cm = dataset["configMap"]
+        return f"configmap://{cm['name']}/{cm['key']}"
+    return "inline"
+
+
+def manifest_from_request(
+    body: dict[str, Any], namespace: str, template: str, annotations: dict[str, str]
+) -> dict[str, Any]:
+    """The FineTuningJob a create request asks for (``template``: the base model template's
+    name); 422 naming the field for what cannot be mapped."""
+    vendor = body.get("vendor_configuration") or {}
+    if not isinstance(vendor, dict):
+        raise validation_error([("vendor_configuration", "must be an object")])
+    if vendor.get("vendor") not in (None, "LAUNCH"):
+        raise validation_error(
+            [("vendor_configuration.vendor", f"only LAUNCH is served, not {vendor['vendor']}")]
+        )
+    spec: dict[str, Any] = {
+        "templateRef": {"name": template},
+        "trainingDataset": dataset_from_id(body.get("training_dataset_id"), "training_dataset_id"),
+    }
+    if body.get("validation_dataset_id") is not None:
+        spec["validationDataset"] = dataset_from_id(
+            body["validation_dataset_id"], "validation_dataset_id"
+        )
+    if vendor.get("hyperparameters") is not None:
+        spec["hyperparameters"] = vendor["hyperparameters"]
+    if vendor.get("output") is not None:
+        spec["output"] = vendor["output"]
+    if vendor.get("suffix"):
+        spec["outputModelName"] = f"{template}-{vendor['suffix']}"
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": FINE_TUNING_JOB.kind,
+        "metadata": {
+            "generateName": f"{template[:50]}-ft-",
+            "namespace": namespace,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+    try:
+        FineTuningJob.model_validate({**manifest, "metadata": {"namespace": namespace}})
+    except Exception as exc:  # a pydantic ValidationError: name each field
+        errors = getattr(exc, "errors", lambda **_: [])(include_url=False)
+        raise validation_error(
+            [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in errors] or [("", str(exc))]
+        ) from None
+    return manifest
+
+
+def job_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
+    """A FineTuningJob as SGP's FineTuningJob."""
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    status = obj.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    vendor: dict[str, Any] = {"vendor": "LAUNCH"}
+    if spec.get("hyperparameters") is not None:
+        vendor["hyperparameters"] = spec["hyperparameters"]
+    if status.get("output") or spec.get("output"):
+        vendor["output"] = status.get("output") or spec.get("output")
+    out = {
+        "id": meta["uid"],
+        "account_id": meta["namespace"],
+        "created_at": meta["creationTimestamp"],
+        "created_by_user_id": annotations.get(CREATED_BY_USER_ANNOTATION, ""),
+        "created_by_identity_type": annotations.get(CREATED_BY_TYPE_ANNOTATION, "user"),
+        "status": STATUS.get(status.get("phase") or "Pending", "PENDING"),
+        "training_dataset_id": dataset_to_id(spec.get("trainingDataset")),
+        "validation_dataset_id": dataset_to_id(spec.get("validationDataset")),
+        "base_model_id": status.get("baseModelId"),
+        "fine_tuned_model_id": status.get("fineTunedModelId"),
+        "vendor_configuration": vendor,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def events_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """SGP events of a job from what its status records: created, started, finished (or why
+    it waits), oldest first."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    events = [
+        {
+            "level": "info",
+            "message": "fine-tuning job created",
+            "timestamp": _epoch(meta.get("creationTimestamp")),
+        }
+    ]
+    if status.get("startTime"):
+        events.append(
+            {
+                "level": "info",
+                "message": "fine-tuning job running",
+                "timestamp": _epoch(status["startTime"]),
+            }
+        )
+    phase = status.get("phase")
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    if phase in ("Succeeded", "Failed", "Cancelled"):
+        level = "error" if phase == "Failed" else "info"
+        stamp = status.get("completionTime")
+    elif "Stalled" in conditions:
+        level, stamp = "warning", conditions["Stalled"].get("lastTransitionTime")
+    else:
+        return events
+    events.append(
+        {
+            "level": level,
+            "message": f"{phase}: {status.get('message', '')}".rstrip(": "),
+            "timestamp": _epoch(stamp),
+        }
+    )
+    return events
+
+
+def _token(api_key: str | None) -> str:
+    token = (api_key or "").removeprefix("Bearer ").strip()
+    if not token:
+        raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
+    return token
+
+
+def _account(value: Any) -> str:
+    if not isinstance(value, str) or not ACCOUNT_PATTERN.match(value):
+        raise validation_error(
+            [("account_id", f"account_id ({value}) must name a namespace (a DNS label)")]
+        )
+    return value
+
+
+def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
+    """The routes; ``store`` is the gateway's template cache (to find ``base_model_id``)."""
+    api = APIRouter(prefix=PREFIX, tags=["fine-tuning-jobs"])
+
+    async def call(method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await kube.request(method, path, token=token, **kwargs)
+        except KubeError as exc:
+            raise from_api_server(exc.status, exc.body) from None
+
+    async def find(token: str, namespace: str, job_id: str) -> dict[str, Any]:
+        items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
+        found = next((o for o in items if o["metadata"]["uid"] == job_id), None)
+        if found is None:
+            raise ApiError(404, f"fine tuning job {job_id!r} not found", False)
+        return found
+
+    @api.post("", summary="Create a fine tuning job")
+    async def create(request: Request, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise validation_error([("", "the body must be JSON")]) from None
+        if not isinstance(body, dict):
+            raise validation_error([("", "the body must be an object")])
+        namespace = _account(body.get("account_id") or account)
+        base = body.get("base_model_id")
+        entry = store.get(base) if isinstance(base, str) else None
+        if entry is None or entry.namespace != namespace:
+            raise validation_error(
+                [
+                    (
+                        "base_model_id",
+                        f"base_model_id ({base}) is not a model template of account {namespace!r}",
+                    )
+                ]
+            )
+        await access.require(token, namespace, "get")
+        user = await access.username(token)
+        annotations = creator_annotations(user, datetime.now(UTC))
+        manifest = manifest_from_request(body, namespace, entry.name, annotations)
+        created = await call(
+            "POST",
+            FINE_TUNING_JOB.path(namespace),
+            token,
+            body=manifest,
+            query={"fieldValidation": "Strict"},
+        )
+        return job_to_sgp(created)
+
+    @api.get("", summary="List fine tuning jobs of an account (paged)")
+    async def list_jobs(
+        api_key: ApiKey = None,
+        account: Account = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        account_id: Annotated[str | None, Query()] = None,
+    ):
+        token = _token(api_key)
+        namespace = _account(account_id or account)
+        items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
+        items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
+        chosen = items[(page - 1) * limit : page * limit]
+        return {
+            "items": [job_to_sgp(o) for o in chosen],
+            "total_item_count": len(items),
+            "current_page": page,
+            "items_per_page": limit,
+        }
+
+    @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
+    async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        return job_to_sgp(await find(token, _account(account), fine_tuning_job_id))
+
+    @api.get("/{fine_tuning_job_id}/events", summary="Events of a fine tuning job")
+    async def events(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        return events_of(await find(token, _account(account), fine_tuning_job_id))
+
+    @api.delete("/{fine_tuning_job_id}", summary="Delete (and so stop) a fine tuning job")
+    async def delete(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
+        token = _token(api_key)
+        found = await find(token, _account(account), fine_tuning_job_id)
+        meta = found["metadata"]
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": meta["uid"]},
+        }
+        await call(
+            "DELETE", FINE_TUNING_JOB.path(meta["namespace"], meta["name"]), token, body=options
+        )
+        return {"count": 1, "success": True}
+
+    return api
