@@ -48,9 +48,14 @@ EXPECTED_RULES = {
     ("launch.modelops.dev", "modeltemplates", ()): {"list", "watch"},
     ("launch.modelops.dev", "modeltemplates/status", ()): {"patch"},
     ("launch.modelops.dev", "modeltemplates/finalizers", ()): {"update"},
-    ("launch.modelops.dev", "models", ()): {"list", "watch"},
+    ("launch.modelops.dev", "models", ()): {"list", "watch", "create"},  # fine-tuning outputs
     ("launch.modelops.dev", "models/status", ()): {"patch"},
     ("launch.modelops.dev", "models/finalizers", ()): {"update"},
+    ("launch.modelops.dev", "finetuningjobs", ()): {"list", "watch"},
+    ("launch.modelops.dev", "finetuningjobs/status", ()): {"patch"},
+    ("launch.modelops.dev", "finetuningjobs/finalizers", ()): {"update"},
+    # A fine-tuning job's configuration file (get: a ConfigMap dataset's rows are checked).
+    ("", "configmaps", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments", ()): {"list", "watch", "create", "patch", "delete"},
     ("", "services", ()): {"list", "watch", "create", "patch", "delete"},
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "patch", "delete"},
@@ -112,6 +117,7 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "CustomResourceDefinition/kopfpeerings.kopf.dev",
             "CustomResourceDefinition/modeltemplates.launch.modelops.dev",
             "CustomResourceDefinition/models.launch.modelops.dev",
+            "CustomResourceDefinition/finetuningjobs.launch.modelops.dev",
             "Deployment/modeltemplate-operator",
             "Namespace/modeltemplate-system",
             "PodDisruptionBudget/modeltemplate-operator",
@@ -282,7 +288,7 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
         assert roles[name]["rules"] == [
             {
                 "apiGroups": ["launch.modelops.dev"],
-                "resources": ["modeltemplates", "models"],
+                "resources": ["modeltemplates", "models", "finetuningjobs"],
                 "verbs": verbs,
             }
         ]
@@ -431,9 +437,6 @@ def test_gateway_rbac_grants_only_its_watch_cache(cluster, deployed):
         ("get", "secrets", "-n", NAMESPACE),
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "-n", "default"),
-        ("create", "configmaps", "-n", NAMESPACE),
-        ("patch", "configmaps", "-n", NAMESPACE),
-        ("delete", "configmaps", "-n", NAMESPACE),
         ("delete", "namespaces"),
         ("create", "namespaces"),
         ("create", "pods", "-n", "default"),
