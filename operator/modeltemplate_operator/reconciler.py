@@ -25,7 +25,7 @@ from .apply import Applier, ApplyRejected, ApplyResult
 from .config import OperatorConfig
 from .gpu_rollout import with_rollout
 from .instantiate import check_model
-from .kube import MERGE_PATCH, request
+from .kube import MERGE_PATCH, is_transient, request, status_message
 from .models import FineTuningJob, FineTuningPhase, Model
 from .render import render, render_fine_tuning
 from .resolution import Plan, plan_for, plan_for_model
@@ -222,6 +222,7 @@ class Reconciler:
         previous = {
             k: v for k, v in (self._latest(body).get("status") or {}).items() if k != "kopf"
         }
+        body = {**body, "status": previous}
         now = _now()
         try:
             job = FineTuningJob.model_validate(_manifest(kinds.FINE_TUNING_JOB, body))
@@ -235,7 +236,8 @@ class Reconciler:
             extra = self._output_model(job, previous, model)
             if not extra:
                 return Outcome(result, False)
-            return self._finish(body, {**previous, **extra}, result)
+            merged = {k: v for k, v in {**previous, **extra}.items() if v is not None}
+            return self._finish(body, merged, result)
         if job.spec.cancelled:
             result = self.applier.sync([], observed.objects, meta["uid"])
             status = ft.fine_tuning_status(body, ft.cancelled(previous, now), now)
@@ -245,7 +247,10 @@ class Reconciler:
             "jobName": meta["name"],
             "output": ft.output_location(job, self.config),
         }
-        if job.spec.template_ref is not None:
+        if template is not None:
+            extra["template"] = template["metadata"]["name"]
+            extra["baseModelId"] = template["metadata"].get("uid")
+        elif job.spec.template_ref is not None:
             extra["template"] = job.spec.template_ref.name
         live_job = observed.job
         if live_job is None:
@@ -281,6 +286,7 @@ class Reconciler:
         status = ft.fine_tuning_status(body, phase, now, extra=extra)
         if phase.phase is FineTuningPhase.SUCCEEDED:
             status.update(self._output_model(job, status, model))
+            status = {k: v for k, v in status.items() if v is not None}
         return self._finish(body, status, result)
 
     def _fine_tuning_plan(
@@ -379,15 +385,19 @@ class Reconciler:
             uid = created["metadata"]["uid"]
         except ApiException as exc:
             if exc.status != 409:
-                raise
+                if is_transient(exc):
+                    raise
+                # Said in the status, tried again on the job's next event.
+                return {"outputModelError": status_message(exc)}
             uid = None  # made by an earlier attempt whose status write did not happen
         return {
             k: v
             for k, v in {
                 "outputModel": manifest["metadata"]["name"],
                 "fineTunedModelId": uid,
+                "outputModelError": None,
             }.items()
-            if v
+            if v or k == "outputModelError"
         }
 
     def _converge(

@@ -431,3 +431,33 @@ def test_the_sample_runs_and_makes_its_model(cluster, operator, namespace):
     job = get_json(cluster, "job", "mistral-7b-support-ft", "-n", namespace)
     limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert (limits["nvidia.com/gpu"], limits["memory"]) == ("1", "48Gi")
+
+
+def test_a_model_is_fine_tuned_from_its_template_with_its_parameters(cluster, operator, namespace):
+    base = {
+        "apiVersion": "launch.modelops.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": "base"},
+        "spec": {
+            "templateRef": {"name": "llm-a100"},
+            "creationParameters": {"model_weights_uri": "s3://w/base", "max_model_len": 8192},
+        },
+    }
+    job = ftj("from-model", outputModelName="base-tuned", output="s3://w/base-tuned")
+    del job["spec"]["templateRef"]
+    job["spec"]["modelRef"] = {"name": "base"}
+    apply(cluster, namespace, a100_template(), base, job)
+    done = wait_phase(cluster, namespace, "from-model", "Succeeded")
+    assert done["template"] == "llm-a100" and done["outputModel"] == "base-tuned"
+    config = json.loads(
+        get_json(cluster, "configmap", "from-model", "-n", namespace)["data"]["config.json"]
+    )
+    model_uid = get_json(cluster, "model", "base", "-n", namespace)["metadata"]["uid"]
+    assert config["base_model"]["model"] == "base"
+    assert config["base_model"]["model_id"] == model_uid
+    assert config["base_model"]["creation_parameters"] == base["spec"]["creationParameters"]
+    tuned = get_json(cluster, "model", "base-tuned", "-n", namespace)
+    assert tuned["spec"]["creationParameters"] == {
+        "model_weights_uri": "s3://w/base-tuned",
+        "max_model_len": 8192,
+    }

@@ -217,6 +217,9 @@ class FineTuningJobStatus(_StatusModel):
     output: str | None = Field(None, description="Where the fine-tuned weights are written.")
     output_model: str | None = Field(None, description="The Model created on success.")
     fine_tuned_model_id: str | None = Field(None, description="The SGP id of that Model.")
+    output_model_error: str | None = Field(
+        None, description="Why the API server refused the output Model (tried again)."
+    )
 
 
 class FineTuningJob(K8sModel):
