@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import OperatorConfig
@@ -127,10 +127,14 @@ def parse_jsonl(text: str) -> tuple[list[Any], dict[int, str]]:
 
 
 def check_rows(
-    rows: list[Any], schema: TrainingDatasetSchemaType, where: str, bad: Mapping[int, str] = {}
+    rows: list[Any],
+    schema: TrainingDatasetSchemaType,
+    where: str,
+    bad: Mapping[int, str] | None = None,
 ) -> list[dict[str, str]]:
-    """One problem naming every bad row by index (``where[3]: ...``), or none."""
-    problems = dict(bad)
+    """One problem naming every bad row by index (``row 3: ...``), or none; ``bad``: rows
+    already known bad (lines that are not JSON)."""
+    problems = dict(bad or {})
     for index, row in enumerate(rows):
         if index not in problems:
             problem = row_problem(row, schema)
@@ -261,7 +265,6 @@ class FineTuningPlan:
     config: OperatorConfig
     model: Model | None = None
     owner: Kind = FINE_TUNING_JOB
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def output_location(job: FineTuningJob, config: OperatorConfig) -> str:
