@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..kinds import MODEL_TEMPLATE as TEMPLATE
 from ..validation import ManifestInvalid, parse_manifest
 from .access import Access
+from .calls import Account, ApiKey, create_call, token_of
 from .finetuning import router as fine_tuning_router
 from .kubeapi import KubeAPI, KubeError
 from .models import create_models_router
@@ -29,7 +29,6 @@ from .sgp import (
     from_api_server,
     manifest_errors,
     manifest_from_request,
-    validation_error,
 )
 from .store import Store, Watcher, entry_of
 from .tasks_api import Broker, task_router
@@ -37,20 +36,8 @@ from .tasks_api import Broker, task_router
 __all__ = ["create_app"]
 
 PREFIX = "/v4/model-templates"
-#: An account is a namespace: a DNS-1123 label.
-ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
-
-ApiKey = Annotated[str | None, Header(alias="x-api-key")]
-Account = Annotated[str | None, Header(alias="x-selected-account-id")]
-
-
-def _token(api_key: str | None) -> str:
-    token = (api_key or "").removeprefix("Bearer ").strip()
-    if not token:
-        raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
-    return token
 
 
 def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None = None) -> FastAPI:
@@ -78,7 +65,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
     )
     app.state.store, app.state.watcher = store, watcher
     _document(app)
-    app.include_router(create_models_router(kube, access, _token))
+    app.include_router(create_models_router(kube, access))
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -102,16 +89,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         responses=json_response("ModelTemplate"),
     )
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise validation_error([("", "the body must be JSON")]) from None
-        namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
-        if not isinstance(namespace, str) or not ACCOUNT_PATTERN.match(namespace):
-            raise validation_error(
-                [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
-            )
+        token, body, namespace = await create_call(request, api_key, account)
         user = await access.username(token)
         annotations = creator_annotations(user, datetime.now(UTC))
         manifest = manifest_from_request(body, namespace, annotations)
@@ -144,7 +122,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         ] = DEFAULT_LIMIT,
         account_id: Annotated[str | None, Query()] = None,
     ):
-        token = _token(api_key)
+        token = token_of(api_key)
         namespace = account_id or account or None
         await access.require(token, namespace, "list")
         await synced()
@@ -168,7 +146,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         responses=json_response("ModelTemplate"),
     )
     async def retrieve(model_template_id: str, api_key: ApiKey = None, account: Account = None):
-        entry = await _readable(_token(api_key), model_template_id, account, "get")
+        entry = await _readable(token_of(api_key), model_template_id, account, "get")
         return Response(entry.json, media_type="application/json")
 
     @app.delete(
@@ -177,7 +155,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         responses=json_response("DeleteResponse"),
     )
     async def delete(model_template_id: str, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
+        token = token_of(api_key)
         entry = await _readable(token, model_template_id, account, "get")
         options = {
             "apiVersion": "v1",
@@ -199,7 +177,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         store.remove(entry.uid, tombstone=True)
         return {"count": 1, "success": True}
 
-    app.include_router(task_router(store, access, broker, _token, synced))
+    app.include_router(task_router(store, access, broker, synced))
     app.include_router(fine_tuning_router(kube, access, store))
     return app
 

@@ -20,13 +20,14 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from .. import API_VERSION
 from ..kinds import FINE_TUNING_JOB
 from ..models import FineTuningJob
 from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from .access import Access
+from .calls import Account, ApiKey, account_of, create_call, token_of
 from .kubeapi import KubeAPI, KubeError
 from .sgp import ApiError, creator_annotations, from_api_server, validation_error
 from .store import Store
@@ -34,7 +35,6 @@ from .store import Store
 __all__ = ["PREFIX", "events_of", "job_to_sgp", "manifest_from_request", "router"]
 
 PREFIX = "/v4/fine-tuning-jobs"
-ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: Phase -> SGP status.
 STATUS = {
     "Pending": "PENDING",
@@ -44,9 +44,6 @@ STATUS = {
     "Cancelled": "CANCELED",
 }
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://(.+)$")
-
-ApiKey = Annotated[str | None, Header(alias="x-api-key")]
-Account = Annotated[str | None, Header(alias="x-selected-account-id")]
 
 
 def dataset_from_id(value: Any, field: str) -> dict[str, Any]:
@@ -203,21 +200,6 @@ def events_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-def _token(api_key: str | None) -> str:
-    token = (api_key or "").removeprefix("Bearer ").strip()
-    if not token:
-        raise ApiError(401, "missing API key: send a Kubernetes token in x-api-key", False)
-    return token
-
-
-def _account(value: Any) -> str:
-    if not isinstance(value, str) or not ACCOUNT_PATTERN.match(value):
-        raise validation_error(
-            [("account_id", f"account_id ({value}) must name a namespace (a DNS label)")]
-        )
-    return value
-
-
 def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
     """The routes; ``store`` is the gateway's template cache (to find ``base_model_id``)."""
     api = APIRouter(prefix=PREFIX, tags=["fine-tuning-jobs"])
@@ -237,14 +219,9 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
 
     @api.post("", summary="Create a fine tuning job")
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise validation_error([("", "the body must be JSON")]) from None
+        token, body, namespace = await create_call(request, api_key, account)
         if not isinstance(body, dict):
             raise validation_error([("", "the body must be an object")])
-        namespace = _account(body.get("account_id") or account)
         base = body.get("base_model_id")
         entry = store.get(base) if isinstance(base, str) else None
         if entry is None or entry.namespace != namespace:
@@ -277,8 +254,8 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         account_id: Annotated[str | None, Query()] = None,
     ):
-        token = _token(api_key)
-        namespace = _account(account_id or account)
+        token = token_of(api_key)
+        namespace = account_of(account_id or account)
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
         items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
         chosen = items[(page - 1) * limit : page * limit]
@@ -291,18 +268,18 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
 
     @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
     async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
-        return job_to_sgp(await find(token, _account(account), fine_tuning_job_id))
+        token = token_of(api_key)
+        return job_to_sgp(await find(token, account_of(account), fine_tuning_job_id))
 
     @api.get("/{fine_tuning_job_id}/events", summary="Events of a fine tuning job")
     async def events(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
-        return events_of(await find(token, _account(account), fine_tuning_job_id))
+        token = token_of(api_key)
+        return events_of(await find(token, account_of(account), fine_tuning_job_id))
 
     @api.delete("/{fine_tuning_job_id}", summary="Delete (and so stop) a fine tuning job")
     async def delete(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = _token(api_key)
-        found = await find(token, _account(account), fine_tuning_job_id)
+        token = token_of(api_key)
+        found = await find(token, account_of(account), fine_tuning_job_id)
         meta = found["metadata"]
         options = {
             "apiVersion": "v1",

@@ -14,12 +14,10 @@ creation time (microseconds when the gateway created the model), then id, so pag
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ..convert import (
@@ -36,6 +34,7 @@ from ..models import ModelType
 from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..validation import ManifestInvalid, parse_manifest, parse_model_manifest
 from .access import Access
+from .calls import Account, ApiKey, create_call, token_of
 from .kubeapi import KubeAPI, KubeError
 from .sgp import (
     IDENTITY_TYPES,
@@ -51,7 +50,6 @@ from .sgp import (
 __all__ = ["PREFIX", "create_models_router", "model_to_sgp", "model_create_problems"]
 
 PREFIX = "/v4/models"
-ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 #: Fields of a create body the gateway reads (the rest of the client's fields are refused).
@@ -65,9 +63,6 @@ CREATE_FIELDS = (
     *MODEL_SGP_ANNOTATIONS,
 )
 MODEL_TYPES = tuple(t.value for t in ModelType)
-
-ApiKey = Annotated[str | None, Header(alias="x-api-key")]
-Account = Annotated[str | None, Header(alias="x-selected-account-id")]
 
 
 # --- pure parts -------------------------------------------------------------------------------
@@ -157,9 +152,7 @@ def _page_body(items: list[dict[str, Any]], total: int, page: int, limit: int) -
 # --- routes -----------------------------------------------------------------------------------
 
 
-def create_models_router(
-    kube: KubeAPI, access: Access, token_of: Callable[[str | None], str]
-) -> APIRouter:
+def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
     router = APIRouter()
 
     async def call(method: str, path: str, token: str, **kwargs) -> dict[str, Any]:
@@ -204,16 +197,7 @@ def create_models_router(
 
     @router.post(PREFIX, summary="Create a model from a model template")
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token = token_of(api_key)
-        try:
-            body: Any = await request.json()
-        except ValueError:
-            raise validation_error([("", "the body must be JSON")]) from None
-        namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
-        if not isinstance(namespace, str) or not ACCOUNT_PATTERN.match(namespace):
-            raise validation_error(
-                [("account_id", f"account_id ({namespace}) must name a namespace (a DNS label)")]
-            )
+        token, body, namespace = await create_call(request, api_key, account)
         problems = model_create_problems(body)
         if problems:
             raise validation_error(problems)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Query, Request
 from .. import taskqueue
 from .. import tasks as t
 from .access import Access
+from .calls import token_of
 from .sgp import ApiError, validation_error
 from .store import Entry, Store
 
@@ -65,7 +66,6 @@ def task_router(
     store: Store,
     access: Access,
     broker: Broker | None,
-    token_of: Callable[[str | None], str],
     synced: Callable[[], Awaitable[None]],
 ) -> APIRouter:
     router = APIRouter(tags=["async tasks"])
