@@ -6,15 +6,13 @@ submitted through the gateway and polled until its result."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 
 from devtools.redisserver import RedisServer, free_port
 from modeltemplate_operator import tasks
 
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, pid_alive, stop_process
+from .cluster import ClusterError, LocalCluster, pid_alive, spawn_module
 
 
 def start_redis(cluster: LocalCluster) -> str:
@@ -30,20 +28,7 @@ def start_redis(cluster: LocalCluster) -> str:
 
 
 def _spawn(cluster: LocalCluster, name: str, args: list[str]) -> int:
-    pid_file = cluster.root / f"{name}.pid"
-    if pid_file.exists():
-        stop_process(int(pid_file.read_text()))  # an earlier demo's: maybe older code
-    with open(cluster.logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
-    pid_file.write_text(str(proc.pid))
-    return proc.pid
+    return spawn_module(cluster.root / f"{name}.pid", cluster.logs / f"{name}.log", args)
 
 
 def start_worker(cluster: LocalCluster, broker_url: str, namespace: str, sample: dict) -> None:

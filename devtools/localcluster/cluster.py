@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -60,6 +61,27 @@ def stop_process(pid: int, timeout: float = 15) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def spawn_module(
+    pid_file: Path, log_path: Path, args: list[str], env: dict[str, str] | None = None
+) -> int:
+    """``python -m ARGS`` in a session of its own, its output appended to ``log_path``; a
+    process an earlier run left under ``pid_file`` is stopped first (it may run older code)."""
+    if pid_file.exists():
+        stop_process(int(pid_file.read_text()))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
 
 
 def pid_alive(pid: int) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from . import async_demo
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, stop_process
+from .cluster import REPO_ROOT, ClusterError, LocalCluster, spawn_module, stop_process
 
 NAMESPACE = "modeltemplate-demo"
 SAMPLES = REPO_ROOT / "deploy" / "samples"
@@ -48,25 +47,13 @@ def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> 
     """``python -m ARGS`` against the local cluster; returns its pid. A process left by an
     earlier demo is stopped first (it may run older code or settings). The broker of ASYNC
     endpoints is the demo's Redis (``MODELTEMPLATE_BROKER_URL``)."""
-    if pid_file.exists():
-        stop_process(int(pid_file.read_text()))
     env = {
         **os.environ,
         "KUBECONFIG": str(cluster.kubeconfig),
         "MODELTEMPLATE_LOG_FORMAT": "json",
         **async_demo.broker_env(async_demo.start_redis(cluster)),
     }
-    with open(cluster.logs / log_name, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    pid_file.write_text(str(proc.pid))
-    return proc.pid
+    return spawn_module(pid_file, cluster.logs / log_name, list(args), env)
 
 
 def start_operator(cluster: LocalCluster) -> int:
