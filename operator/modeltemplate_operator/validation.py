@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -187,21 +187,28 @@ def format_errors(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def parse_manifest(manifest: Any) -> ModelTemplate:
-    """Parse a manifest dict into a :class:`ModelTemplate`; raises :class:`ManifestInvalid`."""
+_Parsed = TypeVar("_Parsed", ModelTemplate, Model)
+
+
+def _parse(manifest: Any, kind: str, model: type[_Parsed]) -> _Parsed:
     if not isinstance(manifest, dict):
         raise ManifestInvalid([f"manifest must be an object (got {_type_of(manifest)})"])
     errors: list[str] = []
     if manifest.get("apiVersion") != API_VERSION:
         errors.append(f"apiVersion ({_show(manifest.get('apiVersion'))}) must be {API_VERSION}")
-    if manifest.get("kind") != KIND:
-        errors.append(f"kind ({_show(manifest.get('kind'))}) must be {KIND}")
+    if manifest.get("kind") != kind:
+        errors.append(f"kind ({_show(manifest.get('kind'))}) must be {kind}")
     if errors:
         raise ManifestInvalid(errors)
     try:
-        return ModelTemplate.model_validate(manifest)
+        return model.model_validate(manifest)
     except ValidationError as exc:
         raise ManifestInvalid(format_errors(exc)) from None
+
+
+def parse_manifest(manifest: Any) -> ModelTemplate:
+    """Parse a manifest dict into a :class:`ModelTemplate`; raises :class:`ManifestInvalid`."""
+    return _parse(manifest, KIND, ModelTemplate)
 
 
 def validate_manifest(manifest: Any) -> list[str]:
@@ -216,16 +223,4 @@ def validate_manifest(manifest: Any) -> list[str]:
 def parse_model_manifest(manifest: Any) -> Model:
     """Parse a Model manifest dict (the CRD's rules, messages naming the field); raises
     :class:`ManifestInvalid`."""
-    if not isinstance(manifest, dict):
-        raise ManifestInvalid([f"manifest must be an object (got {_type_of(manifest)})"])
-    errors: list[str] = []
-    if manifest.get("apiVersion") != API_VERSION:
-        errors.append(f"apiVersion ({_show(manifest.get('apiVersion'))}) must be {API_VERSION}")
-    if manifest.get("kind") != MODEL_KIND:
-        errors.append(f"kind ({_show(manifest.get('kind'))}) must be {MODEL_KIND}")
-    if errors:
-        raise ManifestInvalid(errors)
-    try:
-        return Model.model_validate(manifest)
-    except ValidationError as exc:
-        raise ManifestInvalid(format_errors(exc)) from None
+    return _parse(manifest, MODEL_KIND, Model)
