@@ -174,7 +174,7 @@ class Reconciler:
         ``siblings``: the template's models as cached (itself included), for its rollout."""
         turn = rollout.Turn(True)
 
-        def planned() -> Plan | Unplanned:
+        def planned() -> Plan | Unplanned | Waiting:
             nonlocal turn
             plan = self._model_plan(body, template)
             if isinstance(plan, Plan) and template is not None:
