@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from . import kinds, rollout
+from . import kinds
 from .caches import cached
 from .kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL, MODEL
 from .reconciler import Reconciler
@@ -36,7 +36,6 @@ from .runtime import (
 
 log = logging.getLogger(__name__)
 TEMPLATE = kinds.MODEL_TEMPLATE
-_OWNERS = {owner.kind: owner for owner in kinds.OWNERS}
 
 
 @kopf.on.startup()
@@ -109,21 +108,9 @@ def _owner_event(owner: kinds.Kind):
             changed = True
         else:
             changed = memo.runtime.event(owner, event, body, key, indices)
-        if not changed:
-            return
-        if owner is TEMPLATE:
-            # Its models are made from what changed (or report it missing).
-            for model in memo.runtime.models_of(namespace, name, indices):
-                memo.runtime.enqueue((MODEL.kind, namespace, model["metadata"]["name"]), indices)
-        elif owner is MODEL:
-            # Its template counts its models; siblings may be waiting for its rollout.
-            template = (body.get("spec") or {}).get("templateRef", {}).get("name")
-            memo.runtime.enqueue((TEMPLATE.kind, namespace, template), indices)
-            for model in memo.runtime.models_of(namespace, template, indices):
-                if model["metadata"]["name"] != name and rollout.is_waiting(model):
-                    memo.runtime.enqueue(
-                        (MODEL.kind, namespace, model["metadata"]["name"]), indices
-                    )
+        if changed:
+            for dependent in memo.runtime.dependents(key, body, indices):
+                memo.runtime.enqueue(dependent, indices)
 
     return handler
 
@@ -153,7 +140,7 @@ for _kind in kinds.WATCHED:
 # -- children that lost our labels: found by their owner reference, applied again at once ------
 def _owner_ref_key(namespace: str | None, meta: Any) -> Key | None:
     for ref in meta.get("ownerReferences") or []:
-        owner = _OWNERS.get(ref.get("kind"))
+        owner = kinds.OWNER_BY_KIND.get(ref.get("kind"))
         if ref.get("controller") and owner and ref.get("apiVersion") == owner.api_version:
             return (owner.kind, namespace, ref.get("name"))
     return None
@@ -169,7 +156,7 @@ def _lost_our_labels(labels, namespace, meta, **_) -> bool:
 def _unlabelled_child_event(kind: kinds.Kind):
     async def handler(event, body, namespace, meta, memo: kopf.Memo, **indices):
         key = _owner_ref_key(namespace, meta)
-        if key is not None and key in indices[index_name(_OWNERS[key[0]])]:
+        if key is not None and key in indices[index_name(kinds.OWNER_BY_KIND[key[0]])]:
             memo.runtime.event(kind, event, body, key, indices)
 
     return handler

@@ -129,6 +129,8 @@ WATCHED: tuple[Kind, ...] = (*CHILDREN, POD)
 
 _BY_TYPE = {(k.api_version, k.kind): k for k in CHILDREN}
 _BY_APP_NAME = {k.kind.lower(): k for k in OWNERS}
+#: The owner kinds by their ``kind`` name.
+OWNER_BY_KIND = {k.kind: k for k in OWNERS}
 
 
 def app_name(owner: Kind) -> str:

@@ -44,7 +44,6 @@ from .workqueue import Backoff
 
 log = logging.getLogger(__name__)
 TEMPLATE = kinds.MODEL_TEMPLATE
-_OWNERS = {owner.kind: owner for owner in kinds.OWNERS}
 
 
 #: Refused children are retried on this backoff: fixing a quota sends the operator no event.
@@ -552,7 +551,9 @@ class Reconciler:
         written, written_status = False, None
         if status != old:
             patch = merge_patch(old, status)
-            path = _OWNERS[body["kind"]].path(meta["namespace"], meta["name"]) + "/status"
+            path = (
+                kinds.OWNER_BY_KIND[body["kind"]].path(meta["namespace"], meta["name"]) + "/status"
+            )
             request(
                 self.api,
                 "PATCH",

@@ -43,7 +43,6 @@ TRANSIENT = Backoff(first=1.0, cap=16.0)
 #: Models by the template they are made from: ``(namespace, template) -> model names``.
 MODELS_BY_TEMPLATE_INDEX = "models_by_template_idx"
 TEMPLATE = kinds.MODEL_TEMPLATE
-_OWNER_BY_KIND = {owner.kind: owner for owner in kinds.OWNERS}
 log = logging.getLogger(__name__)
 
 
@@ -232,19 +231,39 @@ class Runtime:
     def _expect_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Our status patch comes back as a watch event of the owner: nothing to do then.
         Called by the reconciler (a worker thread) as soon as the patch is accepted."""
-        meta, owner = body["metadata"], _OWNER_BY_KIND[body["kind"]]
+        meta, owner = body["metadata"], kinds.OWNER_BY_KIND[body["kind"]]
         kept = {k: v for k, v in (body.get("status") or {}).items() if k == "kopf"}
         written = {**body, "status": {**kept, **status}}
         self._seen.changed((owner.kind, meta["namespace"], meta["name"]), cached(owner, written))
 
     def _cached_owner(self, key: Key) -> dict[str, Any] | None:
-        owner = _OWNER_BY_KIND[key[0]]
+        owner = kinds.OWNER_BY_KIND[key[0]]
         return next(iter(self._indices[index_name(owner)].get(key, [])), None)
 
     def _template_of(self, model: dict[str, Any]) -> dict[str, Any] | None:
         """The cached template a model is made from (None: there is none)."""
         name = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
         return self._cached_owner((TEMPLATE.kind, model["metadata"]["namespace"], name))
+
+    def dependents(
+        self, key: Key, body: dict[str, Any], indices: dict[str, Any] | None = None
+    ) -> list[Key]:
+        """Who must look again when the owner ``key`` changed: a template's models (they are
+        made from it, or report it missing); a model's template (it counts its models) and the
+        siblings waiting for their turn in its rollout (a quiet family costs nothing)."""
+        kind, namespace, name = key
+        if kind == TEMPLATE.kind:
+            models = self.models_of(namespace, name, indices)
+            return [(kinds.MODEL.kind, namespace, m["metadata"]["name"]) for m in models]
+        if kind != kinds.MODEL.kind:
+            return []
+        template = ((body.get("spec") or {}).get("templateRef") or {}).get("name")
+        waiting = [
+            (kinds.MODEL.kind, namespace, m["metadata"]["name"])
+            for m in self.models_of(namespace, template, indices)
+            if m["metadata"]["name"] != name and rollout.is_waiting(m)
+        ]
+        return [(TEMPLATE.kind, namespace, template), *waiting]
 
     def models_of(
         self, namespace: str, template: str, indices: dict[str, Any] | None = None
@@ -278,15 +297,7 @@ class Runtime:
                     body, template, self.observed(key), siblings
                 )
                 if outcome is not None and outcome.status_written:
-                    namespace, template_name = key[1], body["spec"]["templateRef"]["name"]
-                    self._dependents[key] = [
-                        (TEMPLATE.kind, namespace, template_name),
-                        *(
-                            (kinds.MODEL.kind, namespace, m["metadata"]["name"])
-                            for m in siblings
-                            if m["metadata"]["name"] != key[2] and rollout.is_waiting(m)
-                        ),
-                    ]
+                    self._dependents[key] = self.dependents(key, body)
             elif key[0] == kinds.FINE_TUNING_JOB.kind:
                 model = self._model_of(body)
                 template = self._template_of(model if model is not None else body)

@@ -313,3 +313,10 @@ def test_creator_annotations():
     assert person["launch.modelops.dev/created-by-identity-type"] == "user"
     later = obj("x", "u", "2026-01-02T03:04:05Z", precise=robot[CREATED_AT_ANNOTATION])
     assert order_key(later) == ("2026-01-02T03:04:05.000678000", "u")
+
+
+def test_a_name_conflict_names_the_entity_it_is_about():
+    taken = from_api_server(409, {"reason": "AlreadyExists"}, name="ft-1", what="fine tuning job")
+    assert taken.status == 409 and "a fine tuning job named 'ft-1' already exists" in str(
+        taken.body()
+    )

@@ -22,7 +22,7 @@ from .limiter import ByteBudget, ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
 from .routes import OWN_ROUTES, Route, routes_for
-from .server import ClientConnection, ForwarderServer
+from .server import ClientConnection, ForwarderServer, listen
 from .server import json_error as _error
 from .upstream import (
     UpstreamError,
@@ -121,11 +121,7 @@ class Forwarder:
         self._runner = web.ServerRunner(
             server, handle_signals=False, shutdown_timeout=cfg.grace_period_seconds
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=1024)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else cfg.port
+        self.port = await listen(self._runner, cfg.host, cfg.port, backlog=1024)
         log.info(
             "forwarding :%s -> %s (protocol %s, perWorker %s)",
             self.port,

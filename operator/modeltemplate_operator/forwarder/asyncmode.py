@@ -40,6 +40,7 @@ from .. import contract as c
 from .. import tasks as t
 from .config import Config
 from .metrics import CONTENT_TYPE, LATENCY_BUCKETS, _Histogram
+from .server import listen
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("modeltemplate_operator.forwarder.async")
@@ -110,11 +111,7 @@ class AsyncForwarder:
         app.router.add_get(c.READY_PATH, self._readyz)
         app.router.add_get(c.METRICS_PATH, self._metrics)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else cfg.port
+        self.port = await listen(self._runner, cfg.host, cfg.port)
         log.info(
             "consuming %s as %s -> %s%s (perWorker %s); metrics on :%s",
             self.stream,

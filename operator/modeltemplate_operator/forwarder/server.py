@@ -153,3 +153,12 @@ class ForwarderServer(web.Server):
             header_timeout=self._header_timeout,
             **self._connection_kwargs,
         )
+
+
+async def listen(runner: web.BaseRunner, host: str, port: int, backlog: int = 128) -> int:
+    """Set ``runner`` up and listen on ``host:port``; the port bound (``port`` 0: any free)."""
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=backlog)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    return sockets[0].getsockname()[1] if sockets else port

@@ -208,7 +208,8 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         try:
             return await kube.request(method, path, token=token, **kwargs)
         except KubeError as exc:
-            raise from_api_server(exc.status, exc.body) from None
+            name = ((kwargs.get("body") or {}).get("metadata") or {}).get("name", "")
+            raise from_api_server(exc.status, exc.body, name=name, what="fine tuning job") from None
 
     async def find(token: str, namespace: str, job_id: str) -> dict[str, Any]:
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []

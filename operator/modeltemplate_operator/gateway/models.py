@@ -159,7 +159,8 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
         try:
             return await kube.request(method, path, token=token, **kwargs)
         except KubeError as exc:
-            raise from_api_server(exc.status, exc.body) from None
+            name = ((kwargs.get("body") or {}).get("metadata") or {}).get("name", "")
+            raise from_api_server(exc.status, exc.body, name=name, what="model") from None
 
     def collection(kind, namespace: str | None) -> str:
         if namespace:
@@ -245,11 +246,7 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
                 query={"fieldValidation": "Strict"},
             )
         except KubeError as exc:
-            if exc.status == 409 and (exc.body or {}).get("reason") == "AlreadyExists":
-                raise ApiError(
-                    409, f"a model named {body['name']!r} already exists", False
-                ) from None
-            raise from_api_server(exc.status, exc.body) from None
+            raise from_api_server(exc.status, exc.body, name=body["name"], what="model") from None
         return model_to_sgp(created, template)
 
     @router.get(PREFIX, summary="List models (paged)")

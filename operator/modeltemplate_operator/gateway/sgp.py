@@ -175,8 +175,11 @@ def page_bounds(page: int, limit: int, total: int) -> tuple[int, int]:
 _NOT_A_PATH = ("", "<nil>")
 
 
-def from_api_server(status: int, body: dict[str, Any] | None, *, name: str = "") -> ApiError:
-    """An API-server refusal (a ``Status``) as the SGP error a client should see."""
+def from_api_server(
+    status: int, body: dict[str, Any] | None, *, name: str = "", what: str = "model template"
+) -> ApiError:
+    """An API-server refusal (a ``Status``) as the SGP error a client should see (``what``:
+    the entity a name conflict is about)."""
     body = body if isinstance(body, dict) else {}
     message = sgp_message(str(body.get("message") or f"API server answered {status}"))
     reason = body.get("reason")
@@ -187,7 +190,7 @@ def from_api_server(status: int, body: dict[str, Any] | None, *, name: str = "")
     if status == 404:
         return ApiError(404, message, False)
     if status == 409 and reason == "AlreadyExists":
-        return ApiError(409, f"a model template named {name!r} already exists", False)
+        return ApiError(409, f"a {what} named {name!r} already exists", False)
     if status == 409:
         return ApiError(409, message, False)
     if status in (400, 422):

@@ -20,7 +20,7 @@ from pydantic import Field, StrictBool
 from .. import API_VERSION, FINE_TUNING_JOB_KIND
 from .constants import MAX_GPUS
 from .fields import IDENTIFIER_PATTERN, Cpus, Memory, Storage, bounded_int
-from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta
+from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta, Resource
 from .rules import K8sModel, XRule
 from .status import Condition, _StatusModel
 
@@ -222,7 +222,7 @@ class FineTuningJobStatus(_StatusModel):
     )
 
 
-class FineTuningJob(K8sModel):
+class FineTuningJob(Resource):
     """A fine-tuning run of a ModelTemplate's fineTuningJobBundleConfig (SGP FineTuningJob)."""
 
     __x_rules__ = (_NAME_RULE,)
@@ -236,11 +236,6 @@ class FineTuningJob(K8sModel):
     status: FineTuningJobStatus | None = Field(
         None, description="Observed state, written by the operator."
     )
-
-    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
-        """The manifest as a plain dict (camelCase, unset optionals omitted)."""
-        exclude = None if include_status else {"status"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
 
     @property
     def target_name(self) -> str:

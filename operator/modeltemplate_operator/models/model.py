@@ -17,7 +17,7 @@ from .. import API_VERSION, MODEL_KIND, MODEL_PLURAL
 from .constants import MAX_WORKERS_LIMIT
 from .enums import ModelType
 from .fields import bounded_int
-from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta
+from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta, Resource
 from .rules import K8sModel, XRule
 from .status import WorkloadStatus
 
@@ -106,7 +106,7 @@ class ModelStatus(WorkloadStatus):
     )
 
 
-class Model(K8sModel):
+class Model(Resource):
     """A model made from a ModelTemplate with its creation parameters (SGP Model)."""
 
     __x_rules__ = (_NAME_RULE,)
@@ -118,8 +118,3 @@ class Model(K8sModel):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ModelSpec = Field(description="The model: template, creation parameters, overrides.")
     status: ModelStatus | None = Field(None, description="Observed state, written by the operator.")
-
-    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
-        """The manifest as a plain dict (camelCase, unset optionals omitted)."""
-        exclude = None if include_status else {"status"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)

@@ -118,7 +118,16 @@ _BATCH_NAME_RULE = XRule(
 )
 
 
-class ModelTemplate(K8sModel):
+class Resource(K8sModel):
+    """What every resource of the operator's CRDs can do (no fields: each kind lists its own)."""
+
+    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
+        """The manifest as a plain dict (camelCase, defaults filled, unset optionals omitted)."""
+        exclude = None if include_status else {"status"}
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
+
+
+class ModelTemplate(Resource):
     """An SGP Model Template served by the operator as a Launch-style workload."""
 
     __x_rules__ = (_NAME_RULE, _BATCH_NAME_RULE)
@@ -132,8 +141,3 @@ class ModelTemplate(K8sModel):
     status: ModelTemplateStatus | None = Field(
         None, description="Observed state, written by the operator."
     )
-
-    def to_manifest(self, *, include_status: bool = False) -> dict[str, Any]:
-        """The manifest as a plain dict (camelCase, defaults filled, unset optionals omitted)."""
-        exclude = None if include_status else {"status"}
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=exclude)
