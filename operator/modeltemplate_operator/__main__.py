@@ -16,7 +16,7 @@ import sys
 
 import kopf
 
-from . import allocator, metrics
+from . import allocator, decoding, metrics
 from .config import ConfigError, OperatorConfig
 
 PEERING_NAME = "modeltemplate-operator"
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    decoding.install()  # any object the API server stores decodes: one never stops the watch
     from . import handlers  # noqa: F401 - registers the handlers
 
     metrics.serve(args.metrics_port)

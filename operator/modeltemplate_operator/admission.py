@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from . import decoding
 from .instantiate import check_model
 from .kinds import MODEL_TEMPLATE
 from .kube import request
@@ -111,7 +112,9 @@ def create_app(read_template: TemplateReader) -> FastAPI:
 
     @app.post(PATH)
     async def validate(request_: Request) -> dict[str, Any]:
-        admission = await request_.json()
+        # The Model inside is the user's: any depth the API server stores decodes (pruned),
+        # and the checker names the field nested too deep.
+        admission = decoding.loads(await request_.body())
         return await asyncio.to_thread(review, admission, read_template)
 
     @app.get("/healthz")

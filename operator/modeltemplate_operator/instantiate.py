@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any
 
+from .limits import MAX_EXEC_STRING_LENGTH, MAX_PARAMETER_NAME_LENGTH, truncate
 from .models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
 from .parameters import ParameterSchema
 
@@ -83,6 +84,53 @@ def parameter_env(values: dict[str, Any] | None) -> list[dict[str, str]]:
     return env
 
 
+def check_exec_rules(values: dict[str, Any]) -> list[dict[str, str]]:
+    """The creation parameters as ``main``'s env must pass exec(2), as a template's env must:
+    no NUL character and at most MAX_EXEC_STRING_LENGTH characters, for each variable and for
+    the whole object (``MODEL_PARAMS``); each problem named at its parameter."""
+    errors = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        path = f"{PARAMETERS_FIELD}.{name}"
+        if "\x00" in name or len(name) > MAX_PARAMETER_NAME_LENGTH:
+            errors.append(
+                {"field": f"{PARAMETERS_FIELD}[{truncate(name, 40)!r}]", "problem": _EXEC_RULE}
+            )
+            continue
+        text = _env_value(value)
+        if "\x00" in text:
+            errors.append(
+                {
+                    "field": path,
+                    "problem": "contains a NUL character, which exec(2) "
+                    "cannot pass to the container",
+                }
+            )
+        elif len(text) > MAX_EXEC_STRING_LENGTH:
+            errors.append(
+                {
+                    "field": path,
+                    "problem": f"is {len(text)} characters as "
+                    f"{param_env_name(name)}, at most {MAX_EXEC_STRING_LENGTH}",
+                }
+            )
+    if not errors:
+        whole = parameter_env(values)[-1]["value"]
+        if len(whole) > MAX_EXEC_STRING_LENGTH:
+            errors.append(
+                {
+                    "field": PARAMETERS_FIELD,
+                    "problem": f"is {len(whole)} characters as "
+                    f"JSON in {PARAMS_ENV}, at most {MAX_EXEC_STRING_LENGTH}",
+                }
+            )
+    return errors
+
+
+_EXEC_RULE = f"a parameter name is at most {MAX_PARAMETER_NAME_LENGTH} characters, without NUL"
+
+
 #: The endpoint settings a Model may override (snake_case names of both models).
 OVERRIDES = ("min_workers", "max_workers", "per_worker", "high_priority")
 
@@ -113,9 +161,10 @@ def check_model(model: Model, template: ModelTemplate) -> list[dict[str, str]]:
                 ),
             }
         )
-    errors.extend(
-        creation_schema(template).check_values(spec.creation_parameters or {}, PARAMETERS_FIELD)
-    )
+    values = spec.creation_parameters or {}
+    errors.extend(creation_schema(template).check_values(values, PARAMETERS_FIELD))
+    if not errors:  # a value nested too deep is not encoded
+        errors.extend(check_exec_rules(values))
     ec = apply_overrides(template.spec, spec).endpoint_config
     lo, hi = ec.min_workers, ec.max_workers
     if lo > hi:

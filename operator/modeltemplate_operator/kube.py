@@ -62,9 +62,17 @@ def request(
     return orjson.loads(data) if data and decode else None
 
 
+#: A server error no retry heals: etcd refuses an object over its size limit (1.5 MiB) with a
+#: 500, and will refuse the same object again.
+_TOO_LARGE = "request is too large"
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: conflicts, throttling, server errors and broken connections."""
+    """Worth retrying: conflicts, throttling, server errors and broken connections — not an
+    object too large to store, which only a smaller spec fixes."""
     if isinstance(exc, ApiException):
+        if _TOO_LARGE in (exc.body or ""):
+            return False
         return exc.status in (409, 429) or (exc.status or 0) >= 500
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 

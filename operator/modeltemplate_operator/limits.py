@@ -24,6 +24,9 @@ MAX_VALUE_DEPTH = 32
 #: own kinds stay under 20.
 MAX_DOCUMENT_DEPTH = 64
 
+#: A parameter's name (it becomes part of an environment variable's name).
+MAX_PARAMETER_NAME_LENGTH = 128
+
 #: Values that reach exec(2) (env values, command arguments): Linux refuses one environment
 #: string or argument over 128 KiB (MAX_ARG_STRLEN); 32,000 characters leaves room for UTF-8.
 MAX_EXEC_STRING_LENGTH = 32_000

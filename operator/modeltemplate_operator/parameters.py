@@ -11,9 +11,10 @@ from the template's model (:meth:`ParameterSchema.from_model`) or from the decod
 (:meth:`ParameterSchema.parse`, which also accepts common type spellings such as ``string``).
 :meth:`ParameterSchema.check_values` reports every problem of a values object, one
 ``{"field", "problem"}`` dict per bad parameter: a required parameter missing or a value of the
-wrong type. Types: ``str``, ``int``, ``float`` (an int is accepted), ``bool``, ``list``,
-``dict``. A ``null`` value counts as absent. Parameters the schema does not declare are not
-checked. :meth:`ParameterSchema.check_request` applies it to the ``model_request_parameters``
+wrong type, and any value (declared or not) nested deeper than
+:data:`~.limits.MAX_VALUE_DEPTH` levels. Types: ``str``, ``int``, ``float`` (an int is
+accepted), ``bool``, ``list``, ``dict``. A ``null`` value counts as absent. Parameters the
+schema does not declare are not type-checked. :meth:`ParameterSchema.check_request` applies it to the ``model_request_parameters``
 object of an inference request body.
 """
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .limits import MAX_VALUE_DEPTH, depth_exceeds
 
 if TYPE_CHECKING:
     from .models import ParametersSchema
@@ -123,10 +126,15 @@ class ParameterSchema:
 
     def check_values(self, values: object, where: str) -> list[dict[str, str]]:
         """Problems with the values object found at ``where`` (the path named in messages):
-        each missing required parameter and each value of the wrong type, in schema order."""
+        each value nested too deep, then each missing required parameter and each value of the
+        wrong type, in schema order."""
         if not isinstance(values, dict):
             return [{"field": where, "problem": "must be an object"}]
-        errors = []
+        errors = [
+            {"field": f"{where}.{name}", "problem": f"nested deeper than {MAX_VALUE_DEPTH} levels"}
+            for name, value in values.items()
+            if depth_exceeds(value, MAX_VALUE_DEPTH)
+        ]
         for p in self.parameters:
             value = values.get(p.name)
             path = f"{where}.{p.name}"

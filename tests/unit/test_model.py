@@ -146,6 +146,46 @@ def test_every_missing_required_parameter_is_named():
     ]
 
 
+def _nested(levels: int):
+    value: object = "leaf"
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "values, field, problem",
+    [
+        # reproduced: each reached main's env and the Model said Ready
+        ({"overrides": {"a": "x\x00y"}}, None, None),  # JSON-encoded: \u0000, harmless
+        ({"model_name": "x\x00y"}, "model_name", "contains a NUL character"),
+        (
+            {"model_name": "a" * 40_000},
+            "model_name",
+            "is 40000 characters as MODEL_PARAM_MODEL_NAME",
+        ),
+        ({"model_name": "a" * 200_000}, "model_name", "is 200000 characters"),
+        ({"undeclared": "b" * 1_048_576}, "undeclared", "is 1048576 characters"),
+        ({"overrides": _nested(33)}, "overrides", "nested deeper than 32 levels"),
+        ({"undeclared": _nested(800)}, "undeclared", "nested deeper than 32 levels"),
+        ({"n\x00": "v"}, "['n\\x00']", "a parameter name is at most 128 characters"),
+        # each within the limit, together not: MODEL_PARAMS holds them all
+        ({f"p{i}": "c" * 20_000 for i in range(2)}, "", "as JSON in MODEL_PARAMS, at most 32000"),
+    ],
+)
+def test_parameters_follow_the_exec_rules_of_env(values, field, problem):
+    t = template(modelCreationParametersSchema=CREATION_SCHEMA)
+    errors = check_model(model(creationParameters={**VALID, **values}), t)
+    if field is None:
+        assert errors == []
+        return
+    where = (
+        WHERE if not field else (f"{WHERE}{field}" if field.startswith("[") else f"{WHERE}.{field}")
+    )
+    assert [e["field"] for e in errors] == [where]
+    assert problem in errors[0]["problem"]
+
+
 def test_model_type_contradiction_and_combined_workers_are_errors():
     t = template()
     other = "EMBEDDING" if t.spec.model_type != "EMBEDDING" else "COMPLETION"

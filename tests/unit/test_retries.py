@@ -12,6 +12,13 @@ from modeltemplate_operator.runtime import TRANSIENT
 from modeltemplate_operator.workqueue import Backoff, WorkQueue
 
 
+def _too_large() -> ApiException:
+    """What the API server answers when etcd refuses an object over its size limit."""
+    exc = ApiException(status=500, reason="Internal Server Error")
+    exc.body = '{"kind":"Status","message":"etcdserver: request is too large","code":500}'
+    return exc
+
+
 @pytest.mark.parametrize(
     "exc, transient",
     [
@@ -19,6 +26,8 @@ from modeltemplate_operator.workqueue import Backoff, WorkQueue
         (ApiException(status=429), True),
         (ApiException(status=500), True),
         (ApiException(status=503), True),
+        (_too_large(), False),  # etcd refuses the same object again: terminal (ApplyFailed)
+        (ApiException(status=413), False),
         (ApiException(status=403), False),
         (ApiException(status=422), False),
         (ApiException(status=404), False),

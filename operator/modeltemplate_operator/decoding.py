@@ -1,0 +1,116 @@
+"""Every object the API server accepted decodes: the JSON decoder of Kopf's lists and watches.
+
+The API server stores objects nested up to ~10,000 levels (a Model's free-form
+``creationParameters``, a FineTuningJob's ``hyperparameters``), while Python's JSON decoders
+give up at about 1,000 (``RecursionError``) and every recursive reader after them (indexers,
+pydantic, the parameter checker) at less. Kopf decodes list answers and watch lines with
+``json.loads`` and treats a decoding error as fatal to the whole operator, so one such object in
+one namespace stopped every namespace's work, at every start.
+
+:func:`loads` is the one decoder of what Kopf reads from the API server. Text whose brackets
+nest no deeper than :data:`~.limits.MAX_DOCUMENT_DEPTH` (every Kubernetes object written by
+people who mean no harm; measured without decoding) is decoded by orjson, as before but faster.
+Deeper text is decoded once in a thread with room for it, and every value below that depth is
+cut (replaced by ``null``): the object stays in the watch caches, its name and spec are read
+as usual, and the reconcile reports the offending field as nested too deep — the object fails
+alone and the watch goes on.
+
+:func:`install` puts it into Kopf, whose client has no setting for the decoder: its list/get
+answers (``kopf._cogs.clients.api.get``) and its watch lines (the ``json`` that
+``kopf._cogs.clients.api.stream`` calls). ``tests/unit/test_decoding.py`` holds Kopf to both
+places, so an upgrade that moves them fails a test rather than an operator.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import types
+from typing import Any
+
+import orjson
+
+from .limits import MAX_DOCUMENT_DEPTH, text_too_deep
+
+#: Deeper than the API server stores (its decoder stops at 10,000 levels), with margin.
+_DEEP_RECURSION_LIMIT = 25_000
+#: The C stack one deep decode may use (a few hundred bytes per level).
+_DEEP_STACK_BYTES = 256 * 1024 * 1024
+_deep_lock = threading.Lock()
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON text from the API server; values nested past MAX_DOCUMENT_DEPTH become None."""
+    if not text_too_deep(data):
+        return orjson.loads(data)
+    return prune(_decode_deep(data), MAX_DOCUMENT_DEPTH)
+
+
+def prune(value: Any, limit: int) -> Any:
+    """``value`` with every value below ``limit`` levels replaced by None (in place, iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in list(items):
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    node[key] = None
+                else:
+                    stack.append((child, depth + 1))
+    return value
+
+
+def _decode_deep(data: bytes | str) -> Any:
+    """json.loads with the recursion limit and C stack a 10,000-level document needs, in a thread
+    of its own (one at a time: the recursion limit is the interpreter's)."""
+    result: dict[str, Any] = {}
+
+    def decode() -> None:
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(previous, _DEEP_RECURSION_LIMIT))
+        try:
+            result["value"] = json.loads(data)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result["error"] = exc
+        finally:
+            sys.setrecursionlimit(previous)
+
+    with _deep_lock:
+        size = threading.stack_size(_DEEP_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=decode, name="deep-json-decode")
+            worker.start()
+        finally:
+            threading.stack_size(size)
+        worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def install() -> None:
+    """Make :func:`loads` the decoder of Kopf's API client (lists, gets and watch streams)."""
+    from kopf._cogs.clients import api
+
+    if getattr(api.get, "_decodes_safely", False):
+        return
+
+    async def get(url: str, *, settings, payload=None, headers=None, timeout=None, logger):
+        response = await api.request(
+            method="get",
+            url=url,
+            payload=payload,
+            headers=headers,
+            timeout=timeout,
+            settings=settings,
+            logger=logger,
+        )
+        async with response:
+            return loads(await response.read())
+
+    get._decodes_safely = True  # type: ignore[attr-defined]
+    api.get = get
+    # The watch lines: ``stream`` calls ``json.loads(line.decode('utf-8'))``.
+    api.json = types.SimpleNamespace(loads=loads, dumps=json.dumps)
