@@ -39,6 +39,7 @@ from .models import (
     parse_quantity,
 )
 from .models.finetuning import TERMINAL_PHASES, Dataset
+from .parameters import ParameterSchema
 from .resolution import Scheduling, resolve_gpu
 from .status import (
     INVALID_SPEC,
@@ -186,7 +187,8 @@ def check(
                 "vendorConfiguration.fineTuningJobBundleConfig: it cannot be fine-tuned",
             }
         ]
-    errors: list[dict[str, str]] = []
+    # Free-form, but held to the limits of every user value (depth) by the one checker.
+    errors = ParameterSchema().check_values(job.spec.hyperparameters or {}, "spec.hyperparameters")
     overrides = job.spec.resources
     if overrides is not None:
         caps = bundle.resources
