@@ -51,11 +51,11 @@ def create_raw(cluster, namespace: str, text: str) -> None:
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=text)
 
 
-def model_text(name: str, param_json: str) -> str:
+def model_text(name: str, param: str, param_json: str) -> str:
     return (
         '{"apiVersion":"launch.modelops.dev/v1alpha1","kind":"Model",'
         f'"metadata":{{"name":"{name}"}},"spec":{{"templateRef":{{"name":"base"}},'
-        f'"creationParameters":{{"x":{param_json}}}}}}}'
+        f'"creationParameters":{{"{param}":{param_json}}}}}}}'
     )
 
 
@@ -112,14 +112,15 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-#: name -> (JSON of the creation parameter, the field named, what the message says)
+#: name -> (parameter, its JSON, what the message says of it)
 MODEL_ATTACKS = {
-    "deep-800": (nested(800), f"{WHERE}.x", "nested deeper than 32 levels"),
-    "deep-1000": (nested(1_000), f"{WHERE}.x", "nested deeper than 32 levels"),
-    "deep-9000": (nested(9_000), f"{WHERE}.x", "nested deeper than 32 levels"),
-    "one-mib": (json.dumps("a" * 1_048_576), f"{WHERE}.x", "is 1048576 characters"),
-    "nul": (json.dumps("a\u0000b"), f"{WHERE}.x", "contains a NUL character"),
-    "long-40k": (json.dumps("a" * 40_000), f"{WHERE}.x", "is 40000 characters"),
+    "deep-800": ("x", nested(800), "nested deeper than 32 levels"),
+    "deep-1000": ("x", nested(1_000), "nested deeper than 32 levels"),
+    "deep-9000": ("x", nested(9_000), "nested deeper than 32 levels"),
+    "one-mib": ("s", json.dumps("a" * 1_048_576), "is 1048576 characters"),
+    "nul": ("s", json.dumps("a\u0000b"), "contains a NUL character"),
+    "long-40k": ("s", json.dumps("a" * 40_000), "is 40000 characters"),
+    "long-200k": ("s", json.dumps("a" * 200_000), "is 200000 characters"),
 }
 
 
@@ -130,8 +131,10 @@ def test_a_hostile_tenant_fails_alone(chaos_cluster, start_operator, crds):
 
     attacker = new_namespace(cluster, "attacker")
     base = tiny_template("base", cpus="0.02", memory="32Mi", storage="64Mi")
-    base["spec"]["modelCreationParametersSchema"] = {"parameters": [{"name": "x", "type": "dict"}]}
-    base["spec"]["fineTuningJobBundleConfig"] = {
+    base["spec"]["modelCreationParametersSchema"] = {
+        "parameters": [{"name": "x", "type": "list"}, {"name": "s", "type": "str"}]
+    }
+    base["spec"]["vendorConfiguration"]["fineTuningJobBundleConfig"] = {
         "registry": "docker.io",
         "image": "modelops/tune",
         "tag": "1",
@@ -139,14 +142,14 @@ def test_a_hostile_tenant_fails_alone(chaos_cluster, start_operator, crds):
     apply_list(cluster, attacker, [base])
 
     def attack():
-        for name, (param, _, _) in MODEL_ATTACKS.items():
-            create_raw(cluster, attacker, model_text(name, param))
+        for name, (param, value, _) in MODEL_ATTACKS.items():
+            create_raw(cluster, attacker, model_text(name, param, value))
         for levels in (1_000, 9_000):
             create_raw(cluster, attacker, ftj_text(f"ft-deep-{levels}", nested(levels)))
 
     attacked = victims_converge(cluster, new_namespace(cluster, "victim"), during=attack)
 
-    for name, (_, field, message) in MODEL_ATTACKS.items():
+    for name, (param, _, message) in MODEL_ATTACKS.items():
         condition = wait_for(
             lambda name=name: (
                 (c := ready_of(cluster, attacker, "model", name)).get("status") == "False" and c
@@ -155,7 +158,7 @@ def test_a_hostile_tenant_fails_alone(chaos_cluster, start_operator, crds):
             what=f"model {name} refused",
         )
         assert condition["reason"] == "InvalidParameters", condition
-        assert f"{field}: {message}" in condition["message"], condition
+        assert f"{WHERE}.{param}: {message}" in condition["message"], condition
         record(
             f"hostile tenant: Model {name}",
             "refused alone, the field named",
@@ -179,9 +182,9 @@ def test_a_hostile_tenant_fails_alone(chaos_cluster, start_operator, crds):
         )
 
     assert operator.proc.poll() is None, "the operator exited"
-    assert not cluster.kubectl("get", "deployments", "-n", attacker, "-o", "name").stdout.strip(), (
-        "a refused model rendered a workload"
-    )
+    assert not cluster.kubectl(
+        "get", "deployments", "-n", attacker, "-l", "app.kubernetes.io/name=model", "-o", "name"
+    ).stdout.strip(), "a refused model rendered a workload"
     rss = peak_rss_mb(operator.proc.pid)
     record(
         "hostile tenant: attacks beside another namespace",
