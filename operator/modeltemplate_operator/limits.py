@@ -30,10 +30,6 @@ MAX_PARAMETER_NAME_LENGTH = 128
 #: Values that reach exec(2) (env values, command arguments): Linux refuses one environment
 #: string or argument over 128 KiB (MAX_ARG_STRLEN); 32,000 characters leaves room for UTF-8.
 MAX_EXEC_STRING_LENGTH = 32_000
-#: ...and every environment string and argument of one exec together (Linux: ARG_MAX, a quarter
-#: of the 8 MiB default stack); kept well under it, and under etcd's 1.5 MiB per object once a
-#: Deployment holds them.
-MAX_EXEC_TOTAL_BYTES = 256 * 1024
 
 #: A request body the gateway accepts for a resource (templates, models, fine-tuning jobs): the
 #: API server refuses JSON bodies over 3 MiB anyway.

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, StrictStr
 
+from ..limits import MAX_EXEC_STRING_LENGTH
 from .constants import MAX_ENV_VARS, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from .gpus import CPU_ONLY_CAPS, GPU_TYPE_CAPS, caps_for
 from .quantity import is_quantity, parse_quantity
@@ -74,9 +75,7 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 #: Values that reach exec(2) (env values, command arguments): no NUL character, which no C
 #: string can hold; the container would be accepted and never start.
 EXEC_STRING_PATTERN = r"^[^\x00]*$"
-#: Linux refuses an environment string ("NAME=value") or argument over 128 KiB at exec; 32,000
-#: characters stay under it in any encoding (4 bytes a character at most).
-MAX_EXEC_STRING_LENGTH = 32_000
+#: At most MAX_EXEC_STRING_LENGTH characters (the one number, in :mod:`..limits`).
 
 PATTERN_HELP: dict[str, str] = {
     EXEC_STRING_PATTERN: "a string without NUL characters",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool
 
 from .. import API_VERSION, MODEL_KIND, MODEL_PLURAL
-from .constants import MAX_WORKERS_LIMIT
+from .constants import MAX_PARAMETERS, MAX_WORKERS_LIMIT
 from .enums import ModelType
 from .fields import bounded_int
 from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta, Resource
@@ -63,6 +63,7 @@ class ModelSpec(K8sModel):
     template_ref: TemplateRef = Field(description="The ModelTemplate the model is made from.")
     creation_parameters: dict[str, Any] | None = Field(
         None,
+        max_length=MAX_PARAMETERS,
         description=(
             "Values of the template's modelCreationParametersSchema (SGP "
             "model_creation_parameters), checked against that schema: each required parameter "
@@ -70,7 +71,9 @@ class ModelSpec(K8sModel):
             "reaches the main container as MODEL_PARAM_<NAME> (the parameter name upper-cased, "
             "characters other than A-Z, 0-9 and _ turned into _; list and dict values "
             "JSON-encoded) and the whole object as JSON in MODEL_PARAMS; $(MODEL_PARAM_<NAME>) "
-            "in the template's command is expanded by Kubernetes."
+            "in the template's command is expanded by Kubernetes. At most 64 parameters; each "
+            "value nested at most 32 levels, and as env at most 32,000 characters without NUL, "
+            "as the whole object in MODEL_PARAMS."
         ),
     )
     model_type: ModelType | None = Field(
