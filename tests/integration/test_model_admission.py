@@ -128,3 +128,14 @@ def test_bad_parameters_are_refused_at_apply_time(cluster, namespace, webhook):
     early = apply(_model("early", "not-yet", {"anything": 1}))
     assert early.returncode == 0, early.stderr
     assert "ModelTemplate 'not-yet' not found" in early.stderr
+    # Hostile values (reproduced: a 1,000-deep object made the webhook answer 500, so the API
+    # server said only that the call failed; NUL and over-long values were admitted).
+    for params, said in (
+        ({"hf_repo": "org/x", "deep": {}}, "spec.creationParameters.deep: nested deeper than 32"),
+        ({"hf_repo": "a\u0000b"}, "spec.creationParameters.hf_repo: contains a NUL character"),
+        ({"hf_repo": "a" * 40_000}, "spec.creationParameters.hf_repo: is 40000 characters"),
+    ):
+        text = json.dumps(_model("hostile", "vllm", params))
+        text = text.replace('"deep": {}', '"deep": ' + "[" * 1_000 + "]" * 1_000)
+        hostile = cluster.kubectl("create", "-n", namespace, "-f", "-", input=text, check=False)
+        assert hostile.returncode != 0 and said in hostile.stderr, hostile.stderr[-500:]
