@@ -14,8 +14,8 @@ from typing import Any
 from support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
-#: The SGP API documentation this project implements (shared/ lies beside the repository).
-SEEDS = REPO.parent / "shared" / "seeds"
+#: The example model templates of the SGP Model Templates API documentation (its list answer).
+EXAMPLES = REPO / "tests" / "data" / "sgp" / "model-templates-examples.json"
 #: Fields of an SGP template the server sets (not accepted by the client's create call).
 READ_ONLY = ("id", "created_at", "account_id", "created_by_user_id", "created_by_identity_type")
 
@@ -60,24 +60,8 @@ class GatewayProcess(OperatorProcess):
 
 
 def seed_examples() -> list[dict[str, Any]]:
-    """Every model template in the example JSON of the seed documents."""
-    if not SEEDS.is_dir():
-        raise AssertionError(f"the seed documents are not at {SEEDS}")
-    decoder = json.JSONDecoder()
-    items = []
-    for path in sorted(SEEDS.glob("*.txt")):
-        text = path.read_text()
-        at = text.find("{")
-        while at != -1:
-            try:
-                doc, end = decoder.raw_decode(text, at)
-            except ValueError:
-                at = text.find("{", at + 1)
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("items"), list):
-                items += doc["items"]
-            at = text.find("{", end)
-    return items
+    """Every model template of the SGP API documentation's examples (kept as test data)."""
+    return json.loads(EXAMPLES.read_text())["items"]
 
 
 def create_body(item: dict[str, Any], name: str) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def test_unreadable_and_empty_files(tmp_path, capsys):
 # --- convert --------------------------------------------------------------------------------
 
 
-# The example item of the SGP list response in the seed docs (shared/seeds/).
+# The example item of the SGP list response in the SGP API documentation.
 SEED_ITEM = {
     "name": "<string>",
     "endpoint_type": "SYNC",
