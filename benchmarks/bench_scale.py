@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
 from kubernetes import config as k8s_config
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
@@ -145,6 +146,10 @@ class StatusWatch(threading.Thread):
                         return
             except ApiException:
                 continue  # expired resourceVersion: list again
+            except urllib3.exceptions.HTTPError:
+                if self.stopped:
+                    return  # the control plane went down at the end of the run
+                continue
 
     def _saw(self, mt: dict) -> None:
         status = mt.get("status") or {}
@@ -490,7 +495,7 @@ def main() -> int:
         cluster.up()
         crds = sorted(f for f in (REPO / "crds").glob("*.yaml") if f.name != "kustomization.yaml")
         cluster.kubectl("apply", "--server-side", *[f"-f={f}" for f in crds + PREREQS])
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        cluster.wait_crds_established()
         api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
         api.configuration.connection_pool_maxsize = THREADS
         points = []

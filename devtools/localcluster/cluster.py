@@ -340,6 +340,20 @@ class LocalCluster:
             timeout=timeout,
         )
 
+    def wait_crds_established(self, timeout: float = 60) -> None:
+        """Until every CRD is Established. kubectl fails at once, instead of waiting, on a CRD
+        the API server has not given a status yet (``.status.conditions accessor error``):
+        such a CRD is asked about again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            args = ("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", "crd")
+            done = self.kubectl(*args, "--all", check=False, timeout=timeout + 10)
+            if done.returncode == 0:
+                return
+            if "accessor error" not in done.stderr or time.monotonic() > deadline:
+                raise ClusterError(f"CRDs not established: {done.stderr.strip()}")
+            time.sleep(0.2)
+
     # -- internals -----------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child

@@ -40,7 +40,7 @@ def install_crds(cluster: LocalCluster) -> None:
     cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", *[f"-f={f}" for f in crds + CLUSTER_FILES]
     )
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    cluster.wait_crds_established()
 
 
 def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> int:
