@@ -16,7 +16,7 @@ import sys
 
 import kopf
 
-from . import allocator, decoding, metrics
+from . import allocator, kopfadapt, metrics
 from .config import ConfigError, OperatorConfig
 
 PEERING_NAME = "modeltemplate-operator"
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    decoding.install()  # any object the API server stores decodes: one never stops the watch
+    kopfadapt.install()  # any object decodes; a restart's wait for the indices is linear
     from . import handlers  # noqa: F401 - registers the handlers
 
     metrics.serve(args.metrics_port)

@@ -15,10 +15,8 @@ cut (replaced by ``null``): the object stays in the watch caches, its name and s
 as usual, and the reconcile reports the offending field as nested too deep — the object fails
 alone and the watch goes on.
 
-:func:`install` puts it into Kopf, whose client has no setting for the decoder: its list/get
-answers (``kopf._cogs.clients.api.get``) and its watch lines (the ``json`` that
-``kopf._cogs.clients.api.stream`` calls). ``tests/unit/test_decoding.py`` holds Kopf to both
-places, so an upgrade that moves them fails a test rather than an operator.
+:func:`.kopfadapt.install` makes it the decoder of Kopf's lists and watch lines; the
+admission webhook decodes its reviews with it too.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import types
 from typing import Any
 
 import orjson
@@ -88,29 +85,3 @@ def _decode_deep(data: bytes | str) -> Any:
     if "error" in result:
         raise result["error"]
     return result["value"]
-
-
-def install() -> None:
-    """Make :func:`loads` the decoder of Kopf's API client (lists, gets and watch streams)."""
-    from kopf._cogs.clients import api
-
-    if getattr(api.get, "_decodes_safely", False):
-        return
-
-    async def get(url: str, *, settings, payload=None, headers=None, timeout=None, logger):
-        response = await api.request(
-            method="get",
-            url=url,
-            payload=payload,
-            headers=headers,
-            timeout=timeout,
-            settings=settings,
-            logger=logger,
-        )
-        async with response:
-            return loads(await response.read())
-
-    get._decodes_safely = True  # type: ignore[attr-defined]
-    api.get = get
-    # The watch lines: ``stream`` calls ``json.loads(line.decode('utf-8'))``.
-    api.json = types.SimpleNamespace(loads=loads, dumps=json.dumps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import pytest
@@ -54,16 +53,3 @@ def test_prune_cuts_exactly_at_the_limit():
     value = json.loads("[" * 70 + "]" * 70)
     pruned = decoding.prune(value, 64)
     assert not depth_exceeds(pruned, 64) and depth_exceeds(pruned, 63)
-
-
-def test_kopf_reads_lists_and_watch_lines_where_install_puts_the_decoder():
-    """Kopf has no setting for its decoder: an upgrade that moves these places fails here."""
-    from kopf._cogs.clients import api, fetching, watching
-
-    assert "api.get(" in inspect.getsource(fetching)
-    assert "api.stream(" in inspect.getsource(watching)
-    assert "json.loads(" in inspect.getsource(api.stream)
-    decoding.install()
-    decoding.install()  # idempotent
-    assert api.get._decodes_safely
-    assert api.json.loads is decoding.loads
