@@ -467,6 +467,32 @@ def _started(pod: Mapping[str, Any]) -> str | None:
     return status.get("startTime")
 
 
+#: Ready reason while the Job is being created (``status.jobName`` written, the create sent).
+CREATING = "CreatingJob"
+
+
+def creating(name: str) -> Phase:
+    """The phase written with ``status.jobName``, just before the Job is created."""
+    return Phase(FineTuningPhase.PENDING, CREATING, f"creating the Job {name}")
+
+
+def marked_job(status: Mapping[str, Any] | None) -> str | None:
+    """The Job a run's status says was created (None: none was). ``jobName`` is written
+    before the create and taken back when the API server refuses it; statuses of earlier
+    versions also named it beside a refused create (``ApplyFailed``) or a spec refused after
+    that, which created nothing: those are not marks."""
+    status = status or {}
+    name = status.get("jobName")
+    if not name:
+        return None
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if (conditions.get("Ready") or {}).get("reason") == "ApplyFailed":
+        return None
+    if (conditions.get("Valid") or {}).get("status") == "False":
+        return None
+    return name
+
+
 def job_lost(
     name: str, start_time: str | None, now: str | None, *, deleting: bool = False
 ) -> Phase:

@@ -251,12 +251,13 @@ class Reconciler:
         elif job.spec.template_ref is not None:
             extra["template"] = job.spec.template_ref.name
         live_job = observed.job
-        if live_job is None and previous.get("jobName"):
+        marked = ft.marked_job(previous)
+        if live_job is None and marked:
             # The Job was created (its name is written first): the cache may lag behind our
             # create; if the API server has no such Job either, it is lost and never made again.
-            live_job = self._job_of(body, previous["jobName"])
+            live_job = self._job_of(body, marked)
             if live_job is None:
-                lost = ft.job_lost(previous["jobName"], previous.get("startTime"), now)
+                lost = ft.job_lost(marked, previous.get("startTime"), now)
                 return self._finish(body, ft.fine_tuning_status(body, lost, now, extra=extra), None)
         if live_job is None:
             planned = self._fine_tuning_plan(job, template, model)
@@ -271,9 +272,10 @@ class Reconciler:
             extra["baseModelId"] = planned.template.metadata.uid
             # The mark first, then the create: an operator that dies in between finds the
             # mark and no Job, and fails the run rather than risk running it twice.
-            marked = {**previous, "jobName": meta["name"]}
-            self._finish(body, marked, None)
-            body = {**body, "status": marked}
+            mark = {**extra, "jobName": meta["name"]}
+            mark_status = ft.fine_tuning_status(body, ft.creating(meta["name"]), now, extra=mark)
+            self._finish(body, mark_status, None)
+            body = {**body, "status": mark_status}
             try:
                 result = self.applier.sync(
                     render_fine_tuning(planned), observed.objects, meta["uid"]
@@ -311,6 +313,7 @@ class Reconciler:
         when the watch cache shows none: one list request, by name (list is what the watch
         needs already)."""
         meta = body["metadata"]
+        log.debug("Job %s/%s not in the cache: asking the API server", meta["namespace"], name)
         found = request(
             self.api,
             "GET",
@@ -337,6 +340,11 @@ class Reconciler:
             return []
         assert job is not None
         meta = job["metadata"]
+        log.debug(
+            "Job %s/%s has no pods: reading its FailedCreate Events",
+            meta["namespace"],
+            meta["name"],
+        )
         selector = f"involvedObject.uid={meta['uid']},reason=FailedCreate"
         found = request(
             self.api,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeltemplate_operator import finetuning as ft
 from modeltemplate_operator.config import OperatorConfig
 from modeltemplate_operator.reconciler import Reconciler
 from modeltemplate_operator.status import Observed
@@ -89,6 +90,10 @@ def status_patches(server: Server) -> list[dict]:
     return [b["status"] for m, url, b in server.requests if m == "PATCH" and url == STATUS]
 
 
+def ready_of(status: dict) -> dict:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
 def test_the_job_is_marked_in_the_status_before_it_is_created():
     server = Server()
     reconcile(server, ftj())
@@ -96,7 +101,9 @@ def test_the_job_is_marked_in_the_status_before_it_is_created():
     mark = order.index(("PATCH", STATUS))
     create = order.index(("PATCH", f"{JOBS}/tune"))
     assert mark < create, order
-    assert status_patches(server)[0] == {"jobName": "tune"}
+    mark = status_patches(server)[0]
+    assert mark["jobName"] == "tune" and mark["phase"] == "Pending"
+    assert ready_of(mark)["reason"] == "CreatingJob"
     assert status_patches(server)[-1]["phase"] == "Pending"
     # One request more than before per run, once: the mark. No Event is read for a Job just
     # created (its pods come with the next watch events).
@@ -112,8 +119,9 @@ def test_a_refused_create_takes_the_mark_back():
     server = Server(refuse)
     outcome = reconcile(server, ftj())
     first, last = status_patches(server)[0], status_patches(server)[-1]
-    assert first == {"jobName": "tune"}
+    assert first["jobName"] == "tune"
     assert last["jobName"] is None and last["phase"] == "Pending"
+    assert ready_of(last)["reason"] == "ApplyFailed"
     assert outcome.retry is not None  # tried again on the refused backoff
 
 
@@ -156,3 +164,24 @@ def test_a_marked_run_whose_job_the_cache_does_not_show_yet_goes_on():
     reconcile(server, ftj({"phase": "Pending", "jobName": "tune"}))
     assert not [url for url in server.paths("PATCH") if url.startswith(JOBS)]
     assert all(s.get("phase") != "Failed" for s in status_patches(server))
+
+
+def test_statuses_of_earlier_versions_naming_a_refused_job_are_not_marks():
+    def status(valid: str, reason: str) -> dict:
+        return {
+            "jobName": "tune",
+            "conditions": [
+                {"type": "Valid", "status": valid, "reason": "x"},
+                {"type": "Ready", "status": "False", "reason": reason},
+            ],
+        }
+
+    assert ft.marked_job(status("True", "Running")) == "tune"
+    assert ft.marked_job(status("True", "CreatingJob")) == "tune"
+    assert ft.marked_job(status("True", "ApplyFailed")) is None
+    assert ft.marked_job(status("False", "TemplateMissing")) is None
+    assert ft.marked_job({}) is None
+    # Such a run is created (not failed) by this version.
+    server = Server()
+    reconcile(server, ftj(status("True", "ApplyFailed")))
+    assert f"{JOBS}/tune" in [url.split("?")[0] for url in server.paths("PATCH")]
