@@ -270,6 +270,7 @@ class Reconciler:
                 return self._finish(body, status, None, retry=retry)
             extra["template"] = planned.template.metadata.name
             extra["baseModelId"] = planned.template.metadata.uid
+            children = render_fine_tuning(planned)
             # The mark first, then the create: an operator that dies in between finds the
             # mark and no Job, and fails the run rather than risk running it twice.
             mark = {**extra, "jobName": meta["name"]}
@@ -277,9 +278,7 @@ class Reconciler:
             self._finish(body, mark_status, None)
             body = {**body, "status": mark_status}
             try:
-                result = self.applier.sync(
-                    render_fine_tuning(planned), observed.objects, meta["uid"]
-                )
+                result = self.applier.sync(children, observed.objects, meta["uid"])
             except ApplyRejected as rejected:
                 # Refused: no Job was created, so the mark goes (a retry may create it).
                 body = {**body, "status": previous}
@@ -291,6 +290,16 @@ class Reconciler:
                 status = ft.fine_tuning_status(body, phase, now, extra=extra)
                 status.pop("jobName", None)
                 return self._finish(body, status, None, retry=REFUSED)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Throttled, a lost connection, a server error: the create may or may not have
+                # happened. If the API server shows no Job now, the mark goes (the retry
+                # creates it); if it cannot be asked, the mark stays and a Job still missing
+                # then fails the run — never a second run.
+                if self._job_of(body, meta["name"]) is None:
+                    self._finish(body, previous, None)
+                raise
             if result.wrote:
                 log.info(
                     "applied %s",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from modeltemplate_operator import finetuning as ft
 from modeltemplate_operator.config import OperatorConfig
@@ -185,3 +186,32 @@ def test_statuses_of_earlier_versions_naming_a_refused_job_are_not_marks():
     server = Server()
     reconcile(server, ftj(status("True", "ApplyFailed")))
     assert f"{JOBS}/tune" in [url.split("?")[0] for url in server.paths("PATCH")]
+
+
+def test_a_create_that_failed_transiently_takes_the_mark_back_only_if_no_job_exists():
+    def throttled(method, url, body):
+        if method == "PATCH" and url.startswith(f"{JOBS}/tune"):
+            return Response(429, {"message": "too many requests"})
+        return None
+
+    server = Server(throttled)
+    with pytest.raises(ApiException):
+        reconcile(server, ftj())  # the runtime retries it
+    first, last = status_patches(server)[0], status_patches(server)[-1]
+    assert first["jobName"] == "tune" and last["jobName"] is None
+    assert f"{JOBS}?fieldSelector=metadata.name=tune" in server.paths("GET")
+
+    job = {"metadata": {"name": "tune", "ownerReferences": [{"uid": "j-uid"}]}}
+
+    def lost_answer(method, url, body):
+        if method == "PATCH" and url.startswith(f"{JOBS}/tune"):
+            return Response(504, {"message": "the request did not complete in time"})
+        if method == "GET" and url.startswith(JOBS):
+            return Response(200, {"items": [job]})  # it was created after all
+        return None
+
+    server = Server(lost_answer)
+    with pytest.raises(ApiException):
+        reconcile(server, ftj())
+    [mark] = status_patches(server)
+    assert mark["jobName"] == "tune"  # stays: a Job exists
