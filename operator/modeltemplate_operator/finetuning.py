@@ -10,9 +10,14 @@
   the output location; :func:`~.render.render_fine_tuning` renders it.
 - :func:`job_configuration` is the JSON file the job reads at the bundle's ``mount_location``.
 - :func:`verdict` folds the Job and its pod into a phase (scheduling and image failures named
-  by :func:`~.status.pod_problem`, as for endpoints); :func:`fine_tuning_status` is the whole
+  by :func:`~.status.pod_problem`, pods the API server refuses by
+  :func:`~.status.job_refused`, as for endpoints); :func:`fine_tuning_status` is the whole
   status. A phase in :data:`~.models.finetuning.TERMINAL_PHASES` is final: its Job is never
   created again.
+- A run is started once: ``status.jobName`` is written *before* its Job is created, and a run
+  whose status names its Job while the Job is gone (deleted by hand, or lost while the operator
+  was down — even between that write and the create) is ``Failed`` with :data:`JOB_LOST`
+  (:func:`job_lost`), never created again: training never runs twice by itself.
 
 Row schemas: GENERATION rows are SGP's ``TrainingDatasetGenerationItem`` (``input`` and
 ``output`` strings); RERANKING_QUESTIONS rows carry a ``question`` string and ``positive`` and
@@ -48,6 +53,7 @@ from .status import (
     _conditions_of,
     _identity,
     _stalled,
+    job_refused,
     pod_problem,
 )
 
@@ -64,6 +70,8 @@ MAX_ROWS_REPORTED = 20
 #: Ready reason while a configMap dataset's ConfigMap (or key) does not exist.
 DATASET_MISSING = "DatasetMissing"
 JOB_FAILED = "JobFailed"
+#: Ready reason of a run whose Job disappeared before it finished.
+JOB_LOST = "JobLost"
 CANCELLED = "Cancelled"
 _RESOURCE_FIELDS = (("cpus", "cpus"), ("memory", "memory"), ("storage", "storage"))
 
@@ -400,9 +408,14 @@ def _terminated(pods: list[dict[str, Any]]) -> str:
     return ""
 
 
-def verdict(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> Phase:
-    """The phase of a run from its Job and pods (the Job not created yet: Pending). The start
-    time is when the container started running (a Job starts as its pod is created)."""
+def verdict(
+    job: Mapping[str, Any] | None,
+    pods: list[dict[str, Any]],
+    events: list[Mapping[str, Any]] | None = None,
+) -> Phase:
+    """The phase of a run from its Job and pods (the Job not created yet: Pending); ``events``:
+    the Job's ``FailedCreate`` Events, read while it has no pod. The start time is when the
+    container started running (a Job starts as its pod is created)."""
     if job is None:
         return Phase(FineTuningPhase.PENDING, "Pending", "waiting for the Job to be created")
     st = job.get("status") or {}
@@ -428,8 +441,11 @@ def verdict(job: Mapping[str, Any] | None, pods: list[dict[str, Any]]) -> Phase:
             start,
             failed.get("lastTransitionTime"),
         )
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        meta = job["metadata"]
+        return job_lost(meta.get("name") or "", start, meta["deletionTimestamp"], deleting=True)
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    problem = pod_problem(live)
+    problem = pod_problem(live) or job_refused(job, live, list(events or []))
     if problem:
         return Phase(FineTuningPhase.PENDING, problem.reason, problem.message)
     running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
@@ -451,6 +467,49 @@ def _started(pod: Mapping[str, Any]) -> str | None:
         if running.get("startedAt"):
             return running["startedAt"]
     return status.get("startTime")
+
+
+#: Ready reason while the Job is being created (``status.jobName`` written, the create sent).
+CREATING = "CreatingJob"
+
+
+def creating(name: str) -> Phase:
+    """The phase written with ``status.jobName``, just before the Job is created."""
+    return Phase(FineTuningPhase.PENDING, CREATING, f"creating the Job {name}")
+
+
+def marked_job(status: Mapping[str, Any] | None) -> str | None:
+    """The Job a run's status says was created (None: none was). ``jobName`` is written
+    before the create and taken back when the API server refuses it; statuses of earlier
+    versions also named it beside a refused create (``ApplyFailed``) or a spec refused after
+    that, which created nothing: those are not marks."""
+    status = status or {}
+    name = status.get("jobName")
+    if not name:
+        return None
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if (conditions.get("Ready") or {}).get("reason") == "ApplyFailed":
+        return None
+    if (conditions.get("Valid") or {}).get("status") == "False":
+        return None
+    return name
+
+
+def job_lost(
+    name: str, start_time: str | None, now: str | None, *, deleting: bool = False
+) -> Phase:
+    """The phase of a run whose Job is gone (or being deleted) before it finished: Failed, and
+    final — the operator never creates the Job again, so training never runs twice."""
+    what = "is being deleted" if deleting else "no longer exists"
+    return Phase(
+        FineTuningPhase.FAILED,
+        JOB_LOST,
+        f"the Job {name} of this run {what}: it was deleted before it finished (or lost "
+        "while the operator was down); the run is not restarted by itself — create a new "
+        "FineTuningJob to run it again",
+        start_time,
+        now,
+    )
 
 
 def cancelled(previous: Mapping[str, Any], now: str) -> Phase:

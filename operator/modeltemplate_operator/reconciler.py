@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from . import finetuning as ft
 from . import kinds, metrics, rollout
 from .apply import Applier, ApplyRejected, ApplyResult
+from .caches import cached
 from .config import OperatorConfig
 from .gpu_rollout import with_rollout
 from .instantiate import check_model
@@ -36,6 +37,7 @@ from .status import (
     TEMPLATE_MISSING,
     Observed,
     compute_status,
+    job_stuck,
     model_status,
     transition_events,
 )
@@ -242,16 +244,21 @@ class Reconciler:
             status = ft.fine_tuning_status(body, ft.cancelled(previous, now), now)
             return self._finish(body, status, result)
         result = None
-        extra: dict[str, Any] = {
-            "jobName": meta["name"],
-            "output": ft.output_location(job, self.config),
-        }
+        extra: dict[str, Any] = {"output": ft.output_location(job, self.config)}
         if template is not None:
             extra["template"] = template["metadata"]["name"]
             extra["baseModelId"] = template["metadata"].get("uid")
         elif job.spec.template_ref is not None:
             extra["template"] = job.spec.template_ref.name
         live_job = observed.job
+        marked = ft.marked_job(previous)
+        if live_job is None and marked:
+            # The Job was created (its name is written first): the cache may lag behind our
+            # create; if the API server has no such Job either, it is lost and never made again.
+            live_job = self._job_of(body, marked)
+            if live_job is None:
+                lost = ft.job_lost(marked, previous.get("startTime"), now)
+                return self._finish(body, ft.fine_tuning_status(body, lost, now, extra=extra), None)
         if live_job is None:
             planned = self._fine_tuning_plan(job, template, model)
             if isinstance(planned, Unplanned):
@@ -263,17 +270,36 @@ class Reconciler:
                 return self._finish(body, status, None, retry=retry)
             extra["template"] = planned.template.metadata.name
             extra["baseModelId"] = planned.template.metadata.uid
+            children = render_fine_tuning(planned)
+            # The mark first, then the create: an operator that dies in between finds the
+            # mark and no Job, and fails the run rather than risk running it twice.
+            mark = {**extra, "jobName": meta["name"]}
+            mark_status = ft.fine_tuning_status(body, ft.creating(meta["name"]), now, extra=mark)
+            self._finish(body, mark_status, None)
+            body = {**body, "status": mark_status}
             try:
-                result = self.applier.sync(
-                    render_fine_tuning(planned), observed.objects, meta["uid"]
-                )
+                result = self.applier.sync(children, observed.objects, meta["uid"])
             except ApplyRejected as rejected:
+                # Refused: no Job was created, so the mark goes (a retry may create it).
+                body = {**body, "status": previous}
                 if rejected.namespace_terminating:
+                    self._finish(body, previous, None)
                     self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
                     return Outcome(None, False, retry=TERMINATING)
                 phase = ft.Phase(FineTuningPhase.PENDING, "ApplyFailed", str(rejected))
                 status = ft.fine_tuning_status(body, phase, now, extra=extra)
+                status.pop("jobName", None)
                 return self._finish(body, status, None, retry=REFUSED)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Throttled, a lost connection, a server error: the create may or may not have
+                # happened. If the API server shows no Job now, the mark goes (the retry
+                # creates it); if it cannot be asked, the mark stays and a Job still missing
+                # then fails the run — never a second run.
+                if self._job_of(body, meta["name"]) is None:
+                    self._finish(body, previous, None)
+                raise
             if result.wrote:
                 log.info(
                     "applied %s",
@@ -281,12 +307,71 @@ class Reconciler:
                     extra={"namespace": meta["namespace"], "finetuningjob": meta["name"]},
                 )
             live_job = next((o for o in result.children if o.get("kind") == "Job"), None)
-        phase = ft.verdict(live_job, observed.pods)
+        extra["jobName"] = (live_job or {}).get("metadata", {}).get("name") or meta["name"]
+        pods = list(observed.pods)
+        events = self._refusals(live_job, pods) if result is None else []
+        phase = ft.verdict(live_job, pods, events)
         status = ft.fine_tuning_status(body, phase, now, extra=extra)
         if phase.phase is FineTuningPhase.SUCCEEDED:
             status.update(self._output_model(job, status, model))
             status = {k: v for k, v in status.items() if v is not None}
-        return self._finish(body, status, result)
+        return self._finish(body, status, result, retry=self._stuck_retry(live_job, pods, events))
+
+    def _job_of(self, body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+        """The Job ``name`` of an owner as the API server has it now (None: there is none), for
+        when the watch cache shows none: one list request, by name (list is what the watch
+        needs already)."""
+        meta = body["metadata"]
+        log.debug("Job %s/%s not in the cache: asking the API server", meta["namespace"], name)
+        found = request(
+            self.api,
+            "GET",
+            kinds.JOB.path(meta["namespace"]),
+            query=[("fieldSelector", f"metadata.name={name}")],
+        )
+        return next(
+            (
+                cached(kinds.JOB, j)
+                for j in found.get("items") or []
+                if any(
+                    r.get("uid") == meta["uid"] for r in j["metadata"].get("ownerReferences") or []
+                )
+            ),
+            None,
+        )
+
+    def _refusals(
+        self, job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The ``FailedCreate`` Events of a Job that has no pods and no progress (else none,
+        and no request): one list, selected by the Job's uid and the reason."""
+        if not job_stuck(job, pods):
+            return []
+        assert job is not None
+        meta = job["metadata"]
+        log.debug(
+            "Job %s/%s has no pods: reading its FailedCreate Events",
+            meta["namespace"],
+            meta["name"],
+        )
+        selector = f"involvedObject.uid={meta['uid']},reason=FailedCreate"
+        found = request(
+            self.api,
+            "GET",
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            query=[("fieldSelector", selector)],
+        )
+        return list(found.get("items") or [])
+
+    @staticmethod
+    def _stuck_retry(
+        job: Mapping[str, Any] | None,
+        pods: list[Mapping[str, Any]],
+        events: list[Mapping[str, Any]],
+    ) -> Backoff | None:
+        """A Job without pods is looked at again on the refused backoff: its controller's
+        refusals (an Event) and a fixed quota wake no reconcile; its first pod does."""
+        return REFUSED if job_stuck(job, pods) and not events else None
 
     def _fine_tuning_plan(
         self,
@@ -504,8 +589,11 @@ class Reconciler:
         # What the apply answered, not the cache: after a spec change the cache still shows the
         # children of the old spec, all ready, and Ready=True would be a lie for a moment.
         now_observed = Observed(objects=result.children, pods=observed.pods)
+        job, pods = now_observed.job, list(observed.pods)
+        now_observed.events = self._refusals(job, pods)  # a BATCH Job without pods only
         status = compute_status(dict(body), plan, [], now_observed, _now())
-        return self._finish(body, finish(status), result)
+        retry = self._stuck_retry(job, pods, now_observed.events)
+        return self._finish(body, finish(status), result, retry=retry)
 
     def _unsettled(
         self, key: tuple[str, str, str], result: ApplyResult, observed: Observed

@@ -13,7 +13,10 @@ Conditions (kstatus style, each with ``observedGeneration``):
                  ``WorkersNotReady``, ``RollingOut``, ``RolloutBlocked`` (no room for the
                  new worker of a one-worker rollout: :mod:`.gpu_rollout`),
                  ``BrokerNotConfigured`` (ASYNC without a task queue broker in the operator's
-                 settings), ``JobFailed``,
+                 settings), ``JobFailed``, ``FailedCreate`` (the API server refuses the
+                 workers' pods: a quota, an admission policy — a Deployment's
+                 ``ReplicaFailure``, the ``FailedCreate`` Events of a Job without pods),
+                 ``JobLost`` (a fine-tuning job's Job deleted before it finished),
                  ``InvalidSpec``, ``InvalidParameters``, ``TemplateMissing`` (a Model whose
                  template is gone keeps its workers as they were), ``TemplateInvalid``,
                  ``ApplyFailed``,
@@ -63,6 +66,7 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "TemplateMissing",
     "TemplateInvalid",
     "RolloutBlocked",
+    "JobLost",
 }
 #: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
 #: capacity or policy must change, or (ASYNC) the operator's broker setting. They set
@@ -85,6 +89,10 @@ class Observed:
 
     objects: list[Mapping[str, Any]] = field(default_factory=list)
     pods: list[Mapping[str, Any]] = field(default_factory=list)
+    #: The ``FailedCreate`` Events of the Job, read by the reconciler only while the Job has no
+    #: pods and no progress (:func:`job_stuck`): a Job has no condition saying that the API
+    #: server refuses its pods, only its controller's Events do.
+    events: list[Mapping[str, Any]] = field(default_factory=list)
 
     def first(self, kind: Kind) -> dict[str, Any] | None:
         return next((dict(o) for o in self.objects if o.get("kind") == kind.kind), None)
@@ -220,6 +228,56 @@ def _deployment_verdict(observed: Observed, rollout: Rollout) -> Verdict:
     return Verdict("False", "WorkersNotReady", f"{ready}/{desired} workers ready{detail}")
 
 
+def job_stuck(job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]]) -> bool:
+    """A Job that has not started anything: no pod, nothing active, succeeded or failed, not
+    finished. Only then are its Events worth reading (:func:`job_refused`)."""
+    if job is None or pods or (job.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    st = job.get("status") or {}
+    if st.get("active") or st.get("succeeded") or st.get("failed") or st.get("ready"):
+        return False
+    conditions = _conditions_of(dict(job))
+    return not any(conditions.get(t, {}).get("status") == "True" for t in ("Complete", "Failed"))
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    series = event.get("series") or {}
+    return (
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or ""
+    )
+
+
+#: How the Job controller words a refused pod in its Event.
+_EVENT_PREFIX = "Error creating: "
+
+
+def job_refused(
+    job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]], events: list[Mapping[str, Any]]
+) -> Verdict | None:
+    """``FailedCreate`` with the API server's message when the Job controller cannot create a
+    stuck Job's pods (``exceeded quota: ...``, an admission policy): the latest of its
+    ``FailedCreate`` Events, as a Deployment's ``ReplicaFailure`` condition says it."""
+    if not job_stuck(job, pods):
+        return None
+    uid = (job.get("metadata") or {}).get("uid")
+    refusals = [
+        e
+        for e in events
+        if e.get("reason") == "FailedCreate"
+        and (uid is None or (e.get("involvedObject") or {}).get("uid") == uid)
+    ]
+    if not refusals:
+        return None
+    message = (max(refusals, key=_event_time).get("message") or "").strip()
+    message = message.removeprefix(_EVENT_PREFIX)
+    name = (job.get("metadata") or {}).get("name") or ""
+    return Verdict("False", "FailedCreate", f"Job {name} cannot create its pods: {message}")
+
+
 def _job_verdict(observed: Observed) -> Verdict:
     job = observed.job
     if job is None:
@@ -233,6 +291,9 @@ def _job_verdict(observed: Observed) -> Verdict:
     problem = pod_problem(observed.pods)
     if problem:
         return problem
+    refused = job_refused(job, observed.pods, observed.events)
+    if refused:
+        return refused
     st = job.get("status") or {}
     active, ready = st.get("active", 0), st.get("ready", 0)
     if active and ready >= active:

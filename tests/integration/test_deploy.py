@@ -63,7 +63,7 @@ EXPECTED_RULES = {
     ("batch", "jobs", ()): {"list", "watch", "create", "patch", "delete"},
     ("keda.sh", "scaledobjects", ()): {"list", "watch", "create", "patch", "delete"},
     ("", "pods", ()): {"list", "watch"},
-    ("", "events", ()): {"create"},
+    ("", "events", ()): {"create", "list"},  # list: a Job's FailedCreate Events
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
     ("kopf.dev", "clusterkopfpeerings", ()): {"list", "watch", "create"},
     ("kopf.dev", "clusterkopfpeerings", ("modeltemplate-operator",)): {"patch"},

@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -461,3 +462,85 @@ def test_a_model_is_fine_tuned_from_its_template_with_its_parameters(cluster, op
         "model_weights_uri": "s3://w/base-tuned",
         "max_model_len": 8192,
     }
+
+
+def restart(operator) -> None:
+    """Stop the operator and start it again, once it has listed and reconciled everything."""
+    operator.stop()
+    starts = operator.log().count("Activity 'startup' succeeded")
+    operator.start()
+    operator.wait_for_log(
+        lambda text: text.count("Activity 'startup' succeeded") > starts, timeout=60
+    )
+
+
+def no_job_appears(cluster, namespace, name, seconds: float = 8.0) -> None:
+    """No Job named ``name`` exists, and none appears within ``seconds`` — checked after a job
+    of the restarted operator ran (a marker), so the operator has seen everything by then."""
+    apply(cluster, namespace, ftj(f"marker-{name}"))
+    wait_phase(cluster, namespace, f"marker-{name}", "Succeeded")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        names = [j["metadata"]["name"] for j in get_json(cluster, "jobs", "-n", namespace)["items"]]
+        assert name not in names, f"the Job {name} was created again"
+        time.sleep(0.5)
+
+
+def test_a_running_job_whose_job_is_deleted_fails_and_never_runs_again(
+    cluster, operator, namespace
+):
+    with kubelet_paused(cluster):
+        apply(cluster, namespace, a100_template(), ftj("lost"))
+        pod = bound_pod(cluster, namespace, "lost")
+        kubelet_reports(cluster, namespace, pod, "Running", RUNNING)
+        running = wait_phase(cluster, namespace, "lost", "Running")
+        job_uid = get_json(cluster, "job", "lost", "-n", namespace)["metadata"]["uid"]
+        cluster.kubectl("delete", "job", "lost", "-n", namespace, "--wait=false")
+        failed = wait_phase(cluster, namespace, "lost", "Failed")
+    ready = {c["type"]: c for c in failed["conditions"]}["Ready"]
+    stalled = {c["type"]: c for c in failed["conditions"]}["Stalled"]
+    assert (ready["status"], ready["reason"]) == ("False", "JobLost")
+    assert stalled["reason"] == "JobLost"
+    assert "the Job lost of this run" in failed["message"]
+    assert "not restarted by itself" in failed["message"]
+    assert failed["startTime"] == running["startTime"] and failed["completionTime"]
+    assert failed["jobName"] == "lost"
+    wait_for(
+        lambda: any(
+            e["involvedObject"].get("name") == "lost" and e["reason"] == "JobLost"
+            for e in get_json(cluster, "events", "-n", namespace)["items"]
+        ),
+        what="a JobLost Warning Event",
+    )
+    restart(operator)
+    no_job_appears(cluster, namespace, "lost")
+    assert status(cluster, namespace, "lost")["phase"] == "Failed"
+    jobs = get_json(cluster, "jobs", "-n", namespace)["items"]
+    assert job_uid not in {j["metadata"]["uid"] for j in jobs}
+
+
+def test_a_job_marked_created_but_missing_after_a_crash_fails_and_is_not_created(
+    cluster, operator, namespace
+):
+    """The operator writes ``status.jobName`` before it creates the Job: one that died between
+    the two leaves the mark and no Job. A restarted operator fails the run (it may have run:
+    the Job could have been created and deleted meanwhile) rather than run it twice."""
+    apply(cluster, namespace, a100_template())
+    starts = operator.log().count("Activity 'startup' succeeded")
+    operator.stop()
+    try:
+        apply(cluster, namespace, ftj("crashed"))
+        mark = json.dumps({"status": {"jobName": "crashed"}})
+        cluster.kubectl(
+            "patch", "ftj", "crashed", "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", mark,
+        )  # fmt: skip
+    finally:
+        operator.start()
+    operator.wait_for_log(
+        lambda text: text.count("Activity 'startup' succeeded") > starts, timeout=60
+    )
+    failed = wait_phase(cluster, namespace, "crashed", "Failed")
+    ready = {c["type"]: c for c in failed["conditions"]}["Ready"]
+    assert ready["reason"] == "JobLost" and "no longer exists" in failed["message"]
+    no_job_appears(cluster, namespace, "crashed")

@@ -407,3 +407,39 @@ def test_gateway_dataset_ids_and_sgp_shape():
     assert [e["level"] for e in events] == ["info", "info", "error"]
     assert events[-1]["message"] == "Failed: BackoffLimitExceeded"
     assert events[-1]["timestamp"] == 1767229200.0
+
+
+def test_a_job_deleted_before_it_finished_is_lost_and_final():
+    deleting = {
+        "metadata": {"name": "tune", "deletionTimestamp": "t9"},
+        "status": {"startTime": "t0", "active": 1},
+    }
+    v = ft.verdict(deleting, [pod("Running")])
+    assert (v.phase, v.reason, v.completion_time) == (FineTuningPhase.FAILED, ft.JOB_LOST, "t9")
+    assert "is being deleted" in v.message and "not restarted by itself" in v.message
+    # A Job that completed before it was deleted: the run succeeded.
+    deleting["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
+    assert ft.verdict(deleting, []).phase is FineTuningPhase.SUCCEEDED
+    lost = ft.job_lost("tune", "t1", "now")
+    body = {"metadata": {"name": "tune", "generation": 1}, "status": {"jobName": "tune"}}
+    status = ft.fine_tuning_status(body, lost, "now")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert status["phase"] == "Failed" and ft.is_finished(status)
+    assert status["jobName"] == "tune" and status["completionTime"] == "now"
+    assert conditions["Stalled"]["reason"] == ft.JOB_LOST
+
+
+def test_a_job_whose_pod_is_refused_names_the_refusal():
+    job_obj = {"metadata": {"name": "tune", "uid": "u"}, "status": {"startTime": "t0"}}
+    event = {
+        "reason": "FailedCreate",
+        "involvedObject": {"uid": "u"},
+        "message": 'Error creating: pods "tune-x" is forbidden: exceeded quota: gpus',
+    }
+    v = ft.verdict(job_obj, [], [event])
+    assert (v.phase, v.reason) == (FineTuningPhase.PENDING, "FailedCreate")
+    assert (
+        v.message
+        == 'Job tune cannot create its pods: pods "tune-x" is forbidden: exceeded quota: gpus'
+    )
+    assert ft.verdict(job_obj, []).reason == "Pending"

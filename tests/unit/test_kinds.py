@@ -14,7 +14,7 @@ RBAC = Path(__file__).resolve().parents[2] / "deploy" / "base" / "rbac.yaml"
 NOT_KINDS = {
     **{(o.group, f"{o.plural}/status"): {"patch"} for o in kinds.OWNERS},  # status writes
     **{(o.group, f"{o.plural}/finalizers"): {"update"} for o in kinds.OWNERS},  # blockOwnerDel.
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},  # list: the FailedCreate Events of a Job without pods
     ("", "configmaps"): {"get"},  # a fine-tuning job's ConfigMap dataset is read to check it
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "create", "patch"},

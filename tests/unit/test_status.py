@@ -4,7 +4,13 @@ import copy
 
 from support.templates import BASE, plan
 
-from modeltemplate_operator.status import Observed, compute_status, transition_events
+from modeltemplate_operator.status import (
+    Observed,
+    compute_status,
+    job_refused,
+    job_stuck,
+    transition_events,
+)
 
 NOW = "2026-02-01T00:00:00Z"
 
@@ -290,6 +296,59 @@ def test_pods_the_replicaset_cannot_create_are_the_reason():
     assert "exceeded quota" in ready["message"]
     dep["status"]["conditions"][0]["status"] = "False"  # the controller recovered
     assert conditions(status_of(Observed([dep])))["Ready"]["reason"] == "WorkersNotReady"
+
+
+def stuck_job(**status):
+    return {
+        "kind": "Job",
+        "metadata": {"name": "batch", "uid": "job-uid"},
+        "spec": {"parallelism": 2},
+        "status": status,
+    }
+
+
+def failed_create(message, when, uid="job-uid"):
+    return {
+        "reason": "FailedCreate",
+        "type": "Warning",
+        "involvedObject": {"kind": "Job", "name": "batch", "uid": uid},
+        "message": message,
+        "lastTimestamp": when,
+    }
+
+
+QUOTA = 'Error creating: pods "batch-0-x" is forbidden: exceeded quota: no-pods, limited: pods=0'
+
+
+def test_a_batch_job_whose_pods_are_refused_says_failed_create():
+    p = plan(endpointType="BATCH", endpoint={"minWorkers": 2, "maxWorkers": 2})
+    job = stuck_job()
+    older = failed_create("Error creating: an older refusal", "2026-01-01T00:00:00Z")
+    events = [failed_create(QUOTA, "2026-01-01T00:01:00Z"), older]
+    st = status_of(Observed([job], events=events), p=p)
+    ready, stalled = conditions(st)["Ready"], conditions(st)["Stalled"]
+    assert (ready["status"], ready["reason"]) == ("False", "FailedCreate")
+    assert ready["message"] == (
+        'Job batch cannot create its pods: pods "batch-0-x" is forbidden: exceeded quota: '
+        "no-pods, limited: pods=0"
+    )
+    assert (stalled["status"], stalled["reason"]) == ("True", "FailedCreate")
+    assert transition_events({}, st) == [("Warning", "FailedCreate", ready["message"])]
+    # Without the Events (not read, or none yet): as before, workers not ready.
+    assert conditions(status_of(Observed([job]), p=p))["Ready"]["reason"] == "WorkersNotReady"
+
+
+def test_failed_create_only_for_a_job_without_pods_or_progress():
+    events = [failed_create(QUOTA, "t")]
+    assert job_stuck(stuck_job(), []) and job_refused(stuck_job(), [], events)
+    assert not job_stuck(None, [])
+    assert not job_stuck(stuck_job(), [pod()])  # its pods came once the quota was raised
+    assert not job_stuck(stuck_job(active=1), [])
+    assert not job_stuck(stuck_job(succeeded=1), [])
+    done = stuck_job(conditions=[{"type": "Complete", "status": "True"}])
+    assert not job_stuck(done, []) and job_refused(done, [], events) is None
+    # Another Job's Events (an earlier Job of the same name) say nothing of this one.
+    assert job_refused(stuck_job(), [], [failed_create(QUOTA, "t", uid="old")]) is None
 
 
 STALLED_CASES = {

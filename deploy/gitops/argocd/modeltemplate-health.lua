@@ -27,6 +27,7 @@ local degraded_reasons = {
   TemplateMissing = true,
   TemplateInvalid = true,
   RolloutBlocked = true,
+  JobLost = true,
 }
 local suspended_reasons = {
   BrokerNotConfigured = true,

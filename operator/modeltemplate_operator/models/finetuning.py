@@ -213,7 +213,11 @@ class FineTuningJobStatus(_StatusModel):
     )
     template: str | None = Field(None, description="The ModelTemplate whose bundle runs.")
     base_model_id: str | None = Field(None, description="The SGP id of the base (template).")
-    job_name: str | None = Field(None, description="The Kubernetes Job running the bundle.")
+    job_name: str | None = Field(
+        None,
+        description="The Kubernetes Job running the bundle; written before the Job is created. "
+        "A run whose Job is gone before it finished is Failed (JobLost), never run again.",
+    )
     output: str | None = Field(None, description="Where the fine-tuned weights are written.")
     output_model: str | None = Field(None, description="The Model created on success.")
     fine_tuned_model_id: str | None = Field(None, description="The SGP id of that Model.")
