@@ -71,7 +71,7 @@ kind-down: ## delete the kind cluster
 	kind delete cluster --name modeltemplate
 
 crds: $(STAMP) ## regenerate crds/ from the pydantic models, and the chart's copies of crds/ and deploy/
-	$(PY) -m modeltemplate_operator.crdgen crds/
+	$(PY) -m modeltemplate_operator.api.crdgen crds/
 	$(PY) hack/chart_files.py
 
 bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)

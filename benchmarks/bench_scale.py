@@ -56,13 +56,13 @@ from support.operator import OperatorProcess  # noqa: E402
 
 from devtools.localcluster import LocalCluster  # noqa: E402
 from modeltemplate_operator import kinds  # noqa: E402
-from modeltemplate_operator.apply import Applier  # noqa: E402
-from modeltemplate_operator.config import OperatorConfig  # noqa: E402
-from modeltemplate_operator.kube import APPLY_PATCH, MERGE_PATCH, request  # noqa: E402
-from modeltemplate_operator.render import render  # noqa: E402
-from modeltemplate_operator.resolution import plan_for  # noqa: E402
-from modeltemplate_operator.status import Observed, compute_status  # noqa: E402
-from modeltemplate_operator.validation import parse_manifest  # noqa: E402
+from modeltemplate_operator.api.validation import parse_manifest  # noqa: E402
+from modeltemplate_operator.controller.apply import Applier  # noqa: E402
+from modeltemplate_operator.controller.kube import APPLY_PATCH, MERGE_PATCH, request  # noqa: E402
+from modeltemplate_operator.plan.config import OperatorConfig  # noqa: E402
+from modeltemplate_operator.plan.resolution import plan_for  # noqa: E402
+from modeltemplate_operator.render.workloads import render  # noqa: E402
+from modeltemplate_operator.status.conditions import Observed, compute_status  # noqa: E402
 
 THREADS = 32
 RESULTS = REPO / "benchmarks" / "results"

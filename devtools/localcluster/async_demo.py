@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 from devtools.redisserver import RedisServer, free_port
-from modeltemplate_operator import tasks
+from modeltemplate_operator.tasks import protocol as tasks
 
 from .cluster import ClusterError, LocalCluster, pid_alive, spawn_module
 

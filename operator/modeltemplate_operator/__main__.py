@@ -16,8 +16,8 @@ import sys
 
 import kopf
 
-from . import allocator, kopfadapt, metrics
-from .config import ConfigError, OperatorConfig
+from .controller import allocator, kopfadapt, metrics
+from .plan.config import ConfigError, OperatorConfig
 
 PEERING_NAME = "modeltemplate-operator"
 

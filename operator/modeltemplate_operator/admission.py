@@ -35,13 +35,13 @@ from fastapi import FastAPI, Request
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import decoding
-from .instantiate import check_model
-from .kinds import MODEL_TEMPLATE
-from .kube import request
-from .models import Model
-from .runtime import api_client
-from .validation import ManifestInvalid, format_errors, parse_manifest
+from .api.kinds import MODEL_TEMPLATE
+from .api.models import Model
+from .api.validation import ManifestInvalid, format_errors, parse_manifest
+from .controller import decoding
+from .controller.kube import request
+from .controller.runtime import api_client
+from .plan.instantiate import check_model
 
 __all__ = ["PATH", "create_app", "review"]
 

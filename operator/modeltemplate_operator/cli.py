@@ -25,10 +25,10 @@ from typing import Any, TextIO
 import yaml
 
 from . import KIND, MODEL_KIND
-from .convert import manifest_to_sgp, sgp_to_manifest
-from .instantiate import check_model
-from .models import ModelTemplate
-from .validation import ManifestInvalid, parse_manifest, parse_model_manifest, validate_manifest
+from .api.convert import manifest_to_sgp, sgp_to_manifest
+from .api.models import ModelTemplate
+from .api.validation import ManifestInvalid, parse_manifest, parse_model_manifest, validate_manifest
+from .plan.instantiate import check_model
 
 __all__ = ["main", "load_documents", "DuplicateKeyError"]
 

@@ -28,8 +28,8 @@ from forwarder_testkit import (
 from support.templates import plan
 
 from modeltemplate_operator import contract as c
-from modeltemplate_operator.models import parse_quantity
-from modeltemplate_operator.render import render
+from modeltemplate_operator.api.models import parse_quantity
+from modeltemplate_operator.render.workloads import render
 
 EXPERIMENT = "forwarder abuse (real process, render's flags)"
 SLOW_CLIENTS = 300

@@ -16,13 +16,13 @@ from forwarder_testkit import run
 from support.templates import plan as template_plan
 
 from modeltemplate_operator import contract as c
-from modeltemplate_operator.config import OperatorConfig
+from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.forwarder import Forwarder, parse_config
 from modeltemplate_operator.forwarder.__main__ import main as forwarder_main
-from modeltemplate_operator.render import render
-from modeltemplate_operator.resolution import plan_for
-from modeltemplate_operator.status import endpoint_urls
-from modeltemplate_operator.validation import parse_manifest
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.plan.resolution import plan_for
+from modeltemplate_operator.render.workloads import render
+from modeltemplate_operator.status.conditions import endpoint_urls
 
 pytestmark = pytest.mark.unit
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"

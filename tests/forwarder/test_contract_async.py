@@ -17,14 +17,14 @@ from forwarder_testkit import run
 
 from devtools.redisserver import RedisServer
 from modeltemplate_operator import contract as c
-from modeltemplate_operator import taskqueue
-from modeltemplate_operator import tasks as t
-from modeltemplate_operator.config import OperatorConfig
+from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.forwarder import parse_config
 from modeltemplate_operator.forwarder.asyncmode import AsyncForwarder
-from modeltemplate_operator.render import render
-from modeltemplate_operator.resolution import plan_for
-from modeltemplate_operator.validation import parse_manifest
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.plan.resolution import plan_for
+from modeltemplate_operator.render.workloads import render
+from modeltemplate_operator.tasks import protocol as t
+from modeltemplate_operator.tasks import queue as taskqueue
 
 pytestmark = pytest.mark.unit
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "transcription-async-a10.yaml"

@@ -19,8 +19,8 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from devtools.redisserver import RedisServer, free_port
-from modeltemplate_operator import taskqueue
-from modeltemplate_operator import tasks as t
+from modeltemplate_operator.tasks import protocol as t
+from modeltemplate_operator.tasks import queue as taskqueue
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from support.manifests import KEDA_CRD
 from support.operator import OperatorProcess
 
 from devtools.redisserver import RedisServer
-from modeltemplate_operator import tasks
+from modeltemplate_operator.tasks import protocol as tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = yaml.safe_load((ROOT / "deploy" / "samples" / "transcription-async-a10.yaml").read_text())

@@ -35,7 +35,7 @@ from _helpers_deploy import (
 from support.manifests import KEDA_CRD
 from support.tools import run
 
-from modeltemplate_operator.config import OperatorConfig
+from modeltemplate_operator.plan.config import OperatorConfig
 
 CHART = REPO / "charts" / "modeltemplate-operator"
 RELEASE = "modeltemplate-operator"

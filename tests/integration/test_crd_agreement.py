@@ -16,14 +16,15 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 from support.strategies import manifests
 
-from modeltemplate_operator import GROUP, PLURAL, VERSION, kinds
-from modeltemplate_operator.apply import FIELD_MANAGER
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.kube import APPLY_PATCH, request
-from modeltemplate_operator.models import ModelTemplate
-from modeltemplate_operator.render import render
-from modeltemplate_operator.resolution import plan_for
-from modeltemplate_operator.validation import parse_manifest, validate_manifest
+from modeltemplate_operator import GROUP, PLURAL, VERSION
+from modeltemplate_operator.api import kinds
+from modeltemplate_operator.api.models import ModelTemplate
+from modeltemplate_operator.api.validation import parse_manifest, validate_manifest
+from modeltemplate_operator.controller.apply import FIELD_MANAGER
+from modeltemplate_operator.controller.kube import APPLY_PATCH, request
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.plan.resolution import plan_for
+from modeltemplate_operator.render.workloads import render
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "80"))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeltemplate_operator.validation import validate_manifest
+from modeltemplate_operator.api.validation import validate_manifest
 
 pytestmark = pytest.mark.integration
 

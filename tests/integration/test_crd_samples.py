@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeltemplate_operator.models import ModelTemplate
+from modeltemplate_operator.api.models import ModelTemplate
 
 pytestmark = pytest.mark.integration
 

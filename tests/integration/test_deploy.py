@@ -38,7 +38,7 @@ from _helpers_deploy import (
 )
 from support.manifests import KEDA_CRD
 
-from modeltemplate_operator.config import OperatorConfig
+from modeltemplate_operator.plan.config import OperatorConfig
 
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
 GATEWAY_ACCOUNT = "modeltemplate-gateway"

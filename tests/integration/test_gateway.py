@@ -21,7 +21,7 @@ from support.gateway import READ_ONLY, GatewayProcess, create_body, seed_example
 from support.k8s import get_json, wait_for
 from support.manifests import tiny_template
 
-from modeltemplate_operator.convert import manifest_to_sgp
+from modeltemplate_operator.api.convert import manifest_to_sgp
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_SA = "modeltemplate-gateway"
@@ -328,7 +328,7 @@ def test_api_server_refusals_are_translated_to_sgp_paths(api_client, crd_install
     422 naming snake_case paths — checked on the API server's own Status body."""
     from kubernetes.client.exceptions import ApiException
 
-    from modeltemplate_operator import kube
+    from modeltemplate_operator.controller import kube
     from modeltemplate_operator.gateway.sgp import from_api_server
 
     manifest = tiny_template("refused", minWorkers=3, maxWorkers=1, perWorker=0)

@@ -22,7 +22,7 @@ from support.operator import OperatorProcess
 from test_gateway import GATEWAY_NS, GATEWAY_SA, Account
 
 from devtools.redisserver import RedisServer, free_port
-from modeltemplate_operator import tasks
+from modeltemplate_operator.tasks import protocol as tasks
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = yaml.safe_load((REPO / "deploy" / "samples" / "transcription-async-a10.yaml").read_text())

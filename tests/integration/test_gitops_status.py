@@ -20,9 +20,9 @@ from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 from support.tools import run
 
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.reconciler import Reconciler
-from modeltemplate_operator.status import Observed
+from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.status.conditions import Observed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gitops.md"
 TABLE_HEADER = "| case | Ready | kstatus | Argo CD |"

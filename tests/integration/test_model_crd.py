@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from modeltemplate_operator.models import Model
+from modeltemplate_operator.api.models import Model
 
 pytestmark = pytest.mark.integration
 

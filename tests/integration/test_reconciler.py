@@ -8,9 +8,9 @@ import json
 from support.k8s import get_json
 from support.manifests import tiny_template
 
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.reconciler import Reconciler
-from modeltemplate_operator.status import Observed
+from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.status.conditions import Observed
 
 TEMPLATE = tiny_template("legacy")
 

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from modeltemplate_operator import API_VERSION, KIND
-from modeltemplate_operator.models import CPU_ONLY_CAPS, GPU_TYPE_CAPS, parse_quantity
+from modeltemplate_operator.api.models import CPU_ONLY_CAPS, GPU_TYPE_CAPS, parse_quantity
 
 __all__ = ["manifests", "valid_manifests", "EDITS"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.resolution import Plan, plan_for
-from modeltemplate_operator.validation import parse_manifest
+from modeltemplate_operator.api.validation import parse_manifest
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.plan.resolution import Plan, plan_for
 
 BASE: dict[str, Any] = {
     "apiVersion": "launch.modelops.dev/v1alpha1",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from modeltemplate_operator.apply import is_subset
+from modeltemplate_operator.controller.apply import is_subset
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modeltemplate_operator import kinds
-from modeltemplate_operator.caches import Seen, cached, compact
+from modeltemplate_operator.api import kinds
+from modeltemplate_operator.controller.caches import Seen, cached, compact
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from modeltemplate_operator.config import GPU_PRESETS, MIG_STRATEGIES
-from modeltemplate_operator.models import GpuType
+from modeltemplate_operator.api.models import GpuType
+from modeltemplate_operator.plan.config import GPU_PRESETS, MIG_STRATEGIES
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeltemplate-operator"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeltemplate_operator.api.convert import manifest_to_sgp, sgp_to_manifest
+from modeltemplate_operator.api.validation import validate_manifest
 from modeltemplate_operator.cli import load_documents, main
-from modeltemplate_operator.convert import manifest_to_sgp, sgp_to_manifest
-from modeltemplate_operator.validation import validate_manifest
 
 pytestmark = pytest.mark.unit
 

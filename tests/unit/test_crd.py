@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from modeltemplate_operator import GROUP, KIND, PLURAL, VERSION
-from modeltemplate_operator.crdgen import CRD_FILENAME, crd_dict, crd_yaml, main
-from modeltemplate_operator.models import (
+from modeltemplate_operator.api.crdgen import CRD_FILENAME, crd_dict, crd_yaml, main
+from modeltemplate_operator.api.models import (
     BundleConfig,
     EndpointConfig,
     FineTuningResources,
     ModelTemplate,
 )
-from modeltemplate_operator.models.rules import XRule
+from modeltemplate_operator.api.models.rules import XRule
 
 pytestmark = pytest.mark.unit
 
@@ -204,7 +204,7 @@ def test_seed_descriptions():
 
 
 def _all_rules(cls, seen=None) -> list[XRule]:
-    from modeltemplate_operator.crdgen import _model_classes
+    from modeltemplate_operator.api.crdgen import _model_classes
 
     out: list[XRule] = []
     for c in _model_classes(cls).values():

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from modeltemplate_operator import finetuning as ft
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.reconciler import Reconciler
-from modeltemplate_operator.status import Observed
+from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.plan import finetuning as ft
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.status.conditions import Observed
 
 pytestmark = pytest.mark.unit
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modeltemplate_operator import finetuning as ft
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.crdgen import FINE_TUNING_JOB_CRD, crd_dict
-from modeltemplate_operator.models import FineTuningJob, FineTuningPhase, Model
-from modeltemplate_operator.render import render_fine_tuning
-from modeltemplate_operator.validation import parse_manifest
+from modeltemplate_operator.api.crdgen import FINE_TUNING_JOB_CRD, crd_dict
+from modeltemplate_operator.api.models import FineTuningJob, FineTuningPhase, Model
+from modeltemplate_operator.api.validation import parse_manifest
+from modeltemplate_operator.plan import finetuning as ft
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.render.workloads import render_fine_tuning
 
 pytestmark = pytest.mark.unit
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from scale_gp.types import ModelInstance, ModelInstanceWithViews
 
-from modeltemplate_operator.convert import (
+from modeltemplate_operator.api.convert import (
     model_manifest_from_sgp,
     model_manifest_to_sgp,
     sgp_model_path,
 )
+from modeltemplate_operator.api.validation import parse_model_manifest
 from modeltemplate_operator.gateway.models import model_create_problems, model_to_sgp
-from modeltemplate_operator.validation import parse_model_manifest
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ import copy
 
 import pytest
 
-from modeltemplate_operator.convert import sgp_message, sgp_path
+from modeltemplate_operator.api.convert import sgp_message, sgp_path
+from modeltemplate_operator.api.validation import validate_manifest
 from modeltemplate_operator.gateway.access import TtlCache, token_hash
 from modeltemplate_operator.gateway.sgp import (
     CREATED_AT_ANNOTATION,
@@ -20,7 +21,6 @@ from modeltemplate_operator.gateway.sgp import (
     template_to_sgp,
 )
 from modeltemplate_operator.gateway.store import Store
-from modeltemplate_operator.validation import validate_manifest
 
 pytestmark = pytest.mark.unit
 

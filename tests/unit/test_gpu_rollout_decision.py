@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 from support.templates import plan
 
-from modeltemplate_operator.gpu_rollout import decide, stuck_surge_pod, with_rollout
-from modeltemplate_operator.render import render
-from modeltemplate_operator.resolution import Rollout, RolloutMode
-from modeltemplate_operator.status import STALLED_REASONS, Observed, compute_status
+from modeltemplate_operator.plan.gpu_rollout import decide, stuck_surge_pod, with_rollout
+from modeltemplate_operator.plan.resolution import Rollout, RolloutMode
+from modeltemplate_operator.render.workloads import render
+from modeltemplate_operator.status.conditions import STALLED_REASONS, Observed, compute_status
 
 pytestmark = pytest.mark.unit
 
@@ -198,10 +198,10 @@ def test_a_model_rolls_the_same_way():
     """The decision applies to any plan the renderer takes: a Model's too."""
     from support.templates import manifest
 
-    from modeltemplate_operator.config import OperatorConfig
-    from modeltemplate_operator.models import Model
-    from modeltemplate_operator.resolution import plan_for_model
-    from modeltemplate_operator.validation import parse_manifest
+    from modeltemplate_operator.api.models import Model
+    from modeltemplate_operator.api.validation import parse_manifest
+    from modeltemplate_operator.plan.config import OperatorConfig
+    from modeltemplate_operator.plan.resolution import plan_for_model
 
     template = parse_manifest(manifest(H100))
     model = Model.model_validate(
@@ -226,8 +226,8 @@ def test_a_model_rolls_the_same_way():
 
 def test_the_decision_reads_only_what_the_pod_cache_keeps():
     """Pods as the watch cache keeps them (no containers) carry what the decision reads."""
-    from modeltemplate_operator.caches import cached
-    from modeltemplate_operator.kinds import POD
+    from modeltemplate_operator.api.kinds import POD
+    from modeltemplate_operator.controller.caches import cached
 
     def full(p):
         p = {**p, "spec": {**p["spec"], "containers": [{"name": "main", "image": "x"}]}}

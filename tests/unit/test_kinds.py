@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeltemplate_operator import kinds
+from modeltemplate_operator.api import kinds
 
 pytestmark = pytest.mark.unit
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "base" / "rbac.yaml"

@@ -8,7 +8,7 @@ import inspect
 import pytest
 from kopf._cogs.aiokits import aiotoggles
 
-from modeltemplate_operator import decoding, kopfadapt
+from modeltemplate_operator.controller import decoding, kopfadapt
 
 pytestmark = pytest.mark.unit
 KOPF_TOGGLE_SET = aiotoggles.ToggleSet

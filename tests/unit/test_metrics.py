@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeltemplate_operator import metrics
+from modeltemplate_operator.controller import metrics
 from modeltemplate_operator.forwarder.metrics import ForwarderMetrics
 
 pytestmark = pytest.mark.unit

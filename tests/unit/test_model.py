@@ -9,16 +9,23 @@ import yaml
 from pydantic import ValidationError
 from support.templates import manifest
 
-from modeltemplate_operator.crdgen import CRDS, MODEL_CRD, TEMPLATE_CRD, crd_dict, crd_yaml, main
-from modeltemplate_operator.instantiate import (
+from modeltemplate_operator.api.crdgen import (
+    CRDS,
+    MODEL_CRD,
+    TEMPLATE_CRD,
+    crd_dict,
+    crd_yaml,
+    main,
+)
+from modeltemplate_operator.api.models import Model
+from modeltemplate_operator.api.validation import parse_manifest
+from modeltemplate_operator.plan.instantiate import (
     PARAMS_ENV,
     check_model,
     is_pure_template,
     param_env_name,
     parameter_env,
 )
-from modeltemplate_operator.models import Model
-from modeltemplate_operator.validation import parse_manifest
 
 pytestmark = pytest.mark.unit
 
@@ -225,9 +232,9 @@ def test_parameter_env_one_var_each_and_the_whole_object():
 
 
 def _rendered_model(**model_spec):
-    from modeltemplate_operator.config import OperatorConfig
-    from modeltemplate_operator.render import render
-    from modeltemplate_operator.resolution import plan_for_model
+    from modeltemplate_operator.plan.config import OperatorConfig
+    from modeltemplate_operator.plan.resolution import plan_for_model
+    from modeltemplate_operator.render.workloads import render
 
     t = parse_manifest(
         manifest(
@@ -282,7 +289,7 @@ def test_model_overrides_reach_the_plan_and_nothing_else_changes():
 def test_a_template_renders_as_before():
     from support.templates import plan as template_plan
 
-    from modeltemplate_operator.render import render
+    from modeltemplate_operator.render.workloads import render
 
     p = template_plan()
     assert p.parameters is None and p.owner.kind == "ModelTemplate"

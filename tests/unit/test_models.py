@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modeltemplate_operator.models import (
+from modeltemplate_operator.api.models import (
     CPU_ONLY_CAPS,
     GPU_BY_TYPE,
     GPU_TYPE_CAPS,
@@ -32,7 +32,7 @@ from modeltemplate_operator.models import (
     is_reserved_env_name,
     parse_quantity,
 )
-from modeltemplate_operator.validation import validate_manifest
+from modeltemplate_operator.api.validation import validate_manifest
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from support.strategies import manifests, valid_manifests
 
-from modeltemplate_operator.convert import manifest_to_sgp, sgp_to_manifest
-from modeltemplate_operator.models import ModelTemplate, is_quantity, parse_quantity
-from modeltemplate_operator.validation import validate_manifest
+from modeltemplate_operator.api.convert import manifest_to_sgp, sgp_to_manifest
+from modeltemplate_operator.api.models import ModelTemplate, is_quantity, parse_quantity
+from modeltemplate_operator.api.validation import validate_manifest
 
 pytestmark = pytest.mark.unit
 

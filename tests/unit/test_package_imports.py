@@ -85,7 +85,7 @@ def test_every_module_imports_without_the_test_extras():
     )
     assert result.returncode == 0, result.stderr
     imported = json.loads(result.stdout)
-    assert "modeltemplate_operator.handlers" in imported
+    assert "modeltemplate_operator.controller.handlers" in imported
     assert "modeltemplate_operator.forwarder.app" in imported
 
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from support.templates import manifest
 
-from modeltemplate_operator.parameters import Parameter, ParameterSchema
-from modeltemplate_operator.validation import parse_manifest
+from modeltemplate_operator.api.parameters import Parameter, ParameterSchema
+from modeltemplate_operator.api.validation import parse_manifest
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from support.templates import plan
 
-from modeltemplate_operator.config import OperatorConfig
-from modeltemplate_operator.render import render
+from modeltemplate_operator.plan.config import OperatorConfig
+from modeltemplate_operator.render.workloads import render
 
 
 def by_kind(objects):

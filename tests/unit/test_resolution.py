@@ -2,8 +2,8 @@
 
 import pytest
 
-from modeltemplate_operator.config import ConfigError, GpuClassOverride, OperatorConfig
-from modeltemplate_operator.resolution import (
+from modeltemplate_operator.plan.config import ConfigError, GpuClassOverride, OperatorConfig
+from modeltemplate_operator.plan.resolution import (
     GPU_TOLERATION,
     ScalingMode,
     Scheduling,

@@ -6,10 +6,10 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from modeltemplate_operator.kube import is_transient, status_message
-from modeltemplate_operator.reconciler import REFUSED
-from modeltemplate_operator.runtime import TRANSIENT
-from modeltemplate_operator.workqueue import Backoff, WorkQueue
+from modeltemplate_operator.controller.kube import is_transient, status_message
+from modeltemplate_operator.controller.reconciler import REFUSED
+from modeltemplate_operator.controller.runtime import TRANSIENT
+from modeltemplate_operator.controller.workqueue import Backoff, WorkQueue
 
 
 def _too_large() -> ApiException:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from modeltemplate_operator.rollout import (
+from modeltemplate_operator.plan.rollout import (
     MAX_UNAVAILABLE_ANNOTATION,
     Claims,
     ModelState,

@@ -4,7 +4,7 @@ import copy
 
 from support.templates import BASE, plan
 
-from modeltemplate_operator.status import (
+from modeltemplate_operator.status.conditions import (
     Observed,
     compute_status,
     job_refused,
@@ -428,7 +428,7 @@ def test_stalled_goes_when_the_cause_does():
 
 
 def test_status_patch_nulls_fields_gone_at_every_depth():
-    from modeltemplate_operator.reconciler import merge_patch
+    from modeltemplate_operator.controller.reconciler import merge_patch
 
     old = {
         "models": {"total": 3, "outdated": ["c"]},

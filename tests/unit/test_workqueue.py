@@ -2,7 +2,7 @@
 
 import asyncio
 
-from modeltemplate_operator.workqueue import WorkQueue
+from modeltemplate_operator.controller.workqueue import WorkQueue
 
 
 def run(coro):

@@ -1,6 +1,6 @@
 """``modeltemplate-forwarder --mode async``: the queue-consuming sidecar of ASYNC endpoints.
 
-It consumes the endpoint's task queue (a Redis Stream, see :mod:`modeltemplate_operator.tasks`
+It consumes the endpoint's task queue (a Redis Stream, see :mod:`modeltemplate_operator.tasks.protocol.protocol`
 for the protocol and why), keeps at most ``perWorker`` tasks in flight to ``main``, POSTs each
 task's ``args`` to ``main``'s predict route and stores the answer with its HTTP status (a non-2xx
 answer is a result, not a failure). A task whose ``model_request_parameters`` fail the template's
@@ -37,7 +37,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import contract as c
-from .. import tasks as t
+from ..tasks import protocol as t
 from .config import Config
 from .metrics import CONTENT_TYPE, LATENCY_BUCKETS, _Histogram
 from .server import listen

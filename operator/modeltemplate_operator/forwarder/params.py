@@ -2,7 +2,7 @@
 as JSON text or a file holding it.
 
 The schema and the check of a request's ``model_request_parameters`` are
-:class:`~modeltemplate_operator.parameters.ParameterSchema`, shared with the operator.
+:class:`~modeltemplate_operator.api.parameters.ParameterSchema`, shared with the operator.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..parameters import ParameterSchema
+from ..api.parameters import ParameterSchema
 
 __all__ = ["ParameterSchema", "load_schema"]
 

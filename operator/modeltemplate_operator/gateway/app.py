@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..kinds import MODEL_TEMPLATE as TEMPLATE
-from ..validation import ManifestInvalid, parse_manifest
+from ..api.kinds import MODEL_TEMPLATE as TEMPLATE
+from ..api.validation import ManifestInvalid, parse_manifest
 from .access import Access
 from .calls import Account, ApiKey, create_call, token_of
 from .finetuning import router as fine_tuning_router

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ..convert import (
+from ..api.convert import (
     MODEL_SGP_ANNOTATIONS,
     MODEL_UNSUPPORTED_FIELDS,
     MODEL_VENDOR,
@@ -28,11 +28,11 @@ from ..convert import (
     model_manifest_to_sgp,
     sgp_model_path,
 )
-from ..instantiate import check_model
-from ..kinds import MODEL, MODEL_TEMPLATE
-from ..models import ModelType
-from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
-from ..validation import ManifestInvalid, parse_manifest, parse_model_manifest
+from ..api.kinds import MODEL, MODEL_TEMPLATE
+from ..api.models import ModelType
+from ..api.validation import ManifestInvalid, parse_manifest, parse_model_manifest
+from ..plan.instantiate import check_model
+from ..status.conditions import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from .access import Access
 from .calls import Account, ApiKey, create_call, token_of
 from .kubeapi import KubeAPI, KubeError

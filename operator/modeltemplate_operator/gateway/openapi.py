@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..convert import SGP_READ_ONLY_FIELDS
-from ..models import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplateSpec, ModelTemplateStatus
+from ..api.convert import SGP_READ_ONLY_FIELDS
+from ..api.models import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplateSpec, ModelTemplateStatus
 
 __all__ = ["ref", "sgp_schemas", "json_body", "json_response"]
 

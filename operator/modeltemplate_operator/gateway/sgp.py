@@ -15,9 +15,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import API_VERSION, KIND
-from ..convert import SGP_READ_ONLY_FIELDS, manifest_to_sgp, sgp_message, sgp_path, spec_from_sgp
-from ..models import ModelTemplateSpec
-from ..status import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..api.convert import (
+    SGP_READ_ONLY_FIELDS,
+    manifest_to_sgp,
+    sgp_message,
+    sgp_path,
+    spec_from_sgp,
+)
+from ..api.models import ModelTemplateSpec
+from ..status.conditions import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 
 __all__ = [
     "CREATED_AT_ANNOTATION",

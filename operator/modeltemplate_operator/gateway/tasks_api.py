@@ -8,7 +8,7 @@ PENDING, STARTED, SUCCESS, FAILURE, UNDEFINED (unknown, or past the result TTL).
 ``model_endpoint_id`` is ``namespace/name`` or the template's SGP id. The caller authenticates
 as for the other routes (``x-api-key``: a Kubernetes token) and must be allowed to ``get``
 modeltemplates in the endpoint's namespace, both to submit and to read a task (a task records
-its endpoint). The queue protocol is :mod:`modeltemplate_operator.tasks`.
+its endpoint). The queue protocol is :mod:`modeltemplate_operator.tasks.protocol.protocol`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from .. import taskqueue
-from .. import tasks as t
+from ..tasks import protocol as t
+from ..tasks import queue as taskqueue
 from .access import Access
 from .calls import token_of
 from .sgp import ApiError, validation_error

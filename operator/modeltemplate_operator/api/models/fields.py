@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictInt, StrictStr
 
-from ..limits import MAX_EXEC_STRING_LENGTH
+from ...limits import MAX_EXEC_STRING_LENGTH
 from .constants import MAX_ENV_VARS, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
 from .gpus import CPU_ONLY_CAPS, GPU_TYPE_CAPS, caps_for
 from .quantity import is_quantity, parse_quantity

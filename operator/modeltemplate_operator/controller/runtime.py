@@ -29,11 +29,14 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from . import __version__, allocator, kinds, metrics, rollout
+from .. import __version__
+from ..api import kinds
+from ..plan import rollout
+from ..status.conditions import Observed
+from . import allocator, metrics
 from .caches import Seen, cached
 from .kube import is_transient, request
 from .reconciler import Reconciler
-from .status import Observed
 from .workqueue import Backoff, WorkQueue
 
 Key = tuple[str, str, str]  # (owner kind, namespace, name)

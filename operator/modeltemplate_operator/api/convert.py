@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from . import API_VERSION, KIND
+from .. import API_VERSION, KIND
 from .models import ModelTemplateSpec, ModelTemplateStatus
 
 __all__ = [

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from .. import API_VERSION, KIND
+from ... import API_VERSION, KIND
 from .rules import X_RULE_ERROR, K8sModel, XRule
 from .spec import ModelTemplateSpec
 from .status import ModelTemplateStatus

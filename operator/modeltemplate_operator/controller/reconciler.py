@@ -19,18 +19,17 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import finetuning as ft
-from . import kinds, metrics, rollout
-from .apply import Applier, ApplyRejected, ApplyResult
-from .caches import cached
-from .config import OperatorConfig
-from .gpu_rollout import with_rollout
-from .instantiate import check_model
-from .kube import MERGE_PATCH, is_transient, request, status_message
-from .models import FineTuningJob, FineTuningPhase, Model
-from .render import render, render_fine_tuning
-from .resolution import Plan, plan_for, plan_for_model
-from .status import (
+from ..api import kinds
+from ..api.models import FineTuningJob, FineTuningPhase, Model
+from ..api.validation import ManifestInvalid, format_errors, parse_manifest
+from ..plan import finetuning as ft
+from ..plan import rollout
+from ..plan.config import OperatorConfig
+from ..plan.gpu_rollout import with_rollout
+from ..plan.instantiate import check_model
+from ..plan.resolution import Plan, plan_for, plan_for_model
+from ..render.workloads import render, render_fine_tuning
+from ..status.conditions import (
     INVALID_PARAMETERS,
     INVALID_SPEC,
     TEMPLATE_INVALID,
@@ -41,7 +40,10 @@ from .status import (
     model_status,
     transition_events,
 )
-from .validation import ManifestInvalid, format_errors, parse_manifest
+from . import metrics
+from .apply import Applier, ApplyRejected, ApplyResult
+from .caches import cached
+from .kube import MERGE_PATCH, is_transient, request, status_message
 from .workqueue import Backoff
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .kinds import Kind
+from ..api.kinds import Kind
 
 #: Metadata that changes with every write and that no reconcile reads for its decision
 #: (``resourceVersion`` stays in the cache: apply tracks its own writes by it).

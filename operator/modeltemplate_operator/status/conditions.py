@@ -38,12 +38,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import contract as c
-from . import kinds, tasks
-from .kinds import Kind
-from .models import EndpointType
-from .parameters import ParameterSchema
-from .resolution import Plan, Rollout, RolloutMode, ScalingMode
+from .. import contract as c
+from ..api import kinds
+from ..api.kinds import Kind
+from ..api.models import EndpointType
+from ..api.parameters import ParameterSchema
+from ..plan.resolution import Plan, Rollout, RolloutMode, ScalingMode
+from ..tasks import protocol as tasks
 
 FAILED_WAITING_REASONS = {
     "ErrImagePull",

@@ -31,10 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import OperatorConfig
-from .instantiate import creation_schema
-from .kinds import FINE_TUNING_JOB, Kind
-from .models import (
+from ..api.kinds import FINE_TUNING_JOB, Kind
+from ..api.models import (
     FineTuningJob,
     FineTuningJobBundleConfig,
     FineTuningPhase,
@@ -43,10 +41,9 @@ from .models import (
     TrainingDatasetSchemaType,
     parse_quantity,
 )
-from .models.finetuning import TERMINAL_PHASES, Dataset
-from .parameters import ParameterSchema
-from .resolution import Scheduling, resolve_gpu
-from .status import (
+from ..api.models.finetuning import TERMINAL_PHASES, Dataset
+from ..api.parameters import ParameterSchema
+from ..status.conditions import (
     INVALID_SPEC,
     Verdict,
     _condition,
@@ -56,6 +53,9 @@ from .status import (
     job_refused,
     pod_problem,
 )
+from .config import OperatorConfig
+from .instantiate import creation_schema
+from .resolution import Scheduling, resolve_gpu
 
 #: The key of the operator's ConfigMap holding the job configuration.
 CONFIG_KEY = "config.json"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from . import API_VERSION, KIND, MODEL_KIND
+from .. import API_VERSION, KIND, MODEL_KIND
 from .models import PATTERN_HELP, X_RULE_ERROR, Model, ModelTemplate
 
 __all__ = [

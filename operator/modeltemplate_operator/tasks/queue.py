@@ -1,13 +1,13 @@
 """Producer side of the task queue (I/O, ``redis.asyncio``): submit a task to an endpoint's
 queue and read a task back. Used by the gateway's task API, the demo and the tests; the protocol
-itself is :mod:`modeltemplate_operator.tasks`."""
+itself is :mod:`modeltemplate_operator.tasks.protocol.protocol`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from . import tasks as t
+from . import protocol as t
 
 
 async def submit(redis, namespace: str, name: str, payload: Any, *, result_ttl_seconds: int) -> str:

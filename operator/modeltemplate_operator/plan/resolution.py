@@ -32,10 +32,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ..api.kinds import MODEL, MODEL_TEMPLATE, Kind
+from ..api.models import GPU_BY_TYPE, EndpointType, Model, ModelTemplate, ModelTemplateSpec
 from .config import OperatorConfig
 from .instantiate import apply_overrides, is_pure_template
-from .kinds import MODEL, MODEL_TEMPLATE, Kind
-from .models import GPU_BY_TYPE, EndpointType, Model, ModelTemplate, ModelTemplateSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}

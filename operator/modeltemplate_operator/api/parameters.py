@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .limits import MAX_VALUE_DEPTH, depth_exceeds
+from ..limits import MAX_VALUE_DEPTH, depth_exceeds
 
 if TYPE_CHECKING:
     from .models import ParametersSchema

@@ -22,9 +22,9 @@ import json
 import re
 from typing import Any
 
-from .limits import MAX_EXEC_STRING_LENGTH, MAX_PARAMETER_NAME_LENGTH, truncate
-from .models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
-from .parameters import ParameterSchema
+from ..api.models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
+from ..api.parameters import ParameterSchema
+from ..limits import MAX_EXEC_STRING_LENGTH, MAX_PARAMETER_NAME_LENGTH, truncate
 
 __all__ = [
     "PARAMS_ENV",

@@ -232,7 +232,7 @@ def _secret_ref(raw: Any) -> tuple[str, str] | None:
 
 
 def _gpu_classes(raw: Mapping[str, Any]) -> dict[str, GpuClassOverride]:
-    from .models import GpuType
+    from ..api.models import GpuType
 
     out = {}
     for gpu_type, entry in raw.items():

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool
 
-from .. import API_VERSION, FINE_TUNING_JOB_KIND
+from ... import API_VERSION, FINE_TUNING_JOB_KIND
 from .constants import MAX_GPUS
 from .fields import IDENTIFIER_PATTERN, Cpus, Memory, Storage, bounded_int
 from .resource import _NAME_RULE, NAME_MAX_LENGTH, NAME_PATTERN, ObjectMeta, Resource

@@ -18,11 +18,11 @@ import orjson
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from . import kinds
+from ..api import kinds
+from ..api.models import QuantityError, parse_quantity
 from .caches import cached
 from .kube import APPLY_PATCH, MERGE_PATCH, is_transient, request, status_message
 from .metrics import CHILD_PRUNES, CHILD_WRITES
-from .models import QuantityError, parse_quantity
 
 FIELD_MANAGER = "modeltemplate-operator"
 log = logging.getLogger(__name__)

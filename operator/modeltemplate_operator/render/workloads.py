@@ -19,13 +19,9 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import contract as c
-from . import finetuning as ft
-from . import kinds
-from . import tasks as t
-from .finetuning import FineTuningPlan
-from .instantiate import parameter_env
-from .kinds import (
+from .. import contract as c
+from ..api import kinds
+from ..api.kinds import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
     MANAGED_BY,
@@ -33,9 +29,13 @@ from .kinds import (
     NAME_LABEL,
     app_name,
 )
-from .models import EndpointType
-from .models.spec import ContainerConfig
-from .resolution import Plan, Rollout, RolloutMode, ScalingMode
+from ..api.models import EndpointType
+from ..api.models.spec import ContainerConfig
+from ..plan import finetuning as ft
+from ..plan.finetuning import FineTuningPlan
+from ..plan.instantiate import parameter_env
+from ..plan.resolution import Plan, Rollout, RolloutMode, ScalingMode
+from ..tasks import protocol as t
 
 GRACE_PERIOD_SECONDS = 600  # Launch's
 #: An async forwarder's own drain deadline: inside the pod's 1800 s, leaving time to return

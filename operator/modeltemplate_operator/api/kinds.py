@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import (
+from .. import (
     FINE_TUNING_JOB_KIND,
     FINE_TUNING_JOB_PLURAL,
     GROUP,

@@ -19,9 +19,9 @@ from typing import Any
 
 import kopf
 
-from . import kinds
+from ..api import kinds
+from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL, MODEL
 from .caches import cached
-from .kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL, MODEL
 from .reconciler import Reconciler
 from .runtime import (
     MODELS_BY_TEMPLATE_INDEX,

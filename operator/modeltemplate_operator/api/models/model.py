@@ -2,7 +2,7 @@
 
 A Model names a template in its namespace (``spec.templateRef.name``), carries the values of the
 template's ``modelCreationParametersSchema`` (``spec.creationParameters``, a free-form object
-checked against that schema by :mod:`modeltemplate_operator.parameters`) and may override the few
+checked against that schema by :mod:`modeltemplate_operator.api.parameters`) and may override the few
 endpoint settings a team legitimately varies per model: ``minWorkers``, ``maxWorkers``,
 ``perWorker`` and ``highPriority``. Everything else comes from the template.
 """
@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool
 
-from .. import API_VERSION, MODEL_KIND, MODEL_PLURAL
+from ... import API_VERSION, MODEL_KIND, MODEL_PLURAL
 from .constants import MAX_PARAMETERS, MAX_WORKERS_LIMIT
 from .enums import ModelType
 from .fields import bounded_int

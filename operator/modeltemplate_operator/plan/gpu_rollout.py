@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..status.conditions import Observed
 from .resolution import Plan, Rollout, RolloutMode
-from .status import Observed
 
 __all__ = ["HASH_LABEL", "decide", "stuck_surge_pod", "with_rollout"]
 

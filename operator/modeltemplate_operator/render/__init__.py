@@ -1,0 +1,1 @@
+"""Plan -> the desired objects (plain dicts). Pure."""

@@ -1,0 +1,1 @@
+"""What was observed -> status: the observed children, conditions, Events. Pure."""

@@ -1,0 +1,1 @@
+"""The task protocol of ASYNC endpoints and the queue client (Redis Streams)."""
