@@ -55,14 +55,15 @@ from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 
 from devtools.localcluster import LocalCluster  # noqa: E402
-from modeltemplate_operator import kinds  # noqa: E402
+from modeltemplate_operator.api import kinds  # noqa: E402
 from modeltemplate_operator.api.validation import parse_manifest  # noqa: E402
 from modeltemplate_operator.controller.apply import Applier  # noqa: E402
 from modeltemplate_operator.controller.kube import APPLY_PATCH, MERGE_PATCH, request  # noqa: E402
+from modeltemplate_operator.observed import Observed  # noqa: E402
 from modeltemplate_operator.plan.config import OperatorConfig  # noqa: E402
 from modeltemplate_operator.plan.resolution import plan_for  # noqa: E402
 from modeltemplate_operator.render.workloads import render  # noqa: E402
-from modeltemplate_operator.status.conditions import Observed, compute_status  # noqa: E402
+from modeltemplate_operator.status.conditions import compute_status  # noqa: E402
 
 THREADS = 32
 RESULTS = REPO / "benchmarks" / "results"

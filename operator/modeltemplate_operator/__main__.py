@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     kopfadapt.install()  # any object decodes; a restart's wait for the indices is linear
-    from . import handlers  # noqa: F401 - registers the handlers
+    from .controller import handlers  # noqa: F401 - registers the handlers
 
     metrics.serve(args.metrics_port)
 

@@ -21,8 +21,8 @@ from support.manifests import tiny_template
 from support.tools import run
 
 from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
-from modeltemplate_operator.status.conditions import Observed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gitops.md"
 TABLE_HEADER = "| case | Ready | kstatus | Argo CD |"

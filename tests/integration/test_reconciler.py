@@ -9,8 +9,8 @@ from support.k8s import get_json
 from support.manifests import tiny_template
 
 from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
-from modeltemplate_operator.status.conditions import Observed
 
 TEMPLATE = tiny_template("legacy")
 

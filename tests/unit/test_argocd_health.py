@@ -150,7 +150,7 @@ def test_message_names_the_reason_and_the_operator_message(health):
 
 def test_degraded_reasons_cover_the_operator_failure_reasons(health):
     """Every reason the operator raises a Warning event for is Degraded in Argo CD."""
-    from modeltemplate_operator.status.conditions import WARNING_REASONS
+    from modeltemplate_operator.observed import WARNING_REASONS
 
     for reason in sorted(WARNING_REASONS):
         assert health(ready("False", reason))[0] == "Degraded", reason
@@ -158,7 +158,7 @@ def test_degraded_reasons_cover_the_operator_failure_reasons(health):
 
 def test_stalled_templates_are_degraded_or_suspended(health):
     """Where kstatus says Failed (Stalled=True), Argo CD never says Healthy or Progressing."""
-    from modeltemplate_operator.status.conditions import STALLED_REASONS
+    from modeltemplate_operator.observed import STALLED_REASONS
 
     verdicts = {reason: health(ready("False", reason))[0] for reason in sorted(STALLED_REASONS)}
     assert set(verdicts.values()) == {"Degraded", "Suspended"}, verdicts

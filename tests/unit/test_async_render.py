@@ -7,10 +7,11 @@ from support.templates import plan
 
 from modeltemplate_operator import contract as c
 from modeltemplate_operator.forwarder.config import parse_config
+from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import ConfigError, OperatorConfig
 from modeltemplate_operator.plan.resolution import ScalingMode
 from modeltemplate_operator.render.workloads import render
-from modeltemplate_operator.status.conditions import Observed, compute_status
+from modeltemplate_operator.status.conditions import compute_status
 from modeltemplate_operator.tasks import protocol as t
 
 BROKER = OperatorConfig(broker_url="redis://redis.modelops.svc:6380/2")

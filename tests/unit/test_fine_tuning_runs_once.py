@@ -12,9 +12,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from modeltemplate_operator.controller.reconciler import Reconciler
-from modeltemplate_operator.plan import finetuning as ft
+from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
-from modeltemplate_operator.status.conditions import Observed
+from modeltemplate_operator.status import finetuning as fts
 
 pytestmark = pytest.mark.unit
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -177,11 +177,11 @@ def test_statuses_of_earlier_versions_naming_a_refused_job_are_not_marks():
             ],
         }
 
-    assert ft.marked_job(status("True", "Running")) == "tune"
-    assert ft.marked_job(status("True", "CreatingJob")) == "tune"
-    assert ft.marked_job(status("True", "ApplyFailed")) is None
-    assert ft.marked_job(status("False", "TemplateMissing")) is None
-    assert ft.marked_job({}) is None
+    assert fts.marked_job(status("True", "Running")) == "tune"
+    assert fts.marked_job(status("True", "CreatingJob")) == "tune"
+    assert fts.marked_job(status("True", "ApplyFailed")) is None
+    assert fts.marked_job(status("False", "TemplateMissing")) is None
+    assert fts.marked_job({}) is None
     # Such a run is created (not failed) by this version.
     server = Server()
     reconcile(server, ftj(status("True", "ApplyFailed")))

@@ -16,6 +16,7 @@ from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.plan import finetuning as ft
 from modeltemplate_operator.plan.config import OperatorConfig
 from modeltemplate_operator.render.workloads import render_fine_tuning
+from modeltemplate_operator.status import finetuning as fts
 
 pytestmark = pytest.mark.unit
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
@@ -278,21 +279,21 @@ def pod(phase="Pending", **status):
 
 
 def test_phases():
-    assert ft.verdict(None, []).phase is FineTuningPhase.PENDING
+    assert fts.verdict(None, []).phase is FineTuningPhase.PENDING
     job_obj = {"status": {"startTime": "t0"}}
-    assert ft.verdict(job_obj, [pod()]).phase is FineTuningPhase.PENDING
+    assert fts.verdict(job_obj, [pod()]).phase is FineTuningPhase.PENDING
     unschedulable = pod(
         conditions=[
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/9"}
         ]
     )
-    v = ft.verdict(job_obj, [unschedulable])
+    v = fts.verdict(job_obj, [unschedulable])
     assert (v.phase, v.reason) == (FineTuningPhase.PENDING, "Unschedulable")
     running = pod(
         "Running",
         containerStatuses=[{"name": "main", "state": {"running": {"startedAt": "t1"}}}],
     )
-    v = ft.verdict(job_obj, [running])
+    v = fts.verdict(job_obj, [running])
     assert (v.phase, v.start_time) == (FineTuningPhase.RUNNING, "t1")
     done = {
         "status": {
@@ -301,7 +302,7 @@ def test_phases():
             "conditions": [{"type": "Complete", "status": "True"}],
         }
     }
-    v = ft.verdict(done, [])
+    v = fts.verdict(done, [])
     assert (v.phase, v.completion_time) == (FineTuningPhase.SUCCEEDED, "t2")
     failed = {
         "status": {
@@ -321,33 +322,33 @@ def test_phases():
             {"name": "main", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
         ],
     )
-    v = ft.verdict(failed, [crashed])
+    v = fts.verdict(failed, [crashed])
     assert (v.phase, v.reason, v.completion_time) == (FineTuningPhase.FAILED, "JobFailed", "t3")
     assert v.message.endswith("pod tune-x: OOMKilled (exit code 137)")
 
 
 def test_status_conditions_and_finished():
     body = {"metadata": {"name": "tune", "uid": "u", "generation": 2, "creationTimestamp": "c"}}
-    running = ft.Phase(FineTuningPhase.RUNNING, "Running", "pod runs", "t1")
-    status = ft.fine_tuning_status(body, running, "now", extra={"template": "tpl"})
+    running = fts.Phase(FineTuningPhase.RUNNING, "Running", "pod runs", "t1")
+    status = fts.fine_tuning_status(body, running, "now", extra={"template": "tpl"})
     assert status["phase"] == "Running" and status["startTime"] == "t1"
     assert status["id"] == "u" and status["template"] == "tpl" and status["observedGeneration"] == 2
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "Running")
-    assert not ft.is_finished(status)
+    assert not fts.is_finished(status)
     body["status"] = status
-    done = ft.fine_tuning_status(
-        body, ft.Phase(FineTuningPhase.SUCCEEDED, "Succeeded", "ok", None, "t2"), "later"
+    done = fts.fine_tuning_status(
+        body, fts.Phase(FineTuningPhase.SUCCEEDED, "Succeeded", "ok", None, "t2"), "later"
     )
     assert done["startTime"] == "t1" and done["completionTime"] == "t2"
-    assert done["template"] == "tpl" and ft.is_finished(done)
-    invalid = ft.fine_tuning_status(
+    assert done["template"] == "tpl" and fts.is_finished(done)
+    invalid = fts.fine_tuning_status(
         {"metadata": {"generation": 1}}, None, "now", errors=["spec.resources.memory: too big"]
     )
     conditions = {c["type"]: c for c in invalid["conditions"]}
     assert invalid["phase"] == "Pending" and conditions["Stalled"]["reason"] == "InvalidSpec"
     assert conditions["Valid"]["message"] == "spec.resources.memory: too big"
-    cancelled = ft.cancelled(copy.deepcopy(done) | {"completionTime": None}, "now")
+    cancelled = fts.cancelled(copy.deepcopy(done) | {"completionTime": None}, "now")
     assert cancelled.phase is FineTuningPhase.CANCELLED and cancelled.completion_time == "now"
 
 
@@ -414,19 +415,19 @@ def test_a_job_deleted_before_it_finished_is_lost_and_final():
         "metadata": {"name": "tune", "deletionTimestamp": "t9"},
         "status": {"startTime": "t0", "active": 1},
     }
-    v = ft.verdict(deleting, [pod("Running")])
-    assert (v.phase, v.reason, v.completion_time) == (FineTuningPhase.FAILED, ft.JOB_LOST, "t9")
+    v = fts.verdict(deleting, [pod("Running")])
+    assert (v.phase, v.reason, v.completion_time) == (FineTuningPhase.FAILED, fts.JOB_LOST, "t9")
     assert "is being deleted" in v.message and "not restarted by itself" in v.message
     # A Job that completed before it was deleted: the run succeeded.
     deleting["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
-    assert ft.verdict(deleting, []).phase is FineTuningPhase.SUCCEEDED
-    lost = ft.job_lost("tune", "t1", "now")
+    assert fts.verdict(deleting, []).phase is FineTuningPhase.SUCCEEDED
+    lost = fts.job_lost("tune", "t1", "now")
     body = {"metadata": {"name": "tune", "generation": 1}, "status": {"jobName": "tune"}}
-    status = ft.fine_tuning_status(body, lost, "now")
+    status = fts.fine_tuning_status(body, lost, "now")
     conditions = {c["type"]: c for c in status["conditions"]}
-    assert status["phase"] == "Failed" and ft.is_finished(status)
+    assert status["phase"] == "Failed" and fts.is_finished(status)
     assert status["jobName"] == "tune" and status["completionTime"] == "now"
-    assert conditions["Stalled"]["reason"] == ft.JOB_LOST
+    assert conditions["Stalled"]["reason"] == fts.JOB_LOST
 
 
 def test_a_job_whose_pod_is_refused_names_the_refusal():
@@ -436,10 +437,10 @@ def test_a_job_whose_pod_is_refused_names_the_refusal():
         "involvedObject": {"uid": "u"},
         "message": 'Error creating: pods "tune-x" is forbidden: exceeded quota: gpus',
     }
-    v = ft.verdict(job_obj, [], [event])
+    v = fts.verdict(job_obj, [], [event])
     assert (v.phase, v.reason) == (FineTuningPhase.PENDING, "FailedCreate")
     assert (
         v.message
         == 'Job tune cannot create its pods: pods "tune-x" is forbidden: exceeded quota: gpus'
     )
-    assert ft.verdict(job_obj, []).reason == "Pending"
+    assert fts.verdict(job_obj, []).reason == "Pending"

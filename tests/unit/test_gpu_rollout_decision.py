@@ -6,10 +6,11 @@ from dataclasses import replace
 import pytest
 from support.templates import plan
 
+from modeltemplate_operator.observed import STALLED_REASONS, Observed
 from modeltemplate_operator.plan.gpu_rollout import decide, stuck_surge_pod, with_rollout
 from modeltemplate_operator.plan.resolution import Rollout, RolloutMode
 from modeltemplate_operator.render.workloads import render
-from modeltemplate_operator.status.conditions import STALLED_REASONS, Observed, compute_status
+from modeltemplate_operator.status.conditions import compute_status
 
 pytestmark = pytest.mark.unit
 

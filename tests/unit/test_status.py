@@ -4,8 +4,8 @@ import copy
 
 from support.templates import BASE, plan
 
+from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.status.conditions import (
-    Observed,
     compute_status,
     job_refused,
     job_stuck,

@@ -22,6 +22,13 @@ from pydantic import ValidationError
 from ..api import kinds
 from ..api.models import FineTuningJob, FineTuningPhase, Model
 from ..api.validation import ManifestInvalid, format_errors, parse_manifest
+from ..observed import (
+    INVALID_PARAMETERS,
+    INVALID_SPEC,
+    TEMPLATE_INVALID,
+    TEMPLATE_MISSING,
+    Observed,
+)
 from ..plan import finetuning as ft
 from ..plan import rollout
 from ..plan.config import OperatorConfig
@@ -29,17 +36,8 @@ from ..plan.gpu_rollout import with_rollout
 from ..plan.instantiate import check_model
 from ..plan.resolution import Plan, plan_for, plan_for_model
 from ..render.workloads import render, render_fine_tuning
-from ..status.conditions import (
-    INVALID_PARAMETERS,
-    INVALID_SPEC,
-    TEMPLATE_INVALID,
-    TEMPLATE_MISSING,
-    Observed,
-    compute_status,
-    job_stuck,
-    model_status,
-    transition_events,
-)
+from ..status import finetuning as fts
+from ..status.conditions import compute_status, job_stuck, model_status, transition_events
 from . import metrics
 from .apply import Applier, ApplyRejected, ApplyResult
 from .caches import cached
@@ -230,9 +228,9 @@ class Reconciler:
         try:
             job = FineTuningJob.model_validate(_manifest(kinds.FINE_TUNING_JOB, body))
         except ValidationError as exc:
-            status = ft.fine_tuning_status(body, None, now, errors=format_errors(exc))
+            status = fts.fine_tuning_status(body, None, now, errors=format_errors(exc))
             return self._finish(body, status, None)
-        if ft.is_finished(previous):
+        if fts.is_finished(previous):
             result = None
             if previous.get("phase") == FineTuningPhase.CANCELLED and observed.objects:
                 result = self.applier.sync([], observed.objects, meta["uid"])
@@ -243,7 +241,7 @@ class Reconciler:
             return self._finish(body, merged, result)
         if job.spec.cancelled:
             result = self.applier.sync([], observed.objects, meta["uid"])
-            status = ft.fine_tuning_status(body, ft.cancelled(previous, now), now)
+            status = fts.fine_tuning_status(body, fts.cancelled(previous, now), now)
             return self._finish(body, status, result)
         result = None
         extra: dict[str, Any] = {"output": ft.output_location(job, self.config)}
@@ -253,18 +251,20 @@ class Reconciler:
         elif job.spec.template_ref is not None:
             extra["template"] = job.spec.template_ref.name
         live_job = observed.job
-        marked = ft.marked_job(previous)
+        marked = fts.marked_job(previous)
         if live_job is None and marked:
             # The Job was created (its name is written first): the cache may lag behind our
             # create; if the API server has no such Job either, it is lost and never made again.
             live_job = self._job_of(body, marked)
             if live_job is None:
-                lost = ft.job_lost(marked, previous.get("startTime"), now)
-                return self._finish(body, ft.fine_tuning_status(body, lost, now, extra=extra), None)
+                lost = fts.job_lost(marked, previous.get("startTime"), now)
+                return self._finish(
+                    body, fts.fine_tuning_status(body, lost, now, extra=extra), None
+                )
         if live_job is None:
             planned = self._fine_tuning_plan(job, template, model)
             if isinstance(planned, Unplanned):
-                status = ft.fine_tuning_status(
+                status = fts.fine_tuning_status(
                     body, None, now, errors=planned.errors, invalid_reason=planned.reason
                 )
                 # A missing template or ConfigMap sends no event when it appears: look again.
@@ -276,7 +276,7 @@ class Reconciler:
             # The mark first, then the create: an operator that dies in between finds the
             # mark and no Job, and fails the run rather than risk running it twice.
             mark = {**extra, "jobName": meta["name"]}
-            mark_status = ft.fine_tuning_status(body, ft.creating(meta["name"]), now, extra=mark)
+            mark_status = fts.fine_tuning_status(body, fts.creating(meta["name"]), now, extra=mark)
             self._finish(body, mark_status, None)
             body = {**body, "status": mark_status}
             try:
@@ -288,8 +288,8 @@ class Reconciler:
                     self._finish(body, previous, None)
                     self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
                     return Outcome(None, False, retry=TERMINATING)
-                phase = ft.Phase(FineTuningPhase.PENDING, "ApplyFailed", str(rejected))
-                status = ft.fine_tuning_status(body, phase, now, extra=extra)
+                phase = fts.Phase(FineTuningPhase.PENDING, "ApplyFailed", str(rejected))
+                status = fts.fine_tuning_status(body, phase, now, extra=extra)
                 status.pop("jobName", None)
                 return self._finish(body, status, None, retry=REFUSED)
             except Exception as exc:
@@ -312,8 +312,8 @@ class Reconciler:
         extra["jobName"] = (live_job or {}).get("metadata", {}).get("name") or meta["name"]
         pods = list(observed.pods)
         events = self._refusals(live_job, pods) if result is None else []
-        phase = ft.verdict(live_job, pods, events)
-        status = ft.fine_tuning_status(body, phase, now, extra=extra)
+        phase = fts.verdict(live_job, pods, events)
+        status = fts.fine_tuning_status(body, phase, now, extra=extra)
         if phase.phase is FineTuningPhase.SUCCEEDED:
             status.update(self._output_model(job, status, model))
             status = {k: v for k, v in status.items() if v is not None}

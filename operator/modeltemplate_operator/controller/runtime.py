@@ -31,8 +31,8 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
 from ..api import kinds
+from ..observed import Observed
 from ..plan import rollout
-from ..status.conditions import Observed
 from . import allocator, metrics
 from .caches import Seen, cached
 from .kube import is_transient, request

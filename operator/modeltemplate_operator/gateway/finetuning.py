@@ -25,7 +25,7 @@ from fastapi import APIRouter, Query, Request
 from .. import API_VERSION
 from ..api.kinds import FINE_TUNING_JOB
 from ..api.models import FineTuningJob
-from ..status.conditions import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from .access import Access
 from .calls import Account, ApiKey, account_of, create_call, token_of
 from .kubeapi import KubeAPI, KubeError

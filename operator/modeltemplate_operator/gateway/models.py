@@ -31,8 +31,8 @@ from ..api.convert import (
 from ..api.kinds import MODEL, MODEL_TEMPLATE
 from ..api.models import ModelType
 from ..api.validation import ManifestInvalid, parse_manifest, parse_model_manifest
+from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..plan.instantiate import check_model
-from ..status.conditions import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from .access import Access
 from .calls import Account, ApiKey, create_call, token_of
 from .kubeapi import KubeAPI, KubeError

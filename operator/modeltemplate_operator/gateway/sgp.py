@@ -23,7 +23,7 @@ from ..api.convert import (
     spec_from_sgp,
 )
 from ..api.models import ModelTemplateSpec
-from ..status.conditions import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 
 __all__ = [
     "CREATED_AT_ANNOTATION",

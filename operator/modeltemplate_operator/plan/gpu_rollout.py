@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..status.conditions import Observed
+from ..observed import Observed
 from .resolution import Plan, Rollout, RolloutMode
 
 __all__ = ["HASH_LABEL", "decide", "stuck_surge_pod", "with_rollout"]

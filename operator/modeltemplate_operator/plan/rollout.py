@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..status.conditions import STALLED_REASONS
+from ..observed import STALLED_REASONS
 
 MAX_UNAVAILABLE_ANNOTATION = "launch.modelops.dev/model-rollout-max-unavailable"
 #: Names of waiting models the template's status lists (the count is always complete).

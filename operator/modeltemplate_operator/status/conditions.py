@@ -35,76 +35,24 @@ ready only while their forwarder reaches both ``main`` and the broker.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import contract as c
-from ..api import kinds
-from ..api.kinds import Kind
 from ..api.models import EndpointType
 from ..api.parameters import ParameterSchema
+from ..observed import (
+    CREATED_BY_TYPE_ANNOTATION,
+    CREATED_BY_USER_ANNOTATION,
+    FAILED_WAITING_REASONS,
+    INVALID_SPEC,
+    PURE_TEMPLATE,
+    STALLED_REASONS,
+    WARNING_REASONS,
+    Observed,
+)
 from ..plan.resolution import Plan, Rollout, RolloutMode, ScalingMode
 from ..tasks import protocol as tasks
-
-FAILED_WAITING_REASONS = {
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-}
-#: Ready=False reasons worth a Warning event when they appear.
-WARNING_REASONS = FAILED_WAITING_REASONS | {
-    "Unschedulable",
-    "InvalidSpec",
-    "JobFailed",
-    "ApplyFailed",
-    "Evicted",
-    "ProgressDeadlineExceeded",
-    "FailedCreate",
-    "InvalidParameters",
-    "TemplateMissing",
-    "TemplateInvalid",
-    "RolloutBlocked",
-    "JobLost",
-}
-#: Ready=False reasons that no retry or rollout fixes: the spec, the image, the cluster's
-#: capacity or policy must change, or (ASYNC) the operator's broker setting. They set
-#: Stalled=True.
-#: Not Evicted: the Deployment is already replacing the evicted worker.
-STALLED_REASONS = (WARNING_REASONS - {"Evicted"}) | {"BrokerNotConfigured"}
-PURE_TEMPLATE = "PureTemplate"
-INVALID_SPEC = "InvalidSpec"
-#: Why a model renders nothing (the reasons of its Valid and Ready conditions).
-INVALID_PARAMETERS = "InvalidParameters"
-TEMPLATE_MISSING = "TemplateMissing"
-TEMPLATE_INVALID = "TemplateInvalid"
-CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
-CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
-
-
-@dataclass
-class Observed:
-    """A template's children and their pods, as the watch caches last saw them."""
-
-    objects: list[Mapping[str, Any]] = field(default_factory=list)
-    pods: list[Mapping[str, Any]] = field(default_factory=list)
-    #: The ``FailedCreate`` Events of the Job, read by the reconciler only while the Job has no
-    #: pods and no progress (:func:`job_stuck`): a Job has no condition saying that the API
-    #: server refuses its pods, only its controller's Events do.
-    events: list[Mapping[str, Any]] = field(default_factory=list)
-
-    def first(self, kind: Kind) -> dict[str, Any] | None:
-        return next((dict(o) for o in self.objects if o.get("kind") == kind.kind), None)
-
-    @property
-    def deployment(self) -> dict[str, Any] | None:
-        return self.first(kinds.DEPLOYMENT)
-
-    @property
-    def job(self) -> dict[str, Any] | None:
-        return self.first(kinds.JOB)
 
 
 @dataclass(frozen=True)
@@ -114,7 +62,7 @@ class Verdict:
     message: str
 
 
-def _conditions_of(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def conditions_by_type(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
 
 
@@ -125,7 +73,7 @@ def pod_problem(pods: list[dict[str, Any]]) -> Verdict | None:
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             continue
         status = pod.get("status") or {}
-        scheduled = _conditions_of(pod).get("PodScheduled")
+        scheduled = conditions_by_type(pod).get("PodScheduled")
         if (
             scheduled
             and scheduled.get("status") == "False"
@@ -197,12 +145,12 @@ def _deployment_verdict(observed: Observed, rollout: Rollout) -> Verdict:
         )
     if problem:
         return problem
-    failure = _conditions_of(dep).get("ReplicaFailure") or {}
+    failure = conditions_by_type(dep).get("ReplicaFailure") or {}
     if failure.get("status") == "True":  # e.g. a quota or an admission policy refuses the pods
         return Verdict(
             "False", failure.get("reason") or "FailedCreate", failure.get("message", "").strip()
         )
-    progressing = _conditions_of(dep).get("Progressing") or {}
+    progressing = conditions_by_type(dep).get("Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return Verdict(
             "False",
@@ -237,7 +185,7 @@ def job_stuck(job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]]) -> b
     st = job.get("status") or {}
     if st.get("active") or st.get("succeeded") or st.get("failed") or st.get("ready"):
         return False
-    conditions = _conditions_of(dict(job))
+    conditions = conditions_by_type(dict(job))
     return not any(conditions.get(t, {}).get("status") == "True" for t in ("Complete", "Failed"))
 
 
@@ -283,7 +231,7 @@ def _job_verdict(observed: Observed) -> Verdict:
     job = observed.job
     if job is None:
         return Verdict("False", "Pending", "waiting for the Job to be created")
-    conditions = _conditions_of(job)
+    conditions = conditions_by_type(job)
     if conditions.get("Complete", {}).get("status") == "True":
         return Verdict("True", "Completed", "all batch workers completed")
     failed = conditions.get("Failed", {})
@@ -369,7 +317,7 @@ def autoscaling_verdict(plan: Plan) -> Verdict | None:
     return Verdict("True", w.mode.value, messages[w.mode])
 
 
-def _condition(
+def make_condition(
     ctype: str, verdict: Verdict, generation: int | None, previous: dict, now: str
 ) -> dict:
     old = previous.get(ctype)
@@ -384,18 +332,20 @@ def _condition(
     }
 
 
-def _stalled(ready: Verdict, generation: int | None, previous: dict, now: str) -> list[dict]:
+def stalled_conditions(
+    ready: Verdict, generation: int | None, previous: dict, now: str
+) -> list[dict]:
     """[Stalled=True] while Ready is False for a reason that needs a person, else []."""
     if ready.status != "False" or ready.reason not in STALLED_REASONS:
         return []
     return [
-        _condition(
+        make_condition(
             "Stalled", Verdict("True", ready.reason, ready.message), generation, previous, now
         )
     ]
 
 
-def _identity(body: dict[str, Any]) -> dict[str, Any]:
+def sgp_identity(body: dict[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     out = {
@@ -428,11 +378,11 @@ def compute_status(
     if plan is None:
         invalid = Verdict("False", invalid_reason, "; ".join(errors))
         conditions = [
-            _condition("Valid", invalid, generation, previous, now),
-            _condition("Ready", invalid, generation, previous, now),
-            *_stalled(invalid, generation, previous, now),
+            make_condition("Valid", invalid, generation, previous, now),
+            make_condition("Ready", invalid, generation, previous, now),
+            *stalled_conditions(invalid, generation, previous, now),
         ]
-        status = {**_identity(body), "observedGeneration": generation, "conditions": conditions}
+        status = {**sgp_identity(body), "observedGeneration": generation, "conditions": conditions}
         # What was resolved for the last valid spec still describes the running children.
         for key in ("workers", "endpoints", "scheduling"):
             if key in previous_status:
@@ -445,22 +395,22 @@ def compute_status(
         else ready_verdict(plan, observed)
     )
     conditions = [
-        _condition(
+        make_condition(
             "Valid",
             Verdict("True", "Valid", "the spec passed validation"),
             generation,
             previous,
             now,
         ),
-        _condition("Ready", ready, generation, previous, now),
-        *_stalled(ready, generation, previous, now),
+        make_condition("Ready", ready, generation, previous, now),
+        *stalled_conditions(ready, generation, previous, now),
     ]
     scaling = autoscaling_verdict(plan)
     if scaling:
-        conditions.append(_condition("Autoscaling", scaling, generation, previous, now))
+        conditions.append(make_condition("Autoscaling", scaling, generation, previous, now))
 
     status: dict[str, Any] = {
-        **_identity(body),
+        **sgp_identity(body),
         "observedGeneration": generation,
         "conditions": conditions,
     }
@@ -547,7 +497,7 @@ def model_status(
         message = f"waiting for the template's generation {template['metadata'].get('generation')}"
         verdict = Verdict("False", "WaitingForRollout", f"{message}: {waiting_for}")
         conditions = list(status.get("conditions") or [])
-        conditions.append(_condition("UpToDate", verdict, generation, before, now))
+        conditions.append(make_condition("UpToDate", verdict, generation, before, now))
         out["conditions"] = conditions
     predict = (out.get("endpoints") or {}).get("predict")
     if predict:
