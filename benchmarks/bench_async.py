@@ -40,8 +40,8 @@ import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from devtools.redisserver import RedisServer, free_port  # noqa: E402
-from modeltemplate_operator.tasks import queue as taskqueue  # noqa: E402
 from modeltemplate_operator.tasks import protocol as t  # noqa: E402
+from modeltemplate_operator.tasks import queue as taskqueue  # noqa: E402
 
 PER_WORKER = 16
 CLIENTS = 16
