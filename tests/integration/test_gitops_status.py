@@ -20,8 +20,7 @@ from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 from support.tools import run
 
-from modeltemplate_operator.controller.reconciler import Reconciler
-from modeltemplate_operator.observed import Observed
+from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.plan.config import OperatorConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "gitops.md"
@@ -133,7 +132,7 @@ def test_invalid_stored_spec(cluster, cluster_prereqs, api_client, namespace, ar
     # As if stored under an older, looser CRD: a spec the models refuse.
     stale = copy.deepcopy(body)
     stale["spec"]["vendorConfiguration"]["endpointConfig"]["minWorkers"] = 5
-    assert reconciler.reconcile(stale, Observed()).status_written
+    assert reconciler.reconcile(stale, Related()).status_written
     assert_case(INVALID, template(cluster, namespace, "legacy"), argo)
 
 

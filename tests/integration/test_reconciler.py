@@ -8,7 +8,7 @@ import json
 from support.k8s import get_json
 from support.manifests import tiny_template
 
-from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
 
@@ -42,7 +42,7 @@ def test_invalid_stored_spec_is_reported_and_nothing_is_touched(
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(TEMPLATE))
     reconciler = Reconciler(api_client, OperatorConfig())
     body = get_json(cluster, "modeltemplate", "legacy", "-n", namespace)
-    first = reconciler.reconcile(body, children(cluster, namespace))
+    first = reconciler.reconcile(body, Related(children(cluster, namespace)))
     assert sorted(first.applied.applied) == [
         "Deployment/legacy",
         "PodDisruptionBudget/legacy",
@@ -54,7 +54,7 @@ def test_invalid_stored_spec_is_reported_and_nothing_is_touched(
     body = get_json(cluster, "modeltemplate", "legacy", "-n", namespace)
     stale = copy.deepcopy(body)
     stale["spec"]["vendorConfiguration"]["endpointConfig"]["minWorkers"] = 5
-    outcome = reconciler.reconcile(stale, children(cluster, namespace))
+    outcome = reconciler.reconcile(stale, Related(children(cluster, namespace)))
 
     assert outcome.applied is None and outcome.status_written
     status = get_json(cluster, "modeltemplate", "legacy", "-n", namespace)["status"]

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from modeltemplate_operator import GROUP, KIND, PLURAL, VERSION
-from modeltemplate_operator.api.crdgen import CRD_FILENAME, crd_dict, crd_yaml, main
+from modeltemplate_operator.api.crdgen import crd_dict, crd_filename, crd_yaml, main
+from modeltemplate_operator.api.kinds import MODEL_TEMPLATE
 from modeltemplate_operator.api.models import (
     BundleConfig,
     EndpointConfig,
@@ -22,7 +23,7 @@ from modeltemplate_operator.api.models.rules import XRule
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED = REPO / "crds" / CRD_FILENAME
+COMMITTED = REPO / "crds" / crd_filename(MODEL_TEMPLATE)
 
 
 def schema() -> dict[str, Any]:
@@ -56,7 +57,7 @@ def test_committed_crd_matches_the_models():
 def test_generation_is_deterministic(tmp_path):
     assert crd_yaml() == crd_yaml()
     assert main([str(tmp_path)]) == 0
-    assert (tmp_path / CRD_FILENAME).read_text() == crd_yaml()
+    assert (tmp_path / crd_filename(MODEL_TEMPLATE)).read_text() == crd_yaml()
 
 
 def test_names_scope_and_subresources():

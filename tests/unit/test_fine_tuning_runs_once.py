@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from modeltemplate_operator.controller.reconciler import Reconciler
+from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
 from modeltemplate_operator.status import finetuning as fts
@@ -84,7 +84,9 @@ def ftj(status: dict | None = None) -> dict:
 
 def reconcile(server: Server, body: dict, observed: Observed | None = None):
     reconciler = Reconciler(server, OperatorConfig())
-    return reconciler.reconcile_fine_tuning(body, template(), None, observed or Observed())
+    return reconciler.reconcile_fine_tuning(
+        body, Related(observed or Observed(), refs={"ModelTemplate": template(), "Model": None})
+    )
 
 
 def status_patches(server: Server) -> list[dict]:

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modeltemplate_operator.api.crdgen import FINE_TUNING_JOB_CRD, crd_dict
+from modeltemplate_operator.api.crdgen import crd_dict
+from modeltemplate_operator.api.kinds import FINE_TUNING_JOB
 from modeltemplate_operator.api.models import FineTuningJob, FineTuningPhase, Model
 from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.plan import finetuning as ft
@@ -46,7 +47,7 @@ def fields(problems):
 
 
 def test_crd_names_columns_and_rules():
-    crd = crd_dict(FINE_TUNING_JOB_CRD)
+    crd = crd_dict(FINE_TUNING_JOB)
     names = crd["spec"]["names"]
     assert (names["kind"], names["plural"], names["shortNames"]) == (
         "FineTuningJob",

@@ -2,9 +2,9 @@
 
     python -m modeltemplate_operator.api.crdgen crds/      # writes crds/<group>_<plural>.yaml each
 
-:data:`CRDS` is the table of generated resources (:class:`CrdKind`). :func:`crd_dict` returns a
-CRD as a plain dict (used by the tests and the operator; the ModelTemplate's unless another
-:class:`CrdKind` is given); :func:`crd_yaml` its deterministic YAML text. The schema is derived
+:data:`CRDS` is the table of owner kinds (:data:`.kinds.OWNERS`: names, root class, printer
+columns, references). :func:`crd_dict` returns a CRD as a plain dict (used by the tests and the
+operator; the ModelTemplate's unless another owner kind is given); :func:`crd_yaml` its deterministic YAML text. The schema is derived
 from the root class's ``model_json_schema()``: ``$ref`` inlined, optionals made plain optional fields,
 ``int | str`` turned into ``x-kubernetes-int-or-string``, pydantic-only keywords dropped, the
 models' :class:`~modeltemplate_operator.api.models.XRule` s emitted as ``x-kubernetes-validations``.
@@ -15,25 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from .. import FINE_TUNING_JOB_KIND, FINE_TUNING_JOB_PLURAL, GROUP, KIND, PLURAL, VERSION
-from .models import MODEL_KIND, MODEL_PLURAL, FineTuningJob, Model, ModelTemplate
+from .. import VERSION
+from . import kinds
+from .kinds import MODEL_TEMPLATE, OwnerKind
 from .models.rules import XRule
 
 __all__ = [
-    "CRD_NAME",
-    "CRD_FILENAME",
     "CRDS",
-    "CrdKind",
-    "FINE_TUNING_JOB_CRD",
-    "MODEL_CRD",
-    "TEMPLATE_CRD",
+    "crd_filename",
     "crd_dict",
     "crd_yaml",
     "openapi_schema",
@@ -42,171 +37,22 @@ __all__ = [
 ]
 
 CATEGORIES = ["modelops"]
-
-_EC = ".spec.vendorConfiguration.endpointConfig"
-PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {
-        "name": "Endpoint",
-        "type": "string",
-        "jsonPath": ".spec.endpointType",
-        "description": "Endpoint type",
-    },
-    {"name": "Model", "type": "string", "jsonPath": ".spec.modelType", "description": "Model type"},
-    {
-        "name": "GPU",
-        "type": "string",
-        "jsonPath": f"{_EC}.gpuType",
-        "description": "GPU type of a worker",
-    },
-    {
-        "name": "GPUs",
-        "type": "integer",
-        "jsonPath": f"{_EC}.gpus",
-        "description": "GPUs per worker",
-    },
-    {
-        "name": "Min",
-        "type": "integer",
-        "jsonPath": f"{_EC}.minWorkers",
-        "description": "Minimum workers",
-    },
-    {
-        "name": "Max",
-        "type": "integer",
-        "jsonPath": f"{_EC}.maxWorkers",
-        "description": "Maximum workers",
-    },
-    {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        "description": "Ready condition",
-    },
-    {
-        "name": "Reason",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        "description": "Reason of the Ready condition",
-    },
-    {
-        "name": "Protocol",
-        "type": "string",
-        "jsonPath": ".spec.endpointProtocol",
-        "priority": 1,
-        "description": "Endpoint protocol",
-    },
-    {
-        "name": "Workers",
-        "type": "integer",
-        "jsonPath": ".status.workers.ready",
-        "priority": 1,
-        "description": "Ready workers",
-    },
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
-
-#: `kubectl get mt --field-selector spec.endpointType!=ASYNC` (e.g. to wait for the others).
-SELECTABLE_FIELDS = [{"jsonPath": ".spec.endpointType"}, {"jsonPath": ".spec.modelType"}]
-#: The structural form of an integer-or-string field (what the API server publishes for it).
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
-MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {
-        "name": "Template",
-        "type": "string",
-        "jsonPath": ".spec.templateRef.name",
-        "description": "The ModelTemplate the model is made from",
-    },
-    {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        "description": "Ready condition",
-    },
-    {
-        "name": "Valid",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
-        "description": "Valid condition (parameters checked against the template)",
-    },
-    {
-        "name": "TemplateGen",
-        "type": "integer",
-        "jsonPath": ".status.templateGeneration",
-        "priority": 1,
-        "description": "Generation of the template the model runs",
-    },
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
-FINE_TUNING_JOB_PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {
-        "name": "Phase",
-        "type": "string",
-        "jsonPath": ".status.phase",
-        "description": "Pending, Running, Succeeded, Failed or Cancelled",
-    },
-    {
-        "name": "Template",
-        "type": "string",
-        "jsonPath": ".status.template",
-        "description": "The ModelTemplate whose fine-tuning bundle runs",
-    },
-    {
-        "name": "Output",
-        "type": "string",
-        "jsonPath": ".status.outputModel",
-        "priority": 1,
-        "description": "The Model created on success",
-    },
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
+
+#: Every generated CRD, in the order they are written: one per owner kind of the table.
+CRDS: tuple[OwnerKind, ...] = kinds.OWNERS
 
 
-@dataclass(frozen=True)
-class CrdKind:
-    """One generated CRD: its names, its root pydantic class and its printer columns."""
-
-    kind: str
-    plural: str
-    short_names: tuple[str, ...]
-    root: type[BaseModel]
-    printer_columns: tuple[dict[str, Any], ...]
-    selectable_fields: tuple[dict[str, str], ...] = ()
-
-    @property
-    def name(self) -> str:
-        return f"{self.plural}.{GROUP}"
-
-    @property
-    def filename(self) -> str:
-        return f"{GROUP}_{self.plural}.yaml"
+def crd_filename(crd: OwnerKind) -> str:
+    return f"{crd.group}_{crd.plural}.yaml"
 
 
-TEMPLATE_CRD = CrdKind(
-    KIND, PLURAL, ("mt",), ModelTemplate, tuple(PRINTER_COLUMNS), tuple(SELECTABLE_FIELDS)
-)
-#: `kubectl get mdl --field-selector spec.templateRef.name=<template>`: a template's models.
-MODEL_CRD = CrdKind(
-    MODEL_KIND,
-    MODEL_PLURAL,
-    ("mdl",),
-    Model,
-    tuple(MODEL_PRINTER_COLUMNS),
-    ({"jsonPath": ".spec.templateRef.name"},),
-)
-#: `kubectl get ftj`: fine-tuning runs of templates' fineTuningJobBundleConfig.
-FINE_TUNING_JOB_CRD = CrdKind(
-    FINE_TUNING_JOB_KIND,
-    FINE_TUNING_JOB_PLURAL,
-    ("ftj",),
-    FineTuningJob,
-    tuple(FINE_TUNING_JOB_PRINTER_COLUMNS),
-)
-#: Every generated CRD, in the order they are written.
-CRDS: tuple[CrdKind, ...] = (TEMPLATE_CRD, MODEL_CRD, FINE_TUNING_JOB_CRD)
+def _selectable_fields(crd: OwnerKind) -> list[dict[str, str]]:
+    """``kubectl get --field-selector``: the kind's own fields and each owner it names
+    (``kubectl get mdl --field-selector spec.templateRef.name=<template>``)."""
+    paths = [*crd.selectable_fields, *(ref.json_path for ref in crd.refs)]
+    return [{"jsonPath": p} for p in paths]
 
-CRD_NAME = TEMPLATE_CRD.name
-CRD_FILENAME = TEMPLATE_CRD.filename
-SHORT_NAMES = list(TEMPLATE_CRD.short_names)
 
 # Output order of schema keywords (anything else is dropped).
 _KEY_ORDER = (
@@ -374,7 +220,7 @@ def _explained(node: dict[str, Any]) -> None:
             _explained(node[key])
 
 
-def openapi_schema(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
+def openapi_schema(crd: OwnerKind = MODEL_TEMPLATE) -> dict[str, Any]:
     """The structural openAPIV3Schema of a generated resource (the ModelTemplate by default)."""
     raw = crd.root.model_json_schema(by_alias=True, mode="validation")
     classes = _model_classes(crd.root)
@@ -415,18 +261,18 @@ def openapi_schema(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
     return root
 
 
-def crd_dict(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
+def crd_dict(crd: OwnerKind = MODEL_TEMPLATE) -> dict[str, Any]:
     """A CustomResourceDefinition (the ModelTemplate's by default) as a dict (deterministic
     key order)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": crd.name,
+            "name": crd.crd_name,
             "labels": {"app.kubernetes.io/name": "modeltemplate-operator"},
         },
         "spec": {
-            "group": GROUP,
+            "group": crd.group,
             "names": {
                 "kind": crd.kind,
                 "listKind": f"{crd.kind}List",
@@ -444,8 +290,8 @@ def crd_dict(crd: CrdKind = TEMPLATE_CRD) -> dict[str, Any]:
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [dict(c) for c in crd.printer_columns],
                     **(
-                        {"selectableFields": [dict(f) for f in crd.selectable_fields]}
-                        if crd.selectable_fields
+                        {"selectableFields": _selectable_fields(crd)}
+                        if _selectable_fields(crd)
                         else {}
                     ),
                     "schema": {"openAPIV3Schema": openapi_schema(crd)},
@@ -460,7 +306,7 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def crd_yaml(crd: CrdKind = TEMPLATE_CRD) -> str:
+def crd_yaml(crd: OwnerKind = MODEL_TEMPLATE) -> str:
     header = (
         "# Generated by `make crds` (python -m modeltemplate_operator.api.crdgen) — do not edit.\n"
     )
@@ -474,8 +320,8 @@ def write_crds(directory: str | Path) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     for crd in CRDS:
-        (out / crd.filename).write_text(crd_yaml(crd), encoding="utf-8")
-    return out / TEMPLATE_CRD.filename
+        (out / crd_filename(crd)).write_text(crd_yaml(crd), encoding="utf-8")
+    return out / crd_filename(MODEL_TEMPLATE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     write_crds(args.directory)
     for crd in CRDS:
-        print(f"wrote {Path(args.directory) / crd.filename}", file=sys.stderr)
+        print(f"wrote {Path(args.directory) / crd_filename(crd)}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,10 @@ reconciler reads a template's children from those caches; ``deploy/base/rbac.yam
 against :data:`CHILDREN` and :data:`WATCHED` by a unit test.
 
 Adding a child kind is one entry in :data:`CHILDREN` plus its renderer. Adding a kind the
-operator reconciles (an owner of children) is one entry in :data:`OWNERS` plus its reconcile.
+operator reconciles (an owner of children) is one :class:`OwnerKind` in :data:`OWNERS` — its
+names, pydantic root, printer columns and the owners its spec names (:class:`Ref`: who depends
+on whom) — plus its reconcile (``@reconciles(KIND)`` in the reconciler) and its plan and
+render; its CRD, watch cache, dispatch, wake-ups, RBAC and user roles follow from the entry.
 
 Whose a child is: its ``app.kubernetes.io/name`` label is its owner's kind in lower case
 (:func:`app_name`) and ``app.kubernetes.io/instance`` its owner's name, so a template and a
@@ -15,6 +18,7 @@ model of the same name never select each other's pods.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,7 @@ from .. import (
     PLURAL,
     VERSION,
 )
+from .models import FineTuningJob, Model, ModelTemplate
 
 #: Labels every child (and its pods) carries; the watch caches select on ``managed-by``.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -70,12 +75,193 @@ class Kind:
         }
 
 
-MODEL_TEMPLATE = Kind(GROUP, VERSION, PLURAL, KIND, status_fields=None)
+@dataclass(frozen=True)
+class Ref:
+    """``spec.<field>.name``: the owner of ``kind`` (same namespace) an owner is made from."""
+
+    field: str
+    kind: str
+    #: The named owner counts its referrers in its status: it looks again when one changes.
+    counted: bool = False
+    #: The named owner's referrers move to its new generation a few at a time (staged rollout):
+    #: when one changes, those waiting for their turn look again.
+    staged: bool = False
+
+    def name_in(self, body: Mapping[str, Any]) -> str | None:
+        return ((body.get("spec") or {}).get(self.field) or {}).get("name")
+
+    @property
+    def json_path(self) -> str:
+        return f".spec.{self.field}.name"
+
+
+@dataclass(frozen=True)
+class OwnerKind(Kind):
+    """A resource of this API that the operator reconciles into children it owns."""
+
+    short_names: tuple[str, ...] = ()
+    #: The pydantic class of the whole resource: the one source of its CRD.
+    root: type | None = None
+    printer_columns: tuple[dict[str, Any], ...] = ()
+    #: ``kubectl get --field-selector`` fields besides each :class:`Ref`'s name.
+    selectable_fields: tuple[str, ...] = ()
+    refs: tuple[Ref, ...] = ()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+_EC = ".spec.vendorConfiguration.endpointConfig"
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Endpoint",
+        "type": "string",
+        "jsonPath": ".spec.endpointType",
+        "description": "Endpoint type",
+    },
+    {"name": "Model", "type": "string", "jsonPath": ".spec.modelType", "description": "Model type"},
+    {
+        "name": "GPU",
+        "type": "string",
+        "jsonPath": f"{_EC}.gpuType",
+        "description": "GPU type of a worker",
+    },
+    {
+        "name": "GPUs",
+        "type": "integer",
+        "jsonPath": f"{_EC}.gpus",
+        "description": "GPUs per worker",
+    },
+    {
+        "name": "Min",
+        "type": "integer",
+        "jsonPath": f"{_EC}.minWorkers",
+        "description": "Minimum workers",
+    },
+    {
+        "name": "Max",
+        "type": "integer",
+        "jsonPath": f"{_EC}.maxWorkers",
+        "description": "Maximum workers",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Ready condition",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Reason of the Ready condition",
+    },
+    {
+        "name": "Protocol",
+        "type": "string",
+        "jsonPath": ".spec.endpointProtocol",
+        "priority": 1,
+        "description": "Endpoint protocol",
+    },
+    {
+        "name": "Workers",
+        "type": "integer",
+        "jsonPath": ".status.workers.ready",
+        "priority": 1,
+        "description": "Ready workers",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+#: `kubectl get mt --field-selector spec.endpointType!=ASYNC` (e.g. to wait for the others).
+#: The structural form of an integer-or-string field (what the API server publishes for it).
+MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Template",
+        "type": "string",
+        "jsonPath": ".spec.templateRef.name",
+        "description": "The ModelTemplate the model is made from",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "Ready condition",
+    },
+    {
+        "name": "Valid",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
+        "description": "Valid condition (parameters checked against the template)",
+    },
+    {
+        "name": "TemplateGen",
+        "type": "integer",
+        "jsonPath": ".status.templateGeneration",
+        "priority": 1,
+        "description": "Generation of the template the model runs",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+FINE_TUNING_JOB_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Pending, Running, Succeeded, Failed or Cancelled",
+    },
+    {
+        "name": "Template",
+        "type": "string",
+        "jsonPath": ".status.template",
+        "description": "The ModelTemplate whose fine-tuning bundle runs",
+    },
+    {
+        "name": "Output",
+        "type": "string",
+        "jsonPath": ".status.outputModel",
+        "priority": 1,
+        "description": "The Model created on success",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+MODEL_TEMPLATE = OwnerKind(
+    GROUP,
+    VERSION,
+    PLURAL,
+    KIND,
+    status_fields=None,
+    short_names=("mt",),
+    root=ModelTemplate,
+    printer_columns=tuple(PRINTER_COLUMNS),
+    selectable_fields=(".spec.endpointType", ".spec.modelType"),
+)
 #: A model made from a template; owns its children as a template owns its own.
-MODEL = Kind(GROUP, VERSION, MODEL_PLURAL, MODEL_KIND, status_fields=None)
+MODEL = OwnerKind(
+    GROUP,
+    VERSION,
+    MODEL_PLURAL,
+    MODEL_KIND,
+    status_fields=None,
+    short_names=("mdl",),
+    root=Model,
+    printer_columns=tuple(MODEL_PRINTER_COLUMNS),
+    refs=(Ref("templateRef", KIND, counted=True, staged=True),),
+)
 #: A run of a template's fine-tuning bundle; owns its Job and the ConfigMap of its configuration.
-FINE_TUNING_JOB = Kind(
-    GROUP, VERSION, FINE_TUNING_JOB_PLURAL, FINE_TUNING_JOB_KIND, status_fields=None
+FINE_TUNING_JOB = OwnerKind(
+    GROUP,
+    VERSION,
+    FINE_TUNING_JOB_PLURAL,
+    FINE_TUNING_JOB_KIND,
+    status_fields=None,
+    short_names=("ftj",),
+    root=FineTuningJob,
+    printer_columns=tuple(FINE_TUNING_JOB_PRINTER_COLUMNS),
+    refs=(Ref("templateRef", KIND), Ref("modelRef", MODEL_KIND)),
 )
 
 DEPLOYMENT = Kind(
@@ -120,7 +306,7 @@ POD = Kind(
 )
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).
-OWNERS: tuple[Kind, ...] = (MODEL_TEMPLATE, MODEL, FINE_TUNING_JOB)
+OWNERS: tuple[OwnerKind, ...] = (MODEL_TEMPLATE, MODEL, FINE_TUNING_JOB)
 
 #: Kinds a template renders: applied, pruned and watched, owned by the template.
 CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT, CONFIG_MAP)
@@ -131,6 +317,11 @@ _BY_TYPE = {(k.api_version, k.kind): k for k in CHILDREN}
 _BY_APP_NAME = {k.kind.lower(): k for k in OWNERS}
 #: The owner kinds by their ``kind`` name.
 OWNER_BY_KIND = {k.kind: k for k in OWNERS}
+
+
+def refs_to(kind: str) -> list[tuple[OwnerKind, Ref]]:
+    """The owner kinds whose spec names an owner of ``kind``, with the reference."""
+    return [(owner, ref) for owner in OWNERS for ref in owner.refs if ref.kind == kind]
 
 
 def app_name(owner: Kind) -> str:

@@ -3,8 +3,8 @@
 Owners (templates, models) and their children are kept in Kopf indices (in-memory watch caches
 keyed by ``(owner kind, namespace, owner name)``), so a reconcile reads nothing from the API
 server and a converged object writes nothing. Events only queue the owner's key; the runtime's
-workers reconcile queued keys from the latest cached state. A template's change also queues the
-models made from it (an index of models by template).
+workers reconcile queued keys from the latest cached state. An owner's change also queues the
+owners naming it (an index per owner kind of the owners its objects name: a template's models).
 
 A full resync happens at every start (the initial listing delivers every template). There is no
 periodic timer: Kopf timers put a finalizer on every object, and a change of a template or of
@@ -20,11 +20,10 @@ from typing import Any
 import kopf
 
 from ..api import kinds
-from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL, MODEL
+from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL
 from .caches import cached
 from .reconciler import Reconciler
 from .runtime import (
-    MODELS_BY_TEMPLATE_INDEX,
     Key,
     NoDiffBase,
     Runtime,
@@ -32,6 +31,7 @@ from .runtime import (
     ensure_peering_object,
     index_name,
     keda_crd_installed,
+    refs_index_name,
 )
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,23 @@ def _index_owner(owner: kinds.Kind):
     return index
 
 
-async def _index_model_by_template(namespace, name, spec, **_):
-    template = (spec.get("templateRef") or {}).get("name")
-    return {(namespace, template): name} if template else {}
+def _index_refs(owner: kinds.OwnerKind):
+    async def index(namespace, name, body, **_):
+        named = ((ref.kind, ref.name_in(body)) for ref in owner.refs)
+        return {(kind, namespace, n): name for kind, n in named if n}
+
+    return index
 
 
 for _owner in kinds.OWNERS:
     kopf.index(_owner.group, _owner.version, _owner.plural, id=index_name(_owner))(
         _index_owner(_owner)
     )
-kopf.index(MODEL.group, MODEL.version, MODEL.plural, id=MODELS_BY_TEMPLATE_INDEX)(
-    _index_model_by_template
-)
+for _owner in kinds.OWNERS:
+    if _owner.refs:  # who names whom: wakes and related owners follow the references
+        kopf.index(_owner.group, _owner.version, _owner.plural, id=refs_index_name(_owner))(
+            _index_refs(_owner)
+        )
 for _kind in kinds.WATCHED:
     kopf.index(_kind.group, _kind.version, _kind.plural, labels=MANAGED, id=index_name(_kind))(
         _index_child(_kind)

@@ -1,8 +1,10 @@
-"""One reconcile of one template, model or fine-tuning job: parse -> plan -> render -> apply ->
-status.
+"""One reconcile of one owner (template, model, fine-tuning job): parse -> plan -> render ->
+apply -> status.
 
-The only place that ties the pure layers to the API server; the Kopf handlers call it with the
-template and its children as the watch caches last saw them.
+The only place that ties the pure layers to the API server. The runtime calls
+:meth:`Reconciler.reconcile_owner` with the owner and what it reads besides (:class:`Related`:
+its children and pods, the owners it names, those naming it), all as the watch caches last saw
+them; each owner kind's reconcile is registered with :func:`reconciles`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -56,6 +58,35 @@ TERMINATING = Backoff(first=30.0, cap=30.0)
 #: Children not settled yet (written just now, or their controller behind): the status waits
 #: for their watch events, this long at most before it is written as it stands.
 SETTLE = Backoff(first=5.0, cap=5.0)
+
+
+@dataclass
+class Related:
+    """What one reconcile reads besides the owner itself, from the watch caches."""
+
+    observed: Observed = field(default_factory=Observed)
+    #: The owners its spec names, by kind (None: named, not found), followed through each other
+    #: (a fine-tuning job of a Model: that Model's template).
+    refs: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
+    #: The owners naming it, by kind (a template's models).
+    referrers: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    #: The owners of its kind naming the same owner, itself included (a model's family, which
+    #: moves to a new template generation a few at a time).
+    siblings: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+#: Each owner kind's reconcile: ``kind -> Reconciler method (body, related)``.
+_RECONCILES: dict[str, Callable[..., Outcome | None]] = {}
+
+
+def reconciles(owner: kinds.OwnerKind):
+    """Register the decorated method as the reconcile of ``owner``'s objects."""
+
+    def register(method):
+        _RECONCILES[owner.kind] = method
+        return method
+
+    return register
 
 
 @dataclass
@@ -145,16 +176,17 @@ class Reconciler:
         self._settling.pop(key, None)
         self.applier.forget(body["metadata"]["uid"])
 
-    def reconcile(
-        self,
-        body: Mapping[str, Any],
-        observed: Observed,
-        models: Sequence[Mapping[str, Any]] = (),
-    ) -> Outcome | None:
-        """Converge one template; None for a template being deleted (garbage collection's job).
-        ``models``: the models made from it, as cached (counted in its status).
+    def reconcile_owner(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
+        """Converge one owner of any kind (its registered reconcile); None for an owner being
+        deleted (garbage collection's job). Callers never reconcile one object from two threads
+        at once (the work queue)."""
+        return _RECONCILES[body["kind"]](self, body, related)
 
-        Callers never reconcile one object from two threads at once (the work queue)."""
+    @reconciles(kinds.MODEL_TEMPLATE)
+    def reconcile(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
+        """Converge one template; the models made from it (``related.referrers``) are counted
+        in its status."""
+        observed, models = related.observed, related.referrers.get(kinds.MODEL.kind, [])
 
         def finish(status: dict[str, Any]) -> dict[str, Any]:
             if not models:
@@ -164,15 +196,12 @@ class Reconciler:
 
         return self._converge(body, observed, lambda: self._template_plan(body), finish)
 
-    def reconcile_model(
-        self,
-        body: Mapping[str, Any],
-        template: Mapping[str, Any] | None,
-        observed: Observed,
-        siblings: Sequence[Mapping[str, Any]] = (),
-    ) -> Outcome | None:
-        """Converge one model made from ``template`` (None: the template does not exist);
-        ``siblings``: the template's models as cached (itself included), for its rollout."""
+    @reconciles(kinds.MODEL)
+    def reconcile_model(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
+        """Converge one model made from its template (None: the template does not exist); its
+        siblings (the template's models, itself included) decide its turn in the rollout."""
+        template, observed = related.refs.get(TEMPLATE.kind), related.observed
+        siblings = related.siblings
         turn = rollout.Turn(True)
 
         def planned() -> Plan | Unplanned | Waiting:
@@ -203,17 +232,15 @@ class Reconciler:
         written = self._statuses.get(_key(body))
         return body if written is None else {**body, "status": written}
 
-    def reconcile_fine_tuning(
-        self,
-        body: Mapping[str, Any],
-        template: Mapping[str, Any] | None,
-        model: Mapping[str, Any] | None,
-        observed: Observed,
-    ) -> Outcome | None:
+    @reconciles(kinds.FINE_TUNING_JOB)
+    def reconcile_fine_tuning(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
         """Run one fine-tuning job: checked, then its ConfigMap and Job created once; its phase
         followed from the Job and its pod. A finished job (Succeeded, Failed, Cancelled in its
-        status) is never run again; a running job's spec is fixed, except ``cancelled``.
-        ``model`` is the Model of ``spec.modelRef`` (``template`` then is the model's)."""
+        status) is never run again; a running job's spec is fixed, except ``cancelled``. Its
+        model is the Model of ``spec.modelRef`` (its template then is the model's)."""
+        template = related.refs.get(TEMPLATE.kind)
+        model = related.refs.get(kinds.MODEL.kind)
+        observed = related.observed
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None

@@ -36,22 +36,25 @@ from ..plan import rollout
 from . import allocator, metrics
 from .caches import Seen, cached
 from .kube import is_transient, request
-from .reconciler import Reconciler
+from .reconciler import Reconciler, Related
 from .workqueue import Backoff, WorkQueue
 
 Key = tuple[str, str, str]  # (owner kind, namespace, name)
 USER_AGENT = f"modeltemplate-operator/{__version__}"
 WORKERS = 32  # queue workers, each with a thread for the (blocking) API calls (config.workers)
 TRANSIENT = Backoff(first=1.0, cap=16.0)
-#: Models by the template they are made from: ``(namespace, template) -> model names``.
-MODELS_BY_TEMPLATE_INDEX = "models_by_template_idx"
-TEMPLATE = kinds.MODEL_TEMPLATE
 log = logging.getLogger(__name__)
 
 
 def index_name(kind: kinds.Kind) -> str:
     """The Kopf index (watch cache) of a kind, keyed by ``(owner kind, namespace, owner)``."""
     return f"{kind.plural}_idx"
+
+
+def refs_index_name(owner: kinds.OwnerKind) -> str:
+    """The Kopf index of the owners ``owner``'s objects name: ``(named kind, namespace, named)
+    -> names of the objects naming it``."""
+    return f"{owner.plural}_refs_idx"
 
 
 def api_client(connections: int = WORKERS) -> ApiClient:
@@ -243,48 +246,88 @@ class Runtime:
         owner = kinds.OWNER_BY_KIND[key[0]]
         return next(iter(self._indices[index_name(owner)].get(key, [])), None)
 
-    def _template_of(self, model: dict[str, Any]) -> dict[str, Any] | None:
-        """The cached template a model is made from (None: there is none)."""
-        name = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
-        return self._cached_owner((TEMPLATE.kind, model["metadata"]["namespace"], name))
-
-    def dependents(
-        self, key: Key, body: dict[str, Any], indices: dict[str, Any] | None = None
-    ) -> list[Key]:
-        """Who must look again when the owner ``key`` changed: a template's models (they are
-        made from it, or report it missing); a model's template (it counts its models) and the
-        siblings waiting for their turn in its rollout (a quiet family costs nothing)."""
-        kind, namespace, name = key
-        if kind == TEMPLATE.kind:
-            models = self.models_of(namespace, name, indices)
-            return [(kinds.MODEL.kind, namespace, m["metadata"]["name"]) for m in models]
-        if kind != kinds.MODEL.kind:
-            return []
-        template = ((body.get("spec") or {}).get("templateRef") or {}).get("name")
-        waiting = [
-            (kinds.MODEL.kind, namespace, m["metadata"]["name"])
-            for m in self.models_of(namespace, template, indices)
-            if m["metadata"]["name"] != name and rollout.is_waiting(m)
-        ]
-        return [(TEMPLATE.kind, namespace, template), *waiting]
-
-    def models_of(
-        self, namespace: str, template: str, indices: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """The cached models made from a template."""
+    def referrers(
+        self, kind: str, namespace: str, name: str | None, indices: dict[str, Any] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The cached owners whose spec names the owner ``(kind, namespace, name)``, by kind."""
         if indices is not None:
             self._indices = indices  # the live indices, as every handler call receives them
-        names = self._indices[MODELS_BY_TEMPLATE_INDEX].get((namespace, template), [])
-        found = (self._cached_owner((kinds.MODEL.kind, namespace, name)) for name in set(names))
-        return [m for m in found if m is not None]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for owner, _ in kinds.refs_to(kind):
+            names = self._indices[refs_index_name(owner)].get((kind, namespace, name), [])
+            bodies = (self._cached_owner((owner.kind, namespace, n)) for n in set(names))
+            found.setdefault(owner.kind, []).extend(b for b in bodies if b is not None)
+        return found
 
-    def _model_of(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """The cached Model a fine-tuning job's ``spec.modelRef`` names (None: none named, or
-        there is none)."""
-        name = ((job.get("spec") or {}).get("modelRef") or {}).get("name")
-        if not name:
-            return None
-        return self._cached_owner((kinds.MODEL.kind, job["metadata"]["namespace"], name))
+    def related(self, key: Key, body: dict[str, Any]) -> Related:
+        """What the reconcile of ``key`` reads besides the owner, from the caches: the owners
+        its spec names (one it does not name is looked for in those it does), those naming it,
+        and its siblings under a staged owner."""
+        kind, namespace, name = key
+        owner = kinds.OWNER_BY_KIND[kind]
+        refs: dict[str, dict[str, Any] | None] = {}
+        for ref in owner.refs:
+            named = ref.name_in(body)
+            if named:
+                refs[ref.kind] = self._cached_owner((ref.kind, namespace, named))
+        for ref in owner.refs:
+            if ref.kind not in refs:
+                refs[ref.kind] = self._named_by(refs.values(), ref.kind, namespace)
+        siblings: list[dict[str, Any]] = []
+        for ref in owner.refs:
+            if ref.staged and ref.name_in(body):
+                family = self.referrers(ref.kind, namespace, ref.name_in(body))
+                siblings = family.get(kind, [])
+        return Related(
+            observed=self.observed(key),
+            refs=refs,
+            referrers=self.referrers(kind, namespace, name),
+            siblings=siblings,
+        )
+
+    def _named_by(self, bodies, kind: str, namespace: str) -> dict[str, Any] | None:
+        """The owner of ``kind`` that one of ``bodies`` names (a model's template)."""
+        for body in bodies:
+            if body is None:
+                continue
+            for ref in kinds.OWNER_BY_KIND[body["kind"]].refs:
+                if ref.kind == kind and ref.name_in(body):
+                    return self._cached_owner((kind, namespace, ref.name_in(body)))
+        return None
+
+    def dependents(
+        self,
+        key: Key,
+        body: dict[str, Any],
+        indices: dict[str, Any] | None = None,
+        *,
+        status_only: bool = False,
+    ) -> list[Key]:
+        """Who must look again when the owner ``key`` changed: every owner naming it (a
+        template's models, the fine-tuning jobs of a template or model) — unless only its status
+        changed; the owners it names that count it (a template counts its models) and, under a
+        staged owner, its siblings waiting for their turn (a quiet family costs nothing)."""
+        kind, namespace, name = key
+        woken = [
+            (other, namespace, b["metadata"]["name"])
+            for other, bodies in self.referrers(kind, namespace, name, indices).items()
+            for b in bodies
+            if not status_only
+        ]
+        for ref in kinds.OWNER_BY_KIND[kind].refs:
+            named = ref.name_in(body)
+            if not named:
+                continue
+            if ref.counted:
+                woken.append((ref.kind, namespace, named))
+            if ref.staged:
+                family = self.referrers(ref.kind, namespace, named).get(kind, [])
+                woken += [
+                    (kind, namespace, m["metadata"]["name"])
+                    for m in family
+                    if m["metadata"]["name"] != name and rollout.is_waiting(m)
+                ]
+        return woken
 
     def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:
         """One reconcile of the owner's latest cached state (a worker thread): the backoff
@@ -293,23 +336,10 @@ class Runtime:
         if body is None:
             return None, "gone"  # deleted meanwhile
         try:
-            if key[0] == kinds.MODEL.kind:
-                template = self._template_of(body)
-                siblings = self.models_of(key[1], body["spec"]["templateRef"]["name"])
-                outcome = self.reconciler.reconcile_model(
-                    body, template, self.observed(key), siblings
-                )
-                if outcome is not None and outcome.status_written:
-                    self._dependents[key] = self.dependents(key, body)
-            elif key[0] == kinds.FINE_TUNING_JOB.kind:
-                model = self._model_of(body)
-                template = self._template_of(model if model is not None else body)
-                outcome = self.reconciler.reconcile_fine_tuning(
-                    body, template, model, self.observed(key)
-                )
-            else:
-                models = self.models_of(key[1], key[2])
-                outcome = self.reconciler.reconcile(body, self.observed(key), models)
+            outcome = self.reconciler.reconcile_owner(body, self.related(key, body))
+            if outcome is not None and outcome.status_written:
+                # Its status changed: those counting it, or waiting for its turn, look again.
+                self._dependents[key] = self.dependents(key, body, status_only=True)
         except Exception as exc:
             if not is_transient(exc):
                 raise
