@@ -58,3 +58,19 @@ def test_rbac_matches_the_table_of_kinds():
         expected[(owner.group, owner.plural)] = {"list", "watch"}
     expected[(kinds.MODEL.group, kinds.MODEL.plural)].add("create")  # a fine-tuning job's output
     assert _granted() == expected
+
+
+def test_user_roles_cover_every_owner_kind():
+    """A new owner kind is usable by people as soon as its entry exists: the editor and
+    viewer roles name every owner kind's resource (and the tests fail until they do)."""
+    roles = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((RBAC.parent / "user-roles.yaml").read_text())
+    }
+    plurals = {o.plural for o in kinds.OWNERS}
+    for name, verbs in (
+        ("modeltemplate-editor", {"get", "list", "watch", "create", "update", "patch", "delete"}),
+        ("modeltemplate-viewer", {"get", "list", "watch"}),
+    ):
+        (rule,) = roles[name]["rules"]
+        assert set(rule["resources"]) == plurals and set(rule["verbs"]) == verbs
