@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# One image, two entry points:
+# One image, every entry point:
 #   modeltemplate-operator   (the default; the operator Deployment in deploy/)
 #   modeltemplate-forwarder  (the http-forwarder sidecar the operator renders into each worker pod)
+#   modeltemplate-gateway    (the SGP API gateway)
+#   modeltemplate-admission  (the optional Model admission webhook)
+#   modeltemplate            (validate / convert, offline)
 # Build: docker build -t ghcr.io/modelops-dev/modeltemplate-operator:0.1.0 .
 # Pin the base by digest in your registry mirror if you need bit-for-bit rebuilds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest> .

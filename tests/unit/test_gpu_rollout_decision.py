@@ -7,7 +7,7 @@ import pytest
 from support.templates import plan
 
 from modeltemplate_operator.observed import STALLED_REASONS, Observed
-from modeltemplate_operator.plan.gpu_rollout import decide, stuck_surge_pod, with_rollout
+from modeltemplate_operator.plan.gpu_rollout import decide, with_rollout
 from modeltemplate_operator.plan.resolution import Rollout, RolloutMode
 from modeltemplate_operator.render.workloads import render
 from modeltemplate_operator.status.conditions import compute_status
@@ -103,7 +103,6 @@ def test_nothing_observed_or_nothing_stuck_keeps_surging():
 def test_a_first_rollout_that_cannot_schedule_is_not_a_blocked_rollout():
     """No older workers run: plain Unschedulable (the status says so), not a fallback."""
     alone = observed([pod("llm-new-0", "new", unschedulable=NO_GPU)], replicas=1, updated=1)
-    assert stuck_surge_pod(alone) is None
     assert decide(gpu_plan(1), alone).mode is RolloutMode.SURGE
 
 
@@ -191,8 +190,9 @@ def test_no_fallback_when_stopping_an_old_worker_would_not_make_room():
 def test_terminating_and_finished_pods_do_not_count():
     gone = pod("llm-old-0", "old", node="gpu-h100")
     gone["metadata"]["deletionTimestamp"] = "2026-02-01T00:06:00Z"
-    assert stuck_surge_pod(observed([gone, SURGE])) is None
-    assert stuck_surge_pod(observed([OLD[0], SURGE])) == ("llm-new-0", NO_GPU)
+    assert decide(gpu_plan(1), observed([gone, SURGE], replicas=1, updated=0)) == Rollout()
+    blocked = decide(gpu_plan(1), observed([OLD[0], SURGE], replicas=1, updated=0))
+    assert blocked.mode is RolloutMode.BLOCKED and "llm-new-0" in blocked.message
 
 
 def test_a_model_rolls_the_same_way():

@@ -31,7 +31,7 @@ from typing import Any
 from ..observed import Observed
 from .resolution import Plan, Rollout, RolloutMode
 
-__all__ = ["HASH_LABEL", "decide", "stuck_surge_pod", "with_rollout"]
+__all__ = ["HASH_LABEL", "decide", "with_rollout"]
 
 #: The label the Deployment controller gives the pods of each ReplicaSet (one per pod template).
 HASH_LABEL = "pod-template-hash"
@@ -83,16 +83,6 @@ def _stuck(observed: Observed) -> tuple[Mapping[str, Any], list[Mapping[str, Any
         if older:
             return pod, older
     return None
-
-
-def stuck_surge_pod(observed: Observed) -> tuple[str, str] | None:
-    """(name, scheduler message) of a new worker that cannot be scheduled while workers of an
-    older pod template still run — a rollout waiting for room; None when there is none."""
-    stuck = _stuck(observed)
-    if stuck is None:
-        return None
-    pod = stuck[0]
-    return pod["metadata"]["name"], (_unschedulable(pod) or {}).get("message", "").strip()
 
 
 def frees_room(plan: Plan, older: list[Mapping[str, Any]]) -> bool:

@@ -56,7 +56,6 @@ F_ERROR = "error"
 F_TRACEBACK = "traceback"
 
 DEFAULT_RESULT_TTL_SECONDS = 86400
-DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 60.0
 
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -64,16 +63,6 @@ _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 def queue_name(namespace: str, name: str) -> str:
     """The Redis Stream of the endpoint ``namespace/name`` (names are DNS labels: no ``:``)."""
     return f"{QUEUE_PREFIX}{namespace}:{name}"
-
-
-def endpoint_of(queue: str) -> tuple[str, str]:
-    """Inverse of :func:`queue_name`."""
-    if not queue.startswith(QUEUE_PREFIX):
-        raise ValueError(f"not a task queue name: {queue!r}")
-    namespace, _, name = queue[len(QUEUE_PREFIX) :].partition(":")
-    if not namespace or not name:
-        raise ValueError(f"not a task queue name: {queue!r}")
-    return namespace, name
 
 
 def new_task_id() -> str:
