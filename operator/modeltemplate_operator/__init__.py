@@ -8,6 +8,8 @@ MODEL_KIND = "Model"
 MODEL_PLURAL = "models"
 FINE_TUNING_JOB_KIND = "FineTuningJob"
 FINE_TUNING_JOB_PLURAL = "finetuningjobs"
+MODEL_DEPLOYMENT_KIND = "ModelDeployment"
+MODEL_DEPLOYMENT_PLURAL = "modeldeployments"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 __version__ = "0.1.0"

@@ -37,6 +37,7 @@ WARNING_REASONS = FAILED_WAITING_REASONS | {
     "FailedCreate",
     "InvalidParameters",
     "TemplateMissing",
+    "ModelMissing",
     "TemplateInvalid",
     "RolloutBlocked",
     "JobLost",
@@ -51,6 +52,8 @@ INVALID_SPEC = "InvalidSpec"
 #: Why a model renders nothing (the reasons of its Valid and Ready conditions).
 INVALID_PARAMETERS = "InvalidParameters"
 TEMPLATE_MISSING = "TemplateMissing"
+#: Why a deployment renders nothing: its Model is gone (it keeps its workers as they were).
+MODEL_MISSING = "ModelMissing"
 TEMPLATE_INVALID = "TemplateInvalid"
 CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"

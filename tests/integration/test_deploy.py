@@ -38,6 +38,8 @@ from _helpers_deploy import (
 )
 from support.manifests import KEDA_CRD
 
+from modeltemplate_operator.api.crdgen import crd_filename
+from modeltemplate_operator.api.kinds import OWNERS
 from modeltemplate_operator.plan.config import OperatorConfig
 
 SAMPLE_NS = f"deploy-samples-{uuid.uuid4().hex[:6]}"
@@ -51,6 +53,9 @@ EXPECTED_RULES = {
     ("launch.modelops.dev", "models", ()): {"list", "watch", "create"},  # fine-tuning outputs
     ("launch.modelops.dev", "models/status", ()): {"patch"},
     ("launch.modelops.dev", "models/finalizers", ()): {"update"},
+    ("launch.modelops.dev", "modeldeployments", ()): {"list", "watch"},
+    ("launch.modelops.dev", "modeldeployments/status", ()): {"patch"},
+    ("launch.modelops.dev", "modeldeployments/finalizers", ()): {"update"},
     ("launch.modelops.dev", "finetuningjobs", ()): {"list", "watch"},
     ("launch.modelops.dev", "finetuningjobs/status", ()): {"patch"},
     ("launch.modelops.dev", "finetuningjobs/finalizers", ()): {"update"},
@@ -115,9 +120,7 @@ def test_kustomize_output_is_stable(cluster, rendered):
             "ClusterRoleBinding/modeltemplate-operator",
             "CustomResourceDefinition/clusterkopfpeerings.kopf.dev",
             "CustomResourceDefinition/kopfpeerings.kopf.dev",
-            "CustomResourceDefinition/modeltemplates.launch.modelops.dev",
-            "CustomResourceDefinition/models.launch.modelops.dev",
-            "CustomResourceDefinition/finetuningjobs.launch.modelops.dev",
+            *(f"CustomResourceDefinition/{owner.crd_name}" for owner in OWNERS),
             "Deployment/modeltemplate-operator",
             "Namespace/modeltemplate-system",
             "PodDisruptionBudget/modeltemplate-operator",
@@ -150,9 +153,7 @@ def test_kustomize_output_is_stable(cluster, rendered):
 def test_crds_and_priority_classes_come_from_their_sources(rendered):
     """The CRD is crds/'s generated file and the base files are used as they are (not copies)."""
     sources = [
-        REPO / "crds" / "launch.modelops.dev_modeltemplates.yaml",
-        REPO / "crds" / "launch.modelops.dev_models.yaml",
-        REPO / "crds" / "launch.modelops.dev_finetuningjobs.yaml",
+        *(REPO / "crds" / crd_filename(owner) for owner in OWNERS),
         DEPLOY / "base" / "kopf-peering-crds.yaml",
         DEPLOY / "base" / "priorityclasses.yaml",
     ]
@@ -288,7 +289,7 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
         assert roles[name]["rules"] == [
             {
                 "apiGroups": ["launch.modelops.dev"],
-                "resources": ["modeltemplates", "models", "finetuningjobs"],
+                "resources": ["modeltemplates", "models", "modeldeployments", "finetuningjobs"],
                 "verbs": verbs,
             }
         ]

@@ -19,7 +19,11 @@ SCRIPT = ARGOCD / "modeltemplate-health.lua"
 CM = ARGOCD / "argocd-cm.yaml"
 CM_KEY = "resource.customizations.health.launch.modelops.dev_ModelTemplate"
 #: Models are read the same way (same conditions, same reasons).
-CM_KEYS = (CM_KEY, "resource.customizations.health.launch.modelops.dev_Model")
+CM_KEYS = (
+    CM_KEY,
+    "resource.customizations.health.launch.modelops.dev_Model",
+    "resource.customizations.health.launch.modelops.dev_ModelDeployment",
+)
 CM_HEADER = (
     "# Argo CD health check for ModelTemplates and Models: merge these keys into argocd-cm (for\n"
     "# example as a patch of your Argo CD installation). Generated from modeltemplate-health.lua by\n"

@@ -25,6 +25,7 @@ local degraded_reasons = {
   FailedCreate = true,
   InvalidParameters = true,
   TemplateMissing = true,
+  ModelMissing = true,
   TemplateInvalid = true,
   RolloutBlocked = true,
   JobLost = true,

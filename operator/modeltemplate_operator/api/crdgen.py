@@ -321,7 +321,20 @@ def write_crds(directory: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for crd in CRDS:
         (out / crd_filename(crd)).write_text(crd_yaml(crd), encoding="utf-8")
+    (out / "Kustomization").write_text(
+        _KUSTOMIZATION + "".join(f"  - {crd_filename(crd)}\n" for crd in CRDS), encoding="utf-8"
+    )
     return out / crd_filename(MODEL_TEMPLATE)
+
+
+_KUSTOMIZATION = """\
+# Named "Kustomization" (no .yaml) so that `kubectl apply -f crds/` skips it.
+# Lets deploy/ (and any overlay) reference the generated CRDs as `../crds`.
+# Generated with the CRDs by `make crds`, one entry per owner kind.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+"""
 
 
 def main(argv: list[str] | None = None) -> int:

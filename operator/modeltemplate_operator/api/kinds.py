@@ -27,12 +27,14 @@ from .. import (
     FINE_TUNING_JOB_PLURAL,
     GROUP,
     KIND,
+    MODEL_DEPLOYMENT_KIND,
+    MODEL_DEPLOYMENT_PLURAL,
     MODEL_KIND,
     MODEL_PLURAL,
     PLURAL,
     VERSION,
 )
-from .models import FineTuningJob, Model, ModelTemplate
+from .models import FineTuningJob, Model, ModelDeployment, ModelTemplate
 
 #: Labels every child (and its pods) carries; the watch caches select on ``managed-by``.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -204,6 +206,18 @@ MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+_READY = '.status.conditions[?(@.type=="Ready")]'
+MODEL_DEPLOYMENT_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".spec.modelRef.name",
+        "description": "The Model the deployment runs",
+    },
+    {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
+    {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 FINE_TUNING_JOB_PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Phase",
@@ -250,6 +264,18 @@ MODEL = OwnerKind(
     root=Model,
     printer_columns=tuple(MODEL_PRINTER_COLUMNS),
     refs=(Ref("templateRef", KIND, counted=True, staged=True),),
+)
+#: One more running endpoint of a Model (SGP deployment), its template reached through it.
+MODEL_DEPLOYMENT = OwnerKind(
+    GROUP,
+    VERSION,
+    MODEL_DEPLOYMENT_PLURAL,
+    MODEL_DEPLOYMENT_KIND,
+    status_fields=None,
+    short_names=("mdep",),
+    root=ModelDeployment,
+    printer_columns=tuple(MODEL_DEPLOYMENT_PRINTER_COLUMNS),
+    refs=(Ref("modelRef", MODEL_KIND),),
 )
 #: A run of a template's fine-tuning bundle; owns its Job and the ConfigMap of its configuration.
 FINE_TUNING_JOB = OwnerKind(
@@ -306,7 +332,7 @@ POD = Kind(
 )
 
 #: Kinds the operator reconciles: each owns the children it renders (owner references, labels).
-OWNERS: tuple[OwnerKind, ...] = (MODEL_TEMPLATE, MODEL, FINE_TUNING_JOB)
+OWNERS: tuple[OwnerKind, ...] = (MODEL_TEMPLATE, MODEL, MODEL_DEPLOYMENT, FINE_TUNING_JOB)
 
 #: Kinds a template renders: applied, pruned and watched, owned by the template.
 CHILDREN: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, HPA, PDB, JOB, SCALED_OBJECT, CONFIG_MAP)

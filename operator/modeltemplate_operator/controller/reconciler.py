@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -22,11 +22,12 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api import kinds
-from ..api.models import FineTuningJob, FineTuningPhase, Model
+from ..api.models import FineTuningJob, FineTuningPhase, Model, ModelDeployment
 from ..api.validation import ManifestInvalid, format_errors, parse_manifest
 from ..observed import (
     INVALID_PARAMETERS,
     INVALID_SPEC,
+    MODEL_MISSING,
     TEMPLATE_INVALID,
     TEMPLATE_MISSING,
     Observed,
@@ -35,7 +36,7 @@ from ..plan import finetuning as ft
 from ..plan import rollout
 from ..plan.config import OperatorConfig
 from ..plan.gpu_rollout import with_rollout
-from ..plan.instantiate import check_model
+from ..plan.instantiate import check_model, deployment_as_model
 from ..plan.resolution import Plan, plan_for, plan_for_model
 from ..render.workloads import render, render_fine_tuning
 from ..status import finetuning as fts
@@ -231,6 +232,19 @@ class Reconciler:
         """An owner as cached, with the status last written for it when the cache lags."""
         written = self._statuses.get(_key(body))
         return body if written is None else {**body, "status": written}
+
+    @reconciles(kinds.MODEL_DEPLOYMENT)
+    def reconcile_deployment(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
+        """Converge one deployment of a Model: the Model's plan with the deployment's
+        parameters and worker settings, rendered and reported as a model's."""
+        model = related.refs.get(kinds.MODEL.kind)
+        template = related.refs.get(TEMPLATE.kind)
+        return self._converge(
+            body,
+            related.observed,
+            lambda: self._deployment_plan(body, model, template),
+            finish=lambda status: model_status(status, template, body.get("status"), _now()),
+        )
 
     @reconciles(kinds.FINE_TUNING_JOB)
     def reconcile_fine_tuning(self, body: Mapping[str, Any], related: Related) -> Outcome | None:
@@ -547,17 +561,54 @@ class Reconciler:
     def _model_plan(
         self, body: Mapping[str, Any], template_body: Mapping[str, Any] | None
     ) -> Plan | Unplanned:
-        meta = body["metadata"]
         try:
             model = Model.model_validate(_manifest(kinds.MODEL, body))
         except ValidationError as exc:
             return Unplanned(format_errors(exc))
+        return self._instance_plan(model, template_body, "spec.templateRef.name", "model")
+
+    def _deployment_plan(
+        self,
+        body: Mapping[str, Any],
+        model_body: Mapping[str, Any] | None,
+        template_body: Mapping[str, Any] | None,
+    ) -> Plan | Unplanned:
+        """A deployment's plan: its Model's, with its own parameters and worker settings."""
+        meta = body["metadata"]
+        try:
+            deployment = ModelDeployment.model_validate(_manifest(kinds.MODEL_DEPLOYMENT, body))
+        except ValidationError as exc:
+            return Unplanned(format_errors(exc))
+        if model_body is None or model_body["metadata"].get("deletionTimestamp"):
+            return Unplanned(
+                [
+                    f"spec.modelRef.name: Model {deployment.spec.model_ref.name!r} not found in "
+                    f"namespace {meta['namespace']!r}; the deployment keeps its workers as they "
+                    "were"
+                ],
+                reason=MODEL_MISSING,
+            )
+        try:
+            model = Model.model_validate(_manifest(kinds.MODEL, model_body))
+        except ValidationError as exc:
+            name = deployment.spec.model_ref.name
+            return Unplanned([f"Model {name!r} is invalid: {'; '.join(format_errors(exc))}"])
+        where = f"spec.modelRef.name: Model {model.metadata.name!r}: spec.templateRef.name"
+        as_model = deployment_as_model(deployment, model)
+        plan = self._instance_plan(as_model, template_body, where, "deployment")
+        return replace(plan, owner=kinds.MODEL_DEPLOYMENT) if isinstance(plan, Plan) else plan
+
+    def _instance_plan(
+        self, model: Model, template_body: Mapping[str, Any] | None, where: str, who: str
+    ) -> Plan | Unplanned:
+        """The plan of a model (or of a deployment, as the model it runs) from its template;
+        ``where`` names the template reference in messages."""
         if template_body is None or template_body["metadata"].get("deletionTimestamp"):
             return Unplanned(
                 [
-                    f"spec.templateRef.name: ModelTemplate {model.spec.template_ref.name!r} "
-                    f"not found in namespace {meta['namespace']!r}; the model keeps its "
-                    "workers as they were"
+                    f"{where}: ModelTemplate {model.spec.template_ref.name!r} not found in "
+                    f"namespace {model.metadata.namespace!r}; the {who} keeps its workers as "
+                    "they were"
                 ],
                 reason=TEMPLATE_MISSING,
             )

@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from ..api.models import Model, ModelSpec, ModelTemplate, ModelTemplateSpec
+from ..api.models import Model, ModelDeployment, ModelSpec, ModelTemplate, ModelTemplateSpec
 from ..api.parameters import ParameterSchema
 from ..limits import MAX_EXEC_STRING_LENGTH, MAX_PARAMETER_NAME_LENGTH, truncate
 
@@ -145,6 +145,17 @@ def apply_overrides(spec: ModelTemplateSpec, model: ModelSpec) -> ModelTemplateS
     return spec.model_copy(
         update={"vendor_configuration": vendor.model_copy(update={"endpoint_config": endpoint})}
     )
+
+
+def deployment_as_model(deployment: ModelDeployment, model: Model) -> Model:
+    """A deployment as the Model it runs: the Model's spec with the deployment's creation
+    parameters merged over the Model's and its worker settings, named after the deployment.
+    The one checker and the one plan then treat it as any Model (same fields, same messages)."""
+    spec = deployment.spec
+    changes = {k: getattr(spec, k) for k in OVERRIDES if getattr(spec, k) is not None}
+    params = {**(model.spec.creation_parameters or {}), **(spec.creation_parameters or {})}
+    merged = model.spec.model_copy(update={**changes, "creation_parameters": params or None})
+    return model.model_copy(update={"metadata": deployment.metadata, "spec": merged})
 
 
 def check_model(model: Model, template: ModelTemplate) -> list[dict[str, str]]:

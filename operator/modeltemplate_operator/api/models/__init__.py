@@ -34,6 +34,7 @@ classes), ``rules`` (the XRule machinery), ``quantity``, ``constants``.
 """
 
 from .constants import MAX_WORKERS_LIMIT, RESERVED_ENV_NAMES, RESERVED_ENV_PREFIXES
+from .deployment import ModelDeployment, ModelDeploymentSpec
 from .enums import (
     EndpointProtocol,
     EndpointType,
@@ -115,6 +116,8 @@ __all__ = [
     "MODEL_KIND",
     "MODEL_PLURAL",
     "Model",
+    "ModelDeployment",
+    "ModelDeploymentSpec",
     "ModelSpec",
     "ModelStatus",
     "ModelParameter",
