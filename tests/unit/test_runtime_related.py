@@ -61,18 +61,38 @@ CACHE = (
     owner(kinds.MODEL, "c", templateRef={"name": "other"}),
     owner(kinds.FINE_TUNING_JOB, "ft-of-template", templateRef={"name": "vllm"}),
     owner(kinds.FINE_TUNING_JOB, "ft-of-model", modelRef={"name": "a"}),
+    owner(kinds.MODEL_DEPLOYMENT, "a-large", modelRef={"name": "a"}),
 )
+D = kinds.MODEL_DEPLOYMENT.kind
 
 
 @pytest.mark.parametrize(
     "key, status_only, expected",
     [
-        # a template's change: its models and fine-tuning jobs
-        ((T, NS, "vllm"), False, {(M, NS, "a"), (M, NS, "b"), (F, NS, "ft-of-template")}),
+        # a template's change: its models and fine-tuning jobs, and those reading it through
+        # a model (a deployment, a fine-tuning job of a model)
+        (
+            (T, NS, "vllm"),
+            False,
+            {
+                (M, NS, "a"),
+                (M, NS, "b"),
+                (F, NS, "ft-of-template"),
+                (F, NS, "ft-of-model"),
+                (D, NS, "a-large"),
+            },
+        ),
         # its own status written: nobody reads it
         ((T, NS, "vllm"), True, set()),
-        # a model's change: its template (counts it), a waiting sibling, the jobs naming it
-        ((M, NS, "a"), False, {(T, NS, "vllm"), (M, NS, "b"), (F, NS, "ft-of-model")}),
+        # a model's change: its template (counts it), a waiting sibling, the jobs and
+        # deployments naming it
+        (
+            (M, NS, "a"),
+            False,
+            {(T, NS, "vllm"), (M, NS, "b"), (F, NS, "ft-of-model"), (D, NS, "a-large")},
+        ),
+        # a deployment's change: nobody reads it
+        ((D, NS, "a-large"), False, set()),
         ((M, NS, "a"), True, {(T, NS, "vllm"), (M, NS, "b")}),
         # a waiting model wakes its template, not itself
         ((M, NS, "b"), True, {(T, NS, "vllm")}),
@@ -125,3 +145,12 @@ def test_a_missing_template_is_none_not_absent():
     key = (M, NS, "lonely")
     related = runtime.related(key, runtime._cached_owner(key))
     assert related.refs == {T: None}
+
+
+def test_related_of_a_deployment_reaches_the_template_through_its_model():
+    runtime = runtime_over(*CACHE)
+    key = (D, NS, "a-large")
+    related = runtime.related(key, runtime._cached_owner(key))
+    assert related.refs[M]["metadata"]["name"] == "a"
+    assert related.refs[T]["metadata"]["name"] == "vllm"
+    assert related.siblings == []

@@ -261,18 +261,24 @@ class Runtime:
 
     def related(self, key: Key, body: dict[str, Any]) -> Related:
         """What the reconcile of ``key`` reads besides the owner, from the caches: the owners
-        its spec names (one it does not name is looked for in those it does), those naming it,
-        and its siblings under a staged owner."""
+        its spec names and, through them, those they name (a deployment's Model, then that
+        Model's template; an own reference left empty is looked for there too), those naming
+        it, and its siblings under a staged owner."""
         kind, namespace, name = key
         owner = kinds.OWNER_BY_KIND[kind]
         refs: dict[str, dict[str, Any] | None] = {}
+        todo: list[tuple[kinds.OwnerKind, dict[str, Any]]] = [(owner, body)]
+        while todo:
+            named_by, named_body = todo.pop(0)
+            for ref in named_by.refs:
+                named = ref.name_in(named_body)
+                if ref.kind in refs or not named:
+                    continue
+                refs[ref.kind] = found = self._cached_owner((ref.kind, namespace, named))
+                if found is not None:
+                    todo.append((kinds.OWNER_BY_KIND[ref.kind], found))
         for ref in owner.refs:
-            named = ref.name_in(body)
-            if named:
-                refs[ref.kind] = self._cached_owner((ref.kind, namespace, named))
-        for ref in owner.refs:
-            if ref.kind not in refs:
-                refs[ref.kind] = self._named_by(refs.values(), ref.kind, namespace)
+            refs.setdefault(ref.kind, None)  # named nowhere, or not found
         siblings: list[dict[str, Any]] = []
         for ref in owner.refs:
             if ref.staged and ref.name_in(body):
@@ -284,16 +290,6 @@ class Runtime:
             referrers=self.referrers(kind, namespace, name),
             siblings=siblings,
         )
-
-    def _named_by(self, bodies, kind: str, namespace: str) -> dict[str, Any] | None:
-        """The owner of ``kind`` that one of ``bodies`` names (a model's template)."""
-        for body in bodies:
-            if body is None:
-                continue
-            for ref in kinds.OWNER_BY_KIND[body["kind"]].refs:
-                if ref.kind == kind and ref.name_in(body):
-                    return self._cached_owner((kind, namespace, ref.name_in(body)))
-        return None
 
     def dependents(
         self,
@@ -308,12 +304,16 @@ class Runtime:
         changed; the owners it names that count it (a template counts its models) and, under a
         staged owner, its siblings waiting for their turn (a quiet family costs nothing)."""
         kind, namespace, name = key
-        woken = [
-            (other, namespace, b["metadata"]["name"])
-            for other, bodies in self.referrers(kind, namespace, name, indices).items()
-            for b in bodies
-            if not status_only
-        ]
+        woken: list[Key] = []
+        todo = [] if status_only else [key]
+        while todo:  # those naming it, and those reading it through them (a deployment)
+            named = todo.pop(0)
+            for other, bodies in self.referrers(*named, indices).items():
+                for b in bodies:
+                    found = (other, namespace, b["metadata"]["name"])
+                    if found not in woken and found != key:
+                        woken.append(found)
+                        todo.append(found)
         for ref in kinds.OWNER_BY_KIND[kind].refs:
             named = ref.name_in(body)
             if not named:
