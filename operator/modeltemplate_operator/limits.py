@@ -38,6 +38,8 @@ MAX_API_BODY_BYTES = 3 * 1024 * 1024
 MAX_TASK_PAYLOAD_BYTES = 16 * 1024 * 1024
 #: A value quoted back in an error message: enough to recognise it, never the input echoed.
 MAX_ECHO_CHARS = 200
+#: One message of an error answer (a list of problems may hold several).
+MAX_MESSAGE_CHARS = 2_000
 
 #: Seconds a client has to send a request's headers, and its whole body, and an idle
 #: keep-alive connection is kept (gateway).
@@ -83,6 +85,20 @@ def text_too_deep(text: str | bytes, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
         if not skeleton:
             return False
     return True
+
+
+def bounded(value: Any, limit: int = MAX_MESSAGE_CHARS, depth: int = 8) -> Any:
+    """An error answer's detail with every string cut to ``limit`` and nesting below
+    ``depth`` dropped: an answer never grows with the input it is about."""
+    if isinstance(value, str):
+        return truncate(value, limit)
+    if depth <= 0:
+        return "…"
+    if isinstance(value, dict):
+        return {truncate(str(k), 100): bounded(v, limit, depth - 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(v, limit, depth - 1) for v in value[:100]]
+    return value
 
 
 def truncate(value: Any, limit: int = MAX_ECHO_CHARS) -> str:

@@ -34,6 +34,7 @@ import uvicorn
 
 from .app import create_app
 from .kubeapi import KubeAPI, load_configuration
+from .server import SERVER_SETTINGS
 from .tasks_api import Broker
 
 ENV = "MODELTEMPLATE_GATEWAY_"
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=10,
+        **SERVER_SETTINGS,
     )
     return 0
 

@@ -9,8 +9,10 @@ verb, so a revoked RoleBinding stops reads through the gateway within ``ttl`` se
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import GROUP, PLURAL
@@ -52,44 +54,76 @@ def token_hash(token: str) -> str:
 
 
 class Access:
+    """Access reviews with the caller's token, cached for ``ttl`` seconds and made once per
+    (token, namespace, verb) however many requests ask at the same moment (single flight)."""
+
     def __init__(self, kube: KubeAPI, ttl: float = 10.0):
         self.kube = kube
         self.cache = TtlCache(ttl)
+        self._inflight: dict[Any, asyncio.Future] = {}
+        #: Reviews sent to the API server (the single flight's figure in the tests).
+        self.reviews = 0
+
+    async def _once(self, key: Any, review: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached answer for ``key``, else one review shared by every concurrent caller."""
+        value = self.cache.get(key)
+        if value is not None:
+            return value
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            self.reviews += 1
+            value = await review()
+            self.cache.put(key, value)
+            future.set_result(value)
+            return value
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            del self._inflight[key]
 
     async def username(self, token: str) -> str:
         """The caller's user name (a SelfSubjectReview); 401 when the token is not accepted."""
-        key = (token_hash(token), "", "whoami")
-        name = self.cache.get(key)
-        if name is None:
-            review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+
+        async def review() -> str:
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
             try:
-                answer = await self.kube.request("POST", SSR_PATH, token=token, body=review)
+                answer = await self.kube.request("POST", SSR_PATH, token=token, body=body)
             except KubeError as exc:
                 raise from_api_server(exc.status, exc.body) from None
-            name = answer["status"]["userInfo"]["username"]
-            self.cache.put(key, name)
-        return name
+            return answer["status"]["userInfo"]["username"]
 
-    async def require(self, token: str, namespace: str | None, verb: str) -> None:
-        """403 unless the caller may ``verb`` modeltemplates in ``namespace`` (None: all)."""
-        key = (token_hash(token), namespace or "", verb)
-        allowed = self.cache.get(key)
-        if allowed is None:
+        return await self._once((token_hash(token), "", "whoami"), review)
+
+    async def allowed(self, token: str, namespace: str | None, verb: str) -> bool:
+        """Whether the caller may ``verb`` modeltemplates in ``namespace`` (None: all)."""
+
+        async def review() -> bool:
             attributes = {"verb": verb, "group": GROUP, "resource": PLURAL}
             if namespace:
                 attributes["namespace"] = namespace
-            review = {
+            body = {
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SelfSubjectAccessReview",
                 "spec": {"resourceAttributes": attributes},
             }
             try:
-                answer = await self.kube.request("POST", SSAR_PATH, token=token, body=review)
+                answer = await self.kube.request("POST", SSAR_PATH, token=token, body=body)
             except KubeError as exc:
                 raise from_api_server(exc.status, exc.body) from None
-            allowed = bool(answer.get("status", {}).get("allowed"))
-            self.cache.put(key, allowed)
-        if not allowed:
+            return bool(answer.get("status", {}).get("allowed"))
+
+        return await self._once((token_hash(token), namespace or "", verb), review)
+
+    async def require(self, token: str, namespace: str | None, verb: str) -> None:
+        """403 unless the caller may ``verb`` modeltemplates in ``namespace`` (None: all): for
+        what the caller names itself (an account to list, a create)."""
+        if not await self.allowed(token, namespace, verb):
             where = f"in account {namespace!r}" if namespace else "in every account"
             raise ApiError(
                 403,
@@ -97,3 +131,9 @@ class Access:
                 f" ({verb} on {PLURAL}.{GROUP})",
                 retry=False,
             )
+
+    async def visible(self, token: str, namespace: str, verb: str, not_found: str) -> None:
+        """For something found by its id: what the caller may not see does not exist for it —
+        the same 404 as an unknown id, naming no account (no existence oracle)."""
+        if not await self.allowed(token, namespace, verb):
+            raise ApiError(404, not_found, False)

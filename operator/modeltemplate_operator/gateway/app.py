@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ..api.kinds import MODEL_TEMPLATE as TEMPLATE
 from ..api.validation import ManifestInvalid, parse_manifest
+from ..limits import bounded, truncate
 from .access import Access
-from .calls import Account, ApiKey, create_call, token_of
+from .calls import Account, ApiKey, account_header, account_of, create_call, token_of
 from .finetuning import router as fine_tuning_router
 from .kubeapi import KubeAPI, KubeError
 from .models import create_models_router
@@ -71,6 +74,11 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = bounded(jsonable_encoder(exc.errors()))  # inputs quoted, never at length
+        return JSONResponse({"detail": detail}, status_code=422)
+
     async def synced() -> None:
         try:
             await asyncio.wait_for(watcher.synced.wait(), timeout=10)
@@ -89,7 +97,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         responses=json_response("ModelTemplate"),
     )
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token, body, namespace = await create_call(request, api_key, account)
+        token, body, namespace = await create_call(request, api_key, account, access)
         user = await access.username(token)
         annotations = creator_annotations(user, datetime.now(UTC))
         manifest = manifest_from_request(body, namespace, annotations)
@@ -123,7 +131,7 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         account_id: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_id or account or None
+        namespace = account_of(account_id) if account_id else account_header(account)
         await access.require(token, namespace, "list")
         await synced()
         entries, total = store.page(namespace, page, limit)
@@ -135,9 +143,10 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         await access.username(token)  # 401 for a bad key, whatever the id
         await synced()
         entry = store.get(template_id)
-        if entry is None or (account and account != entry.namespace):
-            raise ApiError(404, f"model template {template_id!r} not found", False)
-        await access.require(token, entry.namespace, verb)
+        not_found = f"model template {truncate(template_id, 80)!r} not found"
+        if entry is None or (account and account_header(account) != entry.namespace):
+            raise ApiError(404, not_found, False)
+        await access.visible(token, entry.namespace, verb, not_found)
         return entry
 
     @app.get(

@@ -1,15 +1,43 @@
-"""What every SGP route reads of a call the same way: the API key, the account, a JSON body."""
+"""What every SGP route reads of a call the same way: the API key, the account, a JSON body.
+
+The caller's input is hostile until proven otherwise (:mod:`..limits`): the key is checked
+before anything else is read; a body is read only after the key is accepted, as a stream under
+a size cap (413 before reading past it, Content-Length over it refused unread) and a deadline
+(408), and its nesting is measured on the text before it is decoded (422); an account is a
+DNS label before it is used anywhere (422 naming the header or field).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import Header, Request
 
+from ..limits import (
+    BODY_TIMEOUT_SECONDS,
+    MAX_API_BODY_BYTES,
+    MAX_DOCUMENT_DEPTH,
+    text_too_deep,
+    truncate,
+)
 from .sgp import ApiError, validation_error
 
-__all__ = ["ACCOUNT_PATTERN", "Account", "ApiKey", "account_of", "create_call", "token_of"]
+if TYPE_CHECKING:
+    from .access import Access
+
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "Account",
+    "ApiKey",
+    "account_of",
+    "account_header",
+    "create_call",
+    "read_json",
+    "token_of",
+]
 
 #: An account is a namespace: a DNS-1123 label.
 ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -26,24 +54,55 @@ def token_of(api_key: str | None) -> str:
     return token
 
 
-def account_of(value: Any) -> str:
-    """The namespace an account names (422 naming ``account_id`` otherwise)."""
+def account_of(value: Any, field: str = "account_id") -> str:
+    """The namespace an account names (422 naming ``field`` otherwise)."""
     if not isinstance(value, str) or not ACCOUNT_PATTERN.match(value):
-        raise validation_error(
-            [("account_id", f"account_id ({value}) must name a namespace (a DNS label)")]
-        )
+        shown = truncate(value, 80)
+        raise validation_error([(field, f"{field} ({shown}) must name a namespace (a DNS label)")])
     return value
 
 
-async def create_call(
-    request: Request, api_key: str | None, account: str | None
-) -> tuple[str, Any, str]:
-    """A create call's token, JSON body and namespace (``account_id`` in the body, else the
-    ``x-selected-account-id`` header)."""
-    token = token_of(api_key)
+def account_header(value: str | None) -> str | None:
+    """``x-selected-account-id`` checked before any use (None when absent)."""
+    return None if value is None else account_of(value, "x-selected-account-id")
+
+
+async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
+    """The request's JSON body, read under ``limit`` bytes and :data:`BODY_TIMEOUT_SECONDS`;
+    text nested deeper than :data:`MAX_DOCUMENT_DEPTH` is refused before it is decoded."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, f"request body over {limit} bytes", False)
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body over {limit} bytes", False)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     try:
-        body: Any = await request.json()
-    except ValueError:
+        raw = await asyncio.wait_for(read(), BODY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise ApiError(408, f"request body not received in {BODY_TIMEOUT_SECONDS:.0f} s") from None
+    if text_too_deep(raw):
+        raise validation_error([("", f"the body nests deeper than {MAX_DOCUMENT_DEPTH} levels")])
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
         raise validation_error([("", "the body must be JSON")]) from None
+
+
+async def create_call(
+    request: Request, api_key: str | None, account: str | None, access: Access
+) -> tuple[str, Any, str]:
+    """A create call's token (accepted by the cluster before the body is read), JSON body and
+    namespace (``account_id`` in the body, else the ``x-selected-account-id`` header)."""
+    token = token_of(api_key)
+    await access.username(token)  # 401 for a bad key before a byte of the body is read
+    account = account_header(account)
+    body = await read_json(request)
     namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
     return token, body, account_of(namespace)

@@ -21,11 +21,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 
 from .. import API_VERSION
-from ..api.kinds import FINE_TUNING_JOB
+from ..api.kinds import FINE_TUNING_JOB, MODEL_TEMPLATE
 from ..api.models import FineTuningJob
+from ..api.validation import ManifestInvalid, parse_manifest
+from ..limits import truncate
 from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ..plan.finetuning import check
 from .access import Access
 from .calls import Account, ApiKey, account_of, create_call, token_of
 from .kubeapi import KubeAPI, KubeError
@@ -130,8 +134,9 @@ def manifest_from_request(
     return manifest
 
 
-def job_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
-    """A FineTuningJob as SGP's FineTuningJob."""
+def job_to_sgp(obj: dict[str, Any], base_model_id: str | None = None) -> dict[str, Any]:
+    """A FineTuningJob as SGP's FineTuningJob, from what it says before the operator has seen
+    it too (``base_model_id``: the template's id, known to the caller that made it)."""
     meta, spec = obj["metadata"], obj.get("spec") or {}
     status = obj.get("status") or {}
     annotations = meta.get("annotations") or {}
@@ -140,6 +145,10 @@ def job_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
         vendor["hyperparameters"] = spec["hyperparameters"]
     if status.get("output") or spec.get("output"):
         vendor["output"] = status.get("output") or spec.get("output")
+    template = (spec.get("templateRef") or {}).get("name")
+    output_model = spec.get("outputModelName") or ""
+    if template and output_model.startswith(f"{template}-"):
+        vendor["suffix"] = output_model[len(template) + 1 :]
     out = {
         "id": meta["uid"],
         "account_id": meta["namespace"],
@@ -149,7 +158,7 @@ def job_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
         "status": STATUS.get(status.get("phase") or "Pending", "PENDING"),
         "training_dataset_id": dataset_to_id(spec.get("trainingDataset")),
         "validation_dataset_id": dataset_to_id(spec.get("validationDataset")),
-        "base_model_id": status.get("baseModelId"),
+        "base_model_id": status.get("baseModelId") or base_model_id,
         "fine_tuned_model_id": status.get("fineTunedModelId"),
         "vendor_configuration": vendor,
     }
@@ -200,6 +209,39 @@ def events_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
+_HEADER = "x-selected-account-id"
+
+
+def run_problems(manifest: dict[str, Any], template: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the operator would refuse in this run, said before it is created (the one check,
+    :func:`..plan.finetuning.check`, without the ConfigMap datasets it reads itself): a run
+    whose output Model cannot be made is refused up front, as a Model's create is."""
+    try:
+        job = FineTuningJob.model_validate(manifest)
+        parsed = parse_manifest(template)
+    except (ValidationError, ManifestInvalid):
+        return []  # the API server's own validation answers these
+    return [
+        (_sgp_field(p["field"]), f"{_sgp_field(p['field'])}: {p['problem']}")
+        for p in check(job, parsed)
+    ]
+
+
+def _sgp_field(field: str) -> str:
+    """The SGP field of a FineTuningJob spec path the check names."""
+    for spec_path, sgp in (
+        ("spec.outputWeightsParameter", "vendor_configuration.suffix"),
+        ("spec.outputModelName", "vendor_configuration.suffix"),
+        ("spec.hyperparameters", "vendor_configuration.hyperparameters"),
+        ("spec.trainingDataset", "training_dataset_id"),
+        ("spec.validationDataset", "validation_dataset_id"),
+        ("spec.templateRef.name", "base_model_id"),
+    ):
+        if field.startswith(spec_path):
+            return sgp + field[len(spec_path) :]
+    return field
+
+
 def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
     """The routes; ``store`` is the gateway's template cache (to find ``base_model_id``)."""
     api = APIRouter(prefix=PREFIX, tags=["fine-tuning-jobs"])
@@ -211,18 +253,27 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
             name = ((kwargs.get("body") or {}).get("metadata") or {}).get("name", "")
             raise from_api_server(exc.status, exc.body, name=name, what="fine tuning job") from None
 
-    async def find(token: str, namespace: str, job_id: str) -> dict[str, Any]:
-        items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
-        found = next((o for o in items if o["metadata"]["uid"] == job_id), None)
+    async def find(token: str, account: str | None, job_id: str) -> dict[str, Any]:
+        await access.username(token)  # 401 for a bad key, whatever the id
+        namespace = account_of(account, "x-selected-account-id")
+        not_found = ApiError(404, f"fine tuning job {truncate(job_id, 80)!r} not found", False)
+        try:
+            items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items")
+        except ApiError as exc:
+            if exc.status == 403:  # an account it may not read: nothing there for it
+                raise not_found from None
+            raise
+        found = next((o for o in items or [] if o["metadata"]["uid"] == job_id), None)
         if found is None:
-            raise ApiError(404, f"fine tuning job {job_id!r} not found", False)
+            raise not_found
         return found
 
     @api.post("", summary="Create a fine tuning job")
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token, body, namespace = await create_call(request, api_key, account)
+        token, body, namespace = await create_call(request, api_key, account, access)
         if not isinstance(body, dict):
             raise validation_error([("", "the body must be an object")])
+        await access.require(token, namespace, "get")  # the account it names, before any id
         base = body.get("base_model_id")
         entry = store.get(base) if isinstance(base, str) else None
         if entry is None or entry.namespace != namespace:
@@ -234,10 +285,13 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
                     )
                 ]
             )
-        await access.require(token, namespace, "get")
         user = await access.username(token)
         annotations = creator_annotations(user, datetime.now(UTC))
         manifest = manifest_from_request(body, namespace, entry.name, annotations)
+        template = await call("GET", MODEL_TEMPLATE.path(namespace, entry.name), token)
+        problems = run_problems(manifest, template)
+        if problems:
+            raise validation_error(problems)
         created = await call(
             "POST",
             FINE_TUNING_JOB.path(namespace),
@@ -245,7 +299,7 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
             body=manifest,
             query={"fieldValidation": "Strict"},
         )
-        return job_to_sgp(created)
+        return job_to_sgp(created, base_model_id=entry.uid)
 
     @api.get("", summary="List fine tuning jobs of an account (paged)")
     async def list_jobs(
@@ -256,7 +310,7 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         account_id: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_of(account_id or account)
+        namespace = account_of(account_id) if account_id else account_of(account, _HEADER)
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
         items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
         chosen = items[(page - 1) * limit : page * limit]
@@ -270,17 +324,17 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
     @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
     async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
         token = token_of(api_key)
-        return job_to_sgp(await find(token, account_of(account), fine_tuning_job_id))
+        return job_to_sgp(await find(token, account, fine_tuning_job_id))
 
     @api.get("/{fine_tuning_job_id}/events", summary="Events of a fine tuning job")
     async def events(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
         token = token_of(api_key)
-        return events_of(await find(token, account_of(account), fine_tuning_job_id))
+        return events_of(await find(token, account, fine_tuning_job_id))
 
     @api.delete("/{fine_tuning_job_id}", summary="Delete (and so stop) a fine tuning job")
     async def delete(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
         token = token_of(api_key)
-        found = await find(token, account_of(account), fine_tuning_job_id)
+        found = await find(token, account, fine_tuning_job_id)
         meta = found["metadata"]
         options = {
             "apiVersion": "v1",

@@ -8,7 +8,6 @@ used for nothing but the watch cache.
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import Any
 
 import aiohttp
 from kubernetes import client, config
+
+from ..controller.decoding import loads  # any depth the API server stores
 
 __all__ = ["KubeError", "KubeAPI", "load_configuration"]
 
@@ -120,7 +121,7 @@ class KubeAPI:
                 raise KubeError(response.status, _decode(await response.read()))
             async for line in response.content:
                 if line.strip():
-                    yield json.loads(line)
+                    yield loads(line)
 
     async def close(self) -> None:
         for session in (self._callers, self._own):
@@ -131,7 +132,7 @@ class KubeAPI:
 
 def _decode(data: bytes) -> dict[str, Any] | None:
     try:
-        decoded = json.loads(data) if data else None
+        decoded = loads(data) if data else None
     except ValueError:
         return {"message": data.decode("utf-8", "replace")[:500]}
     return decoded if isinstance(decoded, dict) else None

@@ -31,10 +31,11 @@ from ..api.convert import (
 from ..api.kinds import MODEL, MODEL_TEMPLATE
 from ..api.models import ModelType
 from ..api.validation import ManifestInvalid, parse_manifest, parse_model_manifest
+from ..limits import truncate
 from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..plan.instantiate import check_model
 from .access import Access
-from .calls import Account, ApiKey, create_call, token_of
+from .calls import Account, ApiKey, account_header, account_of, create_call, token_of
 from .kubeapi import KubeAPI, KubeError
 from .sgp import (
     IDENTITY_TYPES,
@@ -191,14 +192,21 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
 
     async def find(model_id: str, account: str | None, token: str) -> dict[str, Any]:
         await access.username(token)  # 401 for a bad key, whatever the id
-        for model in await list_all(MODEL, account, token):
+        not_found = ApiError(404, f"model {truncate(model_id, 80)!r} not found", False)
+        try:
+            models = await list_all(MODEL, account_header(account), token)
+        except ApiError as exc:
+            if exc.status == 403:  # an account it may not read: nothing there for it
+                raise not_found from None
+            raise
+        for model in models:
             if model["metadata"].get("uid") == model_id:
                 return model
-        raise ApiError(404, f"model {model_id!r} not found", False)
+        raise not_found
 
     @router.post(PREFIX, summary="Create a model from a model template")
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token, body, namespace = await create_call(request, api_key, account)
+        token, body, namespace = await create_call(request, api_key, account, access)
         problems = model_create_problems(body)
         if problems:
             raise validation_error(problems)
@@ -261,7 +269,7 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
         model_type: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_id or account or None
+        namespace = account_of(account_id) if account_id else account_header(account)
         models = await list_all(MODEL, namespace, token)
         templates = await templates_by_name(namespace, token)
         items = [model_to_sgp(m, template_of(m, templates)) for m in models]

@@ -23,6 +23,7 @@ from ..api.convert import (
     spec_from_sgp,
 )
 from ..api.models import ModelTemplateSpec
+from ..limits import bounded
 from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 
 __all__ = [
@@ -58,7 +59,7 @@ class ApiError(Exception):
         return {} if self.retry is None else {"x-should-retry": str(self.retry).lower()}
 
     def body(self) -> dict[str, Any]:
-        return {"detail": self.detail}
+        return {"detail": bounded(self.detail)}  # never the input echoed at length
 
 
 def validation_error(problems: list[tuple[str, str]], kind: str = "value_error") -> ApiError:
@@ -134,6 +135,14 @@ def template_to_sgp(obj: dict[str, Any]) -> dict[str, Any]:
         for parameter in (sgp.get(key) or {}).get("parameters") or []:
             parameter.setdefault("description", "")  # required in the client's type
     vendor = sgp.get("vendor_configuration") or {}
+    # Keys of the seed response shape present as null when unset, as SGP answers them.
+    for part, key in (
+        ("bundle_config", "streaming_command"),
+        ("endpoint_config", "endpoint_type"),
+        ("fine_tuning_job_bundle_config", "env"),
+    ):
+        if isinstance(vendor.get(part), dict):
+            vendor[part].setdefault(key, None)
     for resources in (
         vendor.get("endpoint_config"),
         (vendor.get("fine_tuning_job_bundle_config") or {}).get("resources"),

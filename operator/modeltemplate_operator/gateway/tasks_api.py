@@ -20,18 +20,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from ..limits import MAX_TASK_PAYLOAD_BYTES, truncate
 from ..tasks import protocol as t
 from ..tasks import queue as taskqueue
 from .access import Access
-from .calls import token_of
+from .calls import read_json, token_of
 from .sgp import ApiError, validation_error
 from .store import Entry, Store
 
 __all__ = ["Broker", "task_router"]
 
 PREFIX = "/v1/async-tasks"
-#: Largest task payload accepted (the queue holds it until a worker takes it).
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -99,13 +98,11 @@ def task_router(
         b = need_broker()
         await synced()
         entry = find(model_endpoint_id)
-        if entry is not None:
-            await access.require(token, entry.namespace, "get")
-        elif "/" in model_endpoint_id:
-            # the caller learns nothing about namespaces it may not read
-            await access.require(token, model_endpoint_id.partition("/")[0], "get")
+        not_found = f"model endpoint {truncate(model_endpoint_id, 80)!r} not found"
         if entry is None:
-            raise ApiError(404, f"model endpoint {model_endpoint_id!r} not found", False)
+            raise ApiError(404, not_found, False)
+        # what the caller may not read does not exist for it: the same 404, no account named
+        await access.visible(token, entry.namespace, "get", not_found)
         kind = _endpoint_type(entry)
         if kind != "ASYNC":
             raise validation_error(
@@ -117,13 +114,7 @@ def task_router(
                     )
                 ]
             )
-        raw = await request.body()
-        if len(raw) > MAX_PAYLOAD_BYTES:
-            raise ApiError(413, f"task payload over {MAX_PAYLOAD_BYTES} bytes", False)
-        try:
-            payload = json.loads(raw) if raw else {}
-        except ValueError:
-            raise validation_error([("", "the body must be JSON")]) from None
+        payload = await read_json(request, MAX_TASK_PAYLOAD_BYTES)
         task_id = await taskqueue.submit(
             b.redis, entry.namespace, entry.name, payload, result_ttl_seconds=b.result_ttl_seconds
         )
@@ -137,7 +128,8 @@ def task_router(
         record = await taskqueue.record(b.redis, task_id)
         if record is not None:
             namespace = (record.get(t.F_ENDPOINT) or "").partition("/")[0]
-            await access.require(token, namespace, "get")
+            if not await access.allowed(token, namespace, "get"):
+                record = None  # another account's task reads as an unknown one: UNDEFINED
         return t.response(task_id, record)
 
     return router
