@@ -28,6 +28,7 @@ from . import KIND, MODEL_KIND
 from .api.convert import manifest_to_sgp, sgp_to_manifest
 from .api.models import ModelTemplate
 from .api.validation import ManifestInvalid, parse_manifest, parse_model_manifest, validate_manifest
+from .limits import MAX_DOCUMENT_DEPTH, text_too_deep
 from .plan.instantiate import check_model
 
 __all__ = ["main", "load_documents", "DuplicateKeyError"]
@@ -35,6 +36,11 @@ __all__ = ["main", "load_documents", "DuplicateKeyError"]
 
 class DuplicateKeyError(yaml.YAMLError):
     """A mapping repeats a key (the API server refuses such documents)."""
+
+
+class TooDeepError(yaml.YAMLError):
+    """A document nested deeper than :data:`~.limits.MAX_DOCUMENT_DEPTH` (refused before
+    anything recursive reads it: PyYAML's composer and JSON's decoder recurse)."""
 
 
 class AliasBombError(yaml.YAMLError):
@@ -61,7 +67,22 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and alias bombs."""
+    """SafeLoader that refuses duplicate keys, alias bombs and documents nested deeper than
+    :data:`~.limits.MAX_DOCUMENT_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DOCUMENT_DEPTH + 1:  # containers, and the scalar inside
+                mark = self.peek_event().start_mark
+                raise TooDeepError(
+                    f"line {mark.line + 1}: nested deeper than {MAX_DOCUMENT_DEPTH} levels"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_document(self, node: yaml.Node) -> Any:
         size = _expanded_size(node, {})
@@ -182,6 +203,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _load_sgp(text: str) -> list[dict[str, Any]]:
     if text.lstrip().startswith(("{", "[")):
+        if text_too_deep(text):
+            raise TooDeepError(f"nested deeper than {MAX_DOCUMENT_DEPTH} levels")
         data = json.loads(text)
     else:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - safe loader subclass

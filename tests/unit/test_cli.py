@@ -92,6 +92,31 @@ def test_duplicate_keys_are_refused(tmp_path, capsys):
     assert code == 1 and "duplicate key 'endpointType'" in err
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 500 + "]" * 500,  # reproduced: an uncaught RecursionError, no other file reported
+        "[" * 100_000,  # unterminated as well: refused before the parser reaches the end
+        "a:\n" + "".join(f"{'  ' * i}b{i}:\n" for i in range(1, 80)) + "  " * 80 + "x: 1\n",
+    ],
+)
+def test_documents_nested_too_deep_fail_alone(tmp_path, capsys, text):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(text)
+    code, out, err = run(capsys, "validate", str(deep), str(SAMPLES[0]))
+    assert code == 1
+    assert f"{deep}: line " in err and "nested deeper than 64 levels" in err
+    assert f"{SAMPLES[0]}: document 1" in out and ": valid" in out  # the other file: checked
+    assert "1 document(s) checked, 1 with errors" in err
+
+
+def test_convert_refuses_json_nested_too_deep(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 5000 + "]" * 5000)
+    code, _, err = run(capsys, "convert", "--to", "manifest", str(deep))
+    assert code == 1 and "nested deeper than 64 levels" in err
+
+
 def test_unreadable_and_empty_files(tmp_path, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing\n")
