@@ -36,6 +36,11 @@ MAX_EXEC_STRING_LENGTH = 32_000
 MAX_API_BODY_BYTES = 3 * 1024 * 1024
 #: A task payload (``/v1/async-tasks``), stored in Redis until a worker takes it.
 MAX_TASK_PAYLOAD_BYTES = 16 * 1024 * 1024
+#: A JSON request body the forwarder decodes to check it (syntax, request parameters): decoded
+#: objects take up to ~7x the text (a list of small numbers), so only bodies up to this size
+#: are decoded; a larger one passes unchecked, or is refused (413) where the template declares
+#: request parameters. Decoding is one body at a time: far under the sidecar's 100M.
+MAX_DECODED_BODY_BYTES = 1024 * 1024
 #: A value quoted back in an error message: enough to recognise it, never the input echoed.
 MAX_ECHO_CHARS = 200
 #: One message of an error answer (a list of problems may hold several).

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import logging
+import time
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ from forwarder_testkit import (
     base,
     chunked_upload,
     exchange,
+    read_status,
     rss_mb,
     run,
     sized_upload,
@@ -25,6 +28,7 @@ from forwarder_testkit import (
 )
 
 from modeltemplate_operator.forwarder import parse_config
+from modeltemplate_operator.limits import MAX_DECODED_BODY_BYTES
 
 pytestmark = pytest.mark.unit
 
@@ -249,3 +253,104 @@ def test_a_gzip_body_reaches_the_model_decoded_and_a_gzip_bomb_is_413():
         assert len(up.calls) == 1
 
     run(scenario())
+
+
+def _json_bodies(size: int) -> dict[str, bytes]:
+    """JSON bodies of ``size`` bytes that decode to very different amounts of objects."""
+    return {
+        "one string": json.dumps({"prompt": "a" * (size - 20)}).encode(),
+        "small numbers": ("[" + ",".join(["1"] * (size // 2 - 1)) + "]").encode(),
+        "short strings": ("[" + ",".join(['"a"'] * (size // 4 - 1)) + "]").encode(),
+    }
+
+
+async def _post_all(port: int, body: bytes, count: int, path: str = "/predict") -> list[int]:
+    async with aiohttp.ClientSession() as s:
+
+        async def one() -> int:
+            r = await s.post(
+                f"http://127.0.0.1:{port}{path}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            await r.read()
+            return r.status
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+@pytest.mark.parametrize("kind", ["one string", "small numbers", "short strings"])
+def test_json_bodies_decoded_at_once_stay_within_the_sidecar_memory_limit(kind):
+    """Reproduced: two 15 MiB JSON bodies at once (each within --max-body-bytes and
+    --max-buffered-bytes) peaked at 101-165 MB against the sidecar's 100M: every JSON body was
+    decoded to check it, and decoded objects take up to ~7x the text. Bodies are decoded only
+    up to MAX_DECODED_BODY_BYTES now."""
+
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        proc, port = await spawn(up)
+        try:
+            before = rss_mb(proc.pid)
+            body = _json_bodies(15 * MIB)[kind]
+            statuses = await _post_all(port, body, 2)
+            small = await _post_all(port, _json_bodies(MAX_DECODED_BODY_BYTES)[kind], 2)
+            peak = rss_mb(proc.pid, "VmHWM")
+            print(
+                f"\n{kind}: two 15 MiB JSON bodies {statuses}, two "
+                f"{MAX_DECODED_BODY_BYTES // MIB} MiB decoded {small}; RSS idle {before:.1f} MB,"
+                f" peak {peak:.1f} MB (limit 100)"
+            )
+            assert statuses == [200, 200] and small == [200, 200]
+            assert peak < 85, f"peak RSS {peak:.1f} MB"
+        finally:
+            await stop_process(proc)
+            await up.stop()
+
+    run(scenario(), timeout=120)
+
+
+def test_a_body_over_the_decoded_limit_is_refused_where_parameters_are_checked():
+    async def scenario():
+        schema = json.dumps({"parameters": [{"name": "t", "type": "float"}]})
+        async with stack("--request-parameters-schema", schema) as (fwd, up):
+            body = _json_bodies(MAX_DECODED_BODY_BYTES + 10)["one string"]
+            port = int(base(fwd).rsplit(":", 1)[1])
+            assert await _post_all(port, body, 1) == [413]
+            assert up.calls == []
+
+    run(scenario())
+
+
+def test_a_dripping_body_meets_the_overall_deadline():
+    """Reproduced: a body dripping one byte every 3 s was held open indefinitely (the body
+    timeout is the silence between bytes); the whole body has --body-deadline-seconds."""
+
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        proc, port = await spawn(up, "--body-deadline-seconds", "3", "--body-timeout-seconds", "2")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            started = time.monotonic()
+            status = None
+            for _ in range(20):
+                await asyncio.sleep(1)
+                if reader.at_eof() or len(reader._buffer):  # noqa: SLF001 - answered already
+                    break
+                writer.write(b" ")
+                await writer.drain()
+            status = await read_status(reader)
+            took = time.monotonic() - started
+            print(f"\na body dripping a byte a second: {status} after {took:.1f} s")
+            assert status == 408 and took < 6
+            writer.close()
+        finally:
+            await stop_process(proc)
+            await up.stop()
+
+    run(scenario(), timeout=60)

@@ -13,10 +13,12 @@ import signal
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
 from .. import contract as c
+from ..limits import MAX_DECODED_BODY_BYTES, MAX_DOCUMENT_DEPTH, text_too_deep
 from .config import Config
 from .limiter import ByteBudget, ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -315,13 +317,18 @@ class Forwarder:
     async def _read_into(self, request: web.BaseRequest, limit: int, body: bytearray) -> bytearray:
         content = request.content
         timeout = self.config.body_timeout_seconds
+        loop_time = asyncio.get_running_loop().time
+        deadline = loop_time() + self.config.body_deadline_seconds
         budget = self.body_budget
         while True:
             try:
                 if content.is_eof():  # all of it has arrived (small bodies): no timer needed
                     chunk = content.read_nowait()
                 else:
-                    async with asyncio.timeout(timeout):
+                    left = deadline - loop_time()
+                    if left <= 0:
+                        raise _Abort(_late_body(self.config.body_deadline_seconds))
+                    async with asyncio.timeout(min(timeout, left)):
                         chunk = await content.readany()
             except web.RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
                 log.debug("malformed request body from %s: %s", request.remote, exc)
@@ -329,6 +336,8 @@ class Forwarder:
                 resp.force_close()
                 raise _Abort(resp) from None
             except TimeoutError:
+                if loop_time() >= deadline:
+                    raise _Abort(_late_body(self.config.body_deadline_seconds)) from None
                 resp = _error(
                     408,
                     "body_timeout",
@@ -374,9 +383,30 @@ class Forwarder:
         mime = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         if mime and mime != "application/json" and not mime.endswith("+json"):
             return  # not JSON: nothing to check
+        if len(body) > MAX_DECODED_BODY_BYTES:
+            # Decoding would hold several times the body in objects: checked only up to the
+            # limit, and refused past it only where request parameters must be checked.
+            if self._schema:
+                raise _Abort(
+                    _error(
+                        413,
+                        "too_large_to_check",
+                        f"request parameters are checked in JSON bodies of at most "
+                        f"{MAX_DECODED_BODY_BYTES} bytes; this one has {len(body)}",
+                    )
+                )
+            return
+        if text_too_deep(body):
+            raise _Abort(
+                _error(
+                    400,
+                    "malformed_json",
+                    f"request body nests deeper than {MAX_DOCUMENT_DEPTH} levels",
+                )
+            )
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = orjson.loads(body)  # from the bytes as they are: no text copy first
+        except orjson.JSONDecodeError as exc:
             raise _Abort(
                 _error(400, "malformed_json", f"request body is not valid JSON: {exc}")
             ) from None
@@ -504,6 +534,16 @@ def _invalid_parameters(problems: list[dict]) -> web.Response:
         f"invalid model_request_parameters: {fields}",
         errors=problems,
     )
+
+
+def _late_body(seconds: float) -> web.Response:
+    resp = _error(
+        408,
+        "body_timeout",
+        f"the request body did not arrive within {seconds}s (--body-deadline-seconds)",
+    )
+    resp.force_close()
+    return resp
 
 
 def _too_large(limit: int) -> web.Response:

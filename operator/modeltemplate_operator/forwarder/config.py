@@ -47,6 +47,7 @@ class Config:
     max_buffered_bytes: int = 32 * 1024 * 1024
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 10.0
+    body_deadline_seconds: float = 60.0
     keepalive_timeout_seconds: float = 3630.0
     event_loop: str = "auto"
     access_log: bool = False
@@ -145,6 +146,13 @@ _FLAGS: list[tuple[str, str, str, str]] = [
         "body_timeout_seconds",
         "pos",
         "longest silence between request body bytes (then 408 and the connection is closed)",
+    ),
+    (
+        "body-deadline-seconds",
+        "body_deadline_seconds",
+        "pos",
+        "the whole request body must arrive within this, however it drips (then 408 and the "
+        "connection is closed)",
     ),
     (
         "keepalive-timeout-seconds",
