@@ -90,6 +90,20 @@ def reconciles(owner: kinds.OwnerKind):
     return register
 
 
+def _gone(body: Mapping[str, Any] | None) -> bool:
+    return body is None or bool(body["metadata"].get("deletionTimestamp"))
+
+
+def _missing(where: str, kind: str, name: str, namespace: str, who: str) -> Unplanned:
+    """An owner whose named owner is gone: said, and its workers left as they were."""
+    reason = TEMPLATE_MISSING if kind == kinds.MODEL_TEMPLATE.kind else MODEL_MISSING
+    message = (
+        f"{where}: {kind} {name!r} not found in namespace {namespace!r}; the {who} keeps its "
+        "workers as they were"
+    )
+    return Unplanned([message], reason=reason)
+
+
 @dataclass
 class Outcome:
     applied: ApplyResult | None  # None when nothing was applied (invalid spec, refused child)
@@ -579,15 +593,9 @@ class Reconciler:
             deployment = ModelDeployment.model_validate(_manifest(kinds.MODEL_DEPLOYMENT, body))
         except ValidationError as exc:
             return Unplanned(format_errors(exc))
-        if model_body is None or model_body["metadata"].get("deletionTimestamp"):
-            return Unplanned(
-                [
-                    f"spec.modelRef.name: Model {deployment.spec.model_ref.name!r} not found in "
-                    f"namespace {meta['namespace']!r}; the deployment keeps its workers as they "
-                    "were"
-                ],
-                reason=MODEL_MISSING,
-            )
+        if _gone(model_body):
+            name = deployment.spec.model_ref.name
+            return _missing("spec.modelRef.name", "Model", name, meta["namespace"], "deployment")
         try:
             model = Model.model_validate(_manifest(kinds.MODEL, model_body))
         except ValidationError as exc:
@@ -603,15 +611,9 @@ class Reconciler:
     ) -> Plan | Unplanned:
         """The plan of a model (or of a deployment, as the model it runs) from its template;
         ``where`` names the template reference in messages."""
-        if template_body is None or template_body["metadata"].get("deletionTimestamp"):
-            return Unplanned(
-                [
-                    f"{where}: ModelTemplate {model.spec.template_ref.name!r} not found in "
-                    f"namespace {model.metadata.namespace!r}; the {who} keeps its workers as "
-                    "they were"
-                ],
-                reason=TEMPLATE_MISSING,
-            )
+        if _gone(template_body):
+            name, namespace = model.spec.template_ref.name, model.metadata.namespace or ""
+            return _missing(where, "ModelTemplate", name, namespace, who)
         try:
             template = parse_manifest(_manifest(TEMPLATE, template_body))
         except ManifestInvalid as invalid:

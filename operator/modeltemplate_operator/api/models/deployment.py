@@ -12,23 +12,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool
+from pydantic import Field
 
 from ... import API_VERSION, MODEL_DEPLOYMENT_KIND
-from .constants import MAX_PARAMETERS, MAX_WORKERS_LIMIT
-from .fields import bounded_int
+from .constants import MAX_PARAMETERS
 from .finetuning import ModelRef
-from .model import _WORKERS_ORDERED, ModelStatus
+from .model import EndpointOverrides, ModelStatus
 from .resource import _NAME_RULE, ObjectMeta, Resource
-from .rules import K8sModel
 
 __all__ = ["ModelDeployment", "ModelDeploymentSpec"]
 
 
-class ModelDeploymentSpec(K8sModel):
-    """A deployment: a Model, creation parameters over the Model's, worker settings."""
-
-    __x_rules__ = (_WORKERS_ORDERED,)
+class ModelDeploymentSpec(EndpointOverrides):
+    """A deployment: a Model, creation parameters over the Model's, and worker settings over
+    the Model's (SGP vendor_configuration)."""
 
     model_ref: ModelRef = Field(description="The Model (same namespace) the deployment runs.")
     creation_parameters: dict[str, Any] | None = Field(
@@ -39,18 +36,6 @@ class ModelDeploymentSpec(K8sModel):
             "model_creation_parameters); checked against the template's schema with the "
             "same rules as a Model's."
         ),
-    )
-    min_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
-        None, description="Overrides the Model's minWorkers (SGP vendor_configuration)."
-    )
-    max_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
-        None, description="Overrides the Model's maxWorkers (SGP vendor_configuration)."
-    )
-    per_worker: bounded_int(1, 100000) | None = Field(
-        None, description="Overrides the Model's perWorker (SGP vendor_configuration)."
-    )
-    high_priority: StrictBool | None = Field(
-        None, description="Overrides the Model's highPriority."
     )
 
 

@@ -55,10 +55,28 @@ _WORKERS_ORDERED = XRule(
 )
 
 
-class ModelSpec(K8sModel):
-    """A model: a template, the values of its creation parameters and a few overrides."""
+class EndpointOverrides(K8sModel):
+    """The endpoint settings a model (or a deployment of it) may set over what it runs."""
 
     __x_rules__ = (_WORKERS_ORDERED,)
+
+    min_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
+        None, description="Overrides endpointConfig.minWorkers."
+    )
+    max_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
+        None, description="Overrides endpointConfig.maxWorkers."
+    )
+    per_worker: bounded_int(1, 100000) | None = Field(
+        None, description="Overrides endpointConfig.perWorker."
+    )
+    high_priority: StrictBool | None = Field(
+        None, description="Overrides endpointConfig.highPriority."
+    )
+
+
+class ModelSpec(EndpointOverrides):
+    """A model: a template, the values of its creation parameters and a few overrides (of the
+    template's endpointConfig)."""
 
     template_ref: TemplateRef = Field(description="The ModelTemplate the model is made from.")
     creation_parameters: dict[str, Any] | None = Field(
@@ -82,18 +100,6 @@ class ModelSpec(K8sModel):
             "The model type; defaults to the template's modelType. A value different from the "
             "template's is an error."
         ),
-    )
-    min_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
-        None, description="Overrides the template's endpointConfig.minWorkers."
-    )
-    max_workers: bounded_int(0, MAX_WORKERS_LIMIT) | None = Field(
-        None, description="Overrides the template's endpointConfig.maxWorkers."
-    )
-    per_worker: bounded_int(1, 100000) | None = Field(
-        None, description="Overrides the template's endpointConfig.perWorker."
-    )
-    high_priority: StrictBool | None = Field(
-        None, description="Overrides the template's endpointConfig.highPriority."
     )
 
 
