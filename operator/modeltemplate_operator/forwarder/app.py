@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from .. import contract as c
 from ..limits import MAX_DECODED_BODY_BYTES, MAX_DOCUMENT_DEPTH, text_too_deep
 from .config import Config
+from .health import UpstreamHealth
 from .limiter import ByteBudget, ConcurrencyLimiter
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import ForwarderMetrics
@@ -82,9 +83,7 @@ class Forwarder:
         self.port: int | None = None
         self._pool: UpstreamPool | None = None
         self._runner: web.ServerRunner | None = None
-        self._health_checked_at = -1e9
-        self._health_ok = False
-        self._health_task: asyncio.Future | None = None
+        self.health = UpstreamHealth(config, self._health_changed)
         prefix = urlsplit(config.upstream).path.rstrip("/")
         self._upstream_targets: dict[str, bytes] = {}
         for path, route in self.routes.items():
@@ -95,7 +94,6 @@ class Forwarder:
             else:
                 target = path
             self._upstream_targets[path] = (prefix + target).encode()
-        self._health_target = (prefix + config.healthcheck_route).encode()
         self._retry_after = str(config.retry_after_seconds)
         self._schema = config.request_parameters_schema
 
@@ -108,6 +106,7 @@ class Forwarder:
             read_timeout=cfg.upstream_timeout_seconds,
             keepalive=cfg.upstream_keepalive_seconds,
         )
+        self.health.pool = self._pool
         server = ForwarderServer(
             self.handle,
             handler_cancellation=True,
@@ -243,33 +242,10 @@ class Forwarder:
         )
 
     async def upstream_healthy(self) -> bool:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._health_checked_at < self.config.health_cache_seconds:
-            return self._health_ok
-        if self._health_task is None or self._health_task.done():
-            self._health_task = asyncio.ensure_future(self._check_health())
-        return await asyncio.shield(self._health_task)
+        return await self.health.healthy()
 
-    async def _check_health(self) -> bool:
-        ok = False
-        timeout = self.config.health_timeout_seconds
-        try:
-            assert self._pool is not None
-            up = await asyncio.wait_for(
-                self._pool.request(b"GET", self._health_target, [], b"", timeout=timeout),
-                timeout,
-            )
-            try:
-                await up.read(timeout)
-                ok = up.status == 200
-            finally:
-                up.release()
-        except (UpstreamError, TimeoutError, OSError):
-            ok = False
-        self._health_ok = ok
-        self._health_checked_at = asyncio.get_running_loop().time()
+    def _health_changed(self, ok: bool) -> None:
         self.metrics.upstream_ready = 1 if ok else 0
-        return ok
 
     # -- proxy ----------------------------------------------------------------------------
     async def proxy(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:

@@ -39,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .. import contract as c
 from ..tasks import protocol as t
 from .config import Config
+from .health import UpstreamHealth
 from .metrics import CONTENT_TYPE, LATENCY_BUCKETS, _Histogram
 from .server import listen
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, UpstreamUnavailable
@@ -57,6 +58,10 @@ return s or ''
 OUTCOMES = ("success", "failure", "returned", "duplicate")
 
 
+def _log_readiness(ok: bool) -> None:
+    log.info("model container %s", "ready" if ok else "not ready: taking no tasks")
+
+
 class AsyncForwarder:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -65,18 +70,16 @@ class AsyncForwarder:
         self.inflight: dict[str, tuple[asyncio.Task, dict]] = {}
         self.stopping = False
         self.port: int | None = None
-        self.upstream_ready = False
         self.broker_up = False
         self.queue_depth = 0
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
         self.durations = _Histogram(LATENCY_BUCKETS)
         self._slot_freed = asyncio.Event()
-        self._health_at = -1e9
+        self.health = UpstreamHealth(config, _log_readiness)
         self._group_ready = False
         self._cursor = "0-0"
         prefix = urlsplit(config.upstream).path.rstrip("/")
         self._predict_target = (prefix + config.predict_route).encode()
-        self._health_target = (prefix + config.healthcheck_route).encode()
         self._schema = config.request_parameters_schema
         self._redis: aioredis.Redis | None = None
         self._pool: UpstreamPool | None = None
@@ -106,6 +109,7 @@ class AsyncForwarder:
             read_timeout=cfg.upstream_timeout_seconds,
             keepalive=cfg.upstream_keepalive_seconds,
         )
+        self.health.pool = self._pool
         app = web.Application()
         app.router.add_get(c.LIVE_PATH, self._healthz)
         app.router.add_get(c.READY_PATH, self._readyz)
@@ -198,28 +202,11 @@ class AsyncForwarder:
 
     # -- main's health --------------------------------------------------------------------
     async def upstream_healthy(self) -> bool:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._health_at < self.config.health_cache_seconds:
-            return self.upstream_ready
-        ok = False
-        timeout = self.config.health_timeout_seconds
-        try:
-            assert self._pool is not None
-            up = await asyncio.wait_for(
-                self._pool.request(b"GET", self._health_target, [], b"", timeout=timeout), timeout
-            )
-            try:
-                await up.read(timeout)
-                ok = up.status == 200
-            finally:
-                up.release()
-        except (UpstreamError, TimeoutError, OSError):
-            ok = False
-        if ok != self.upstream_ready:
-            log.info("model container %s", "ready" if ok else "not ready: taking no tasks")
-        self.upstream_ready = ok
-        self._health_at = loop.time()
-        return ok
+        return await self.health.healthy()
+
+    @property
+    def upstream_ready(self) -> bool:
+        return self.health.ok
 
     # -- consuming ------------------------------------------------------------------------
     async def _ensure_group(self) -> None:
@@ -391,7 +378,7 @@ class AsyncForwarder:
                 up.release()
         except UpstreamUnavailable as exc:
             log.warning("model container refused the connection (%s): task returned", exc)
-            self._health_at = -1e9  # check again before taking more
+            self.health.forget()  # check again before taking more
             return None
         except UpstreamTimeout:
             return (t.FAILURE, None, None, f"model container sent nothing for {timeout}s")
