@@ -21,7 +21,7 @@ from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.plan import finetuning as ft
 from modeltemplate_operator.plan.config import GpuClassOverride, OperatorConfig
 from modeltemplate_operator.plan.resolution import plan_for, plan_for_model
-from modeltemplate_operator.render.workloads import render, render_fine_tuning
+from modeltemplate_operator.render import render, render_fine_tuning
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
