@@ -16,7 +16,7 @@ from modeltemplate_operator.api.models import FineTuningJob, FineTuningPhase, Mo
 from modeltemplate_operator.api.validation import parse_manifest
 from modeltemplate_operator.plan import finetuning as ft
 from modeltemplate_operator.plan.config import OperatorConfig
-from modeltemplate_operator.render.workloads import render_fine_tuning
+from modeltemplate_operator.render import render_fine_tuning
 from modeltemplate_operator.status import finetuning as fts
 
 pytestmark = pytest.mark.unit

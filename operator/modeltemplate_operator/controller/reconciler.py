@@ -38,7 +38,7 @@ from ..plan.config import OperatorConfig
 from ..plan.gpu_rollout import with_rollout
 from ..plan.instantiate import check_model, deployment_as_model
 from ..plan.resolution import Plan, plan_for, plan_for_model
-from ..render.workloads import render, render_fine_tuning
+from ..render import render, render_fine_tuning
 from ..status import finetuning as fts
 from ..status.conditions import compute_status, job_stuck, model_status, transition_events
 from . import metrics

@@ -9,8 +9,8 @@ ASYNC             Deployment (``main`` + the forwarder in ``--mode async`` consu
                   installed, a PDB. Nothing without a broker in the operator's settings
                   (status says so).
 
-A FineTuningJob renders (:func:`render_fine_tuning`) a ConfigMap with its configuration and a
-Job running the template's fineTuningJobBundleConfig, the configuration mounted as one file.
+Every workload's pod is the worker pod of :mod:`.pod`; this module adds what only endpoints
+have (ports, probes, the forwarder sidecar). Fine-tuning runs: :mod:`.finetuning`.
 """
 
 from __future__ import annotations
@@ -21,23 +21,13 @@ from urllib.parse import urlsplit
 
 from .. import contract as c
 from ..api import kinds
-from ..api.kinds import (
-    COMPONENT_LABEL,
-    INSTANCE_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    NAME_LABEL,
-    app_name,
-)
 from ..api.models import EndpointType
-from ..api.models.spec import ContainerConfig
-from ..plan import finetuning as ft
-from ..plan.finetuning import FineTuningPlan
 from ..plan.instantiate import parameter_env
 from ..plan.resolution import Plan, Rollout, RolloutMode, ScalingMode
 from ..tasks import protocol as t
+from .meta import labels, object_meta, selector_labels
+from .pod import GRACE_PERIOD_SECONDS, bundle_env, main_container, pod_spec
 
-GRACE_PERIOD_SECONDS = 600  # Launch's
 #: An async forwarder's own drain deadline: inside the pod's 1800 s, leaving time to return
 #: unfinished tasks to the queue.
 ASYNC_DRAIN_SECONDS = c.ASYNC_TERMINATION_GRACE_SECONDS - 20
@@ -45,78 +35,36 @@ FORWARDER_RESOURCES = {"cpu": "1", "memory": "100M"}
 FORWARDER_CONTAINER = "http-forwarder"
 
 
-def selector_labels(plan: Plan) -> dict[str, str]:
-    return {NAME_LABEL: app_name(plan.owner), INSTANCE_LABEL: plan.name}
-
-
-def _labels(plan: Plan, component: str) -> dict[str, str]:
-    return {
-        **selector_labels(plan),
-        MANAGED_BY_LABEL: MANAGED_BY,
-        COMPONENT_LABEL: component,
-    }
-
-
-def _meta(plan: Plan, component: str) -> dict[str, Any]:
-    return {
-        "name": plan.name,
-        "namespace": plan.namespace,
-        "labels": _labels(plan, component),
-        "ownerReferences": [
-            {
-                "apiVersion": plan.owner.api_version,
-                "kind": plan.owner.kind,
-                "name": plan.name,
-                "uid": plan.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
-    }
-
-
-def _bundle_env(bundle: ContainerConfig) -> list[dict[str, Any]]:
-    """A bundle's ``env`` and ``secretEnv`` as container env entries."""
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in (bundle.env or {}).items()]
-    for ref in bundle.secret_env or []:
-        selector = {"name": ref.secret_key_ref.name, "key": ref.secret_key_ref.key}
-        if ref.secret_key_ref.optional is not None:
-            selector["optional"] = ref.secret_key_ref.optional
-        env.append({"name": ref.name, "valueFrom": {"secretKeyRef": selector}})
-    return env
+def per_worker(plan: Plan) -> int:
+    """The concurrent requests one worker takes (perWorker, a model's override applied): what
+    the forwarder admits and what every autoscaler targets."""
+    return plan.workers.per_worker
 
 
 def _main_container(plan: Plan) -> dict[str, Any]:
     bundle = plan.spec.bundle_config
     ec = plan.spec.endpoint_config
     streaming = plan.spec.endpoint_type is EndpointType.STREAMING
-    command = (bundle.streaming_command or bundle.command) if streaming else bundle.command
-    resources = {
-        "cpu": str(ec.cpus),
-        "memory": str(ec.memory),
-        "ephemeral-storage": str(ec.storage),
-    }
-    if plan.scheduling.resource:
-        resources[plan.scheduling.resource] = str(plan.scheduling.count)
     env = [
         {"name": "PORT", "value": str(c.MAIN_PORT)},
         {"name": "HEALTHCHECK_ROUTE", "value": bundle.healthcheck_route},
         {"name": "PREDICT_ROUTE", "value": bundle.predict_route},
         {"name": "STREAMING_PREDICT_ROUTE", "value": bundle.streaming_predict_route},
+        *bundle_env(bundle),
     ]
-    env += _bundle_env(bundle)
     if plan.parameters is not None:
         env += parameter_env(plan.parameters)
-    container: dict[str, Any] = {
-        "name": "main",
-        "image": f"{bundle.registry}/{bundle.image}:{bundle.tag}",
-        "env": env,
-        "resources": {"requests": resources, "limits": dict(resources)},
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
-    }
-    if command:
-        container["command"] = list(command)
-    return container
+    return main_container(
+        bundle,
+        plan.scheduling,
+        resources={
+            "cpu": str(ec.cpus),
+            "memory": str(ec.memory),
+            "ephemeral-storage": str(ec.storage),
+        },
+        env=env,
+        command=(bundle.streaming_command or bundle.command) if streaming else bundle.command,
+    )
 
 
 def _is_async(plan: Plan) -> bool:
@@ -162,7 +110,7 @@ def _forwarder_container(plan: Plan) -> dict[str, Any]:
         c.flag(c.STREAMING_PREDICT_ROUTE_FLAG, bundle.streaming_predict_route),
         c.flag(c.HEALTHCHECK_ROUTE_FLAG, bundle.healthcheck_route),
         c.flag(c.PROTOCOL_FLAG, plan.spec.endpoint_protocol.value),
-        c.flag(c.PER_WORKER_FLAG, plan.spec.endpoint_config.per_worker),
+        c.flag(c.PER_WORKER_FLAG, per_worker(plan)),
     ]
     schema = plan.spec.model_request_parameters_schema
     if schema is not None:
@@ -195,25 +143,17 @@ def _forwarder_container(plan: Plan) -> dict[str, Any]:
 
 
 def _pod_spec(plan: Plan, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    config = plan.config
     high = plan.spec.endpoint_config.high_priority
-    spec: dict[str, Any] = {
-        "containers": containers,
-        "priorityClassName": plan.config.priority_class_high
-        if high
-        else plan.config.priority_class_default,
-        "terminationGracePeriodSeconds": c.ASYNC_TERMINATION_GRACE_SECONDS
+    return pod_spec(
+        containers,
+        plan.spec.bundle_config,
+        plan.scheduling,
+        priority_class=config.priority_class_high if high else config.priority_class_default,
+        grace_period_seconds=c.ASYNC_TERMINATION_GRACE_SECONDS
         if _is_async(plan)
         else GRACE_PERIOD_SECONDS,
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
-    }
-    if plan.scheduling.node_selector:
-        spec["nodeSelector"] = dict(plan.scheduling.node_selector)
-    if plan.scheduling.tolerations:
-        spec["tolerations"] = [dict(t) for t in plan.scheduling.tolerations]
-    pull_secrets = plan.spec.bundle_config.image_pull_secrets
-    if pull_secrets:
-        spec["imagePullSecrets"] = [{"name": s.name} for s in pull_secrets]
-    return spec
+    )
 
 
 def rolling_update(rollout: Rollout) -> dict[str, int]:
@@ -238,7 +178,7 @@ def _deployment(plan: Plan) -> dict[str, Any]:
         "selector": {"matchLabels": selector_labels(plan)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(plan.rollout)},
         "template": {
-            "metadata": {"labels": _labels(plan, "endpoint")},
+            "metadata": {"labels": labels(plan, "endpoint")},
             "spec": _pod_spec(plan, [main, _forwarder_container(plan)]),
         },
     }
@@ -246,14 +186,14 @@ def _deployment(plan: Plan) -> dict[str, Any]:
     if replicas is not None:
         spec["replicas"] = replicas
     return kinds.DEPLOYMENT.object(
-        _meta(plan, "endpoint"),
+        object_meta(plan, "endpoint"),
         spec,
     )
 
 
 def _service(plan: Plan) -> dict[str, Any]:
     return kinds.SERVICE.object(
-        _meta(plan, "endpoint"),
+        object_meta(plan, "endpoint"),
         {
             "type": "ClusterIP",
             "selector": selector_labels(plan),
@@ -276,7 +216,7 @@ def _scale_target(plan: Plan) -> dict[str, str]:
 
 def _hpa(plan: Plan) -> dict[str, Any]:
     return kinds.HPA.object(
-        _meta(plan, "autoscaler"),
+        object_meta(plan, "autoscaler"),
         {
             "scaleTargetRef": _scale_target(plan),
             "minReplicas": plan.workers.min,
@@ -288,7 +228,7 @@ def _hpa(plan: Plan) -> dict[str, Any]:
                         "metric": {"name": c.HPA_METRIC},
                         "target": {
                             "type": "AverageValue",
-                            "averageValue": str(plan.workers.per_worker),
+                            "averageValue": str(per_worker(plan)),
                         },
                     },
                 }
@@ -300,7 +240,7 @@ def _hpa(plan: Plan) -> dict[str, Any]:
 def _scaled_object(plan: Plan) -> dict[str, Any]:
     query = f'sum({c.IN_FLIGHT_METRIC}{{namespace="{plan.namespace}",modeltemplate="{plan.name}"}})'
     return kinds.SCALED_OBJECT.object(
-        _meta(plan, "autoscaler"),
+        object_meta(plan, "autoscaler"),
         {
             "scaleTargetRef": _scale_target(plan),
             "minReplicaCount": plan.workers.min,
@@ -311,7 +251,7 @@ def _scaled_object(plan: Plan) -> dict[str, Any]:
                     "metadata": {
                         "serverAddress": plan.config.keda_prometheus_url,
                         "query": query,
-                        "threshold": str(plan.workers.per_worker),
+                        "threshold": str(per_worker(plan)),
                     },
                 }
             ],
@@ -328,7 +268,7 @@ def _queue_scaled_object(plan: Plan) -> dict[str, Any]:
         "address": f"{broker.hostname}:{broker.port or 6379}",
         "stream": queue_name(plan),
         "consumerGroup": t.CONSUMER_GROUP,
-        "streamLength": str(plan.workers.per_worker),
+        "streamLength": str(per_worker(plan)),
         "databaseIndex": (broker.path or "/0").strip("/") or "0",
     }
     if broker.scheme == "rediss":
@@ -336,7 +276,7 @@ def _queue_scaled_object(plan: Plan) -> dict[str, Any]:
     if plan.config.broker_password_secret:
         metadata["passwordFromEnv"] = c.BROKER_PASSWORD_ENV
     return kinds.SCALED_OBJECT.object(
-        _meta(plan, "autoscaler"),
+        object_meta(plan, "autoscaler"),
         {
             "scaleTargetRef": {
                 **_scale_target(plan),
@@ -351,23 +291,24 @@ def _queue_scaled_object(plan: Plan) -> dict[str, Any]:
 
 def _pdb(plan: Plan) -> dict[str, Any]:
     return kinds.PDB.object(
-        _meta(plan, "endpoint"),
+        object_meta(plan, "endpoint"),
         {"maxUnavailable": "50%", "selector": {"matchLabels": selector_labels(plan)}},
     )
 
 
 def _job(plan: Plan) -> dict[str, Any]:
     workers = max(1, plan.workers.max)
-    pod_spec = _pod_spec(plan, [_main_container(plan)])
-    pod_spec["restartPolicy"] = "Never"
+    pod = _pod_spec(plan, [_main_container(plan)])
+    # Set last, where it has always been in the rendered Job.
+    pod["restartPolicy"] = "Never"
     return kinds.JOB.object(
-        _meta(plan, "batch"),
+        object_meta(plan, "batch"),
         {
             "completionMode": "Indexed",
             "completions": workers,
             "parallelism": workers,
             "backoffLimit": 3,
-            "template": {"metadata": {"labels": _labels(plan, "batch")}, "spec": pod_spec},
+            "template": {"metadata": {"labels": labels(plan, "batch")}, "spec": pod},
         },
     )
 
@@ -394,122 +335,3 @@ def render(plan: Plan) -> list[dict[str, Any]]:
         objects.append(_scaled_object(plan))
     objects.append(_pdb(plan))
     return objects
-
-
-# -- fine-tuning jobs ------------------------------------------------------------------------
-#: The job configuration file, mounted alone (subPath) at the bundle's mount_location.
-FINE_TUNING_CONFIG_VOLUME = "fine-tuning-config"
-#: Env variable naming the configuration file's path.
-FINE_TUNING_CONFIG_ENV = "FINE_TUNING_CONFIG"
-
-
-def _dataset_mounts(
-    plan: FineTuningPlan,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Volumes and mounts of the datasets the job reads from the cluster (not URLs)."""
-    volumes, mounts = [], []
-    for role in ft.ROLES:
-        dataset = ft.dataset_of(plan.job, role)
-        if dataset is None or dataset.url is not None:
-            continue
-        volume = f"{role}-dataset"
-        if dataset.persistent_volume_claim is not None:
-            claim = dataset.persistent_volume_claim.claim_name
-            volumes.append(
-                {"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-            )
-            mounts.append(
-                {"name": volume, "mountPath": f"{ft.DATA_ROOT}/{role}-volume", "readOnly": True}
-            )
-            continue
-        if dataset.config_map is not None:
-            source = {
-                "name": dataset.config_map.name,
-                "items": [{"key": dataset.config_map.key, "path": f"{role}.jsonl"}],
-            }
-        else:  # inline: a key of the operator's ConfigMap
-            source = {
-                "name": plan.name,
-                "items": [{"key": f"{role}.jsonl", "path": f"{role}.jsonl"}],
-            }
-        volumes.append({"name": volume, "configMap": source})
-        mounts.append(
-            {
-                "name": volume,
-                "mountPath": ft.dataset_path(role, dataset),
-                "subPath": f"{role}.jsonl",
-                "readOnly": True,
-            }
-        )
-    return volumes, mounts
-
-
-def render_fine_tuning(plan: FineTuningPlan) -> list[dict[str, Any]]:
-    """A fine-tuning run: the ConfigMap holding its configuration (and inline datasets), and
-    the Job running the bundle with that configuration as one file at ``mount_location``."""
-    bundle = plan.bundle
-    config = json.dumps(ft.job_configuration(plan), indent=2, sort_keys=True) + "\n"
-    config_map = {
-        "apiVersion": kinds.CONFIG_MAP.api_version,
-        "kind": kinds.CONFIG_MAP.kind,
-        "metadata": _meta(plan, "fine-tuning"),
-        "data": {ft.CONFIG_KEY: config, **ft.inline_datasets(plan.job)},
-    }
-    resources = dict(plan.resources)
-    if plan.scheduling.resource:
-        resources[plan.scheduling.resource] = str(plan.scheduling.count)
-    volumes, mounts = _dataset_mounts(plan)
-    container: dict[str, Any] = {
-        "name": "main",
-        "image": f"{bundle.registry}/{bundle.image}:{bundle.tag}",
-        "env": [
-            {"name": FINE_TUNING_CONFIG_ENV, "value": bundle.mount_location},
-            *_bundle_env(bundle),
-        ],
-        "resources": {"requests": resources, "limits": dict(resources)},
-        "volumeMounts": [
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            # The file alone: whatever the image keeps beside it stays visible.
-            {
-                "name": FINE_TUNING_CONFIG_VOLUME,
-                "mountPath": bundle.mount_location,
-                "subPath": ft.CONFIG_KEY,
-                "readOnly": True,
-            },
-            *mounts,
-        ],
-    }
-    if bundle.command:
-        container["command"] = list(bundle.command)
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "restartPolicy": "Never",
-        "priorityClassName": plan.config.priority_class_default,
-        "terminationGracePeriodSeconds": GRACE_PERIOD_SECONDS,
-        "volumes": [
-            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-            {
-                "name": FINE_TUNING_CONFIG_VOLUME,
-                "configMap": {
-                    "name": plan.name,
-                    "items": [{"key": ft.CONFIG_KEY, "path": ft.CONFIG_KEY}],
-                },
-            },
-            *volumes,
-        ],
-    }
-    if plan.scheduling.node_selector:
-        pod_spec["nodeSelector"] = dict(plan.scheduling.node_selector)
-    if plan.scheduling.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in plan.scheduling.tolerations]
-    if bundle.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in bundle.image_pull_secrets]
-    job = kinds.JOB.object(
-        _meta(plan, "fine-tuning"),
-        {
-            "backoffLimit": plan.config.fine_tuning_backoff_limit,
-            "activeDeadlineSeconds": plan.config.fine_tuning_active_deadline_seconds,
-            "template": {"metadata": {"labels": _labels(plan, "fine-tuning")}, "spec": pod_spec},
-        },
-    )
-    return [config_map, job]
