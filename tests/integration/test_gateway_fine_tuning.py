@@ -51,6 +51,12 @@ def test_create_get_list_events_delete(cluster, gateway, account, template_id): 
     )
     assert isinstance(created, scale_gp.types.FineTuningJob)
     assert created.status == "PENDING" and created.account_id == account.name
+    # answered from what was created, before the operator has seen the job (reproduced:
+    # base_model_id null and the suffix dropped until then)
+    assert created.base_model_id == template_id
+    assert created.vendor_configuration.suffix == "support-v1"
+    fetched = client.fine_tuning_jobs.retrieve(created.id)
+    assert fetched.base_model_id == template_id, fetched
     assert created.created_by_user_id == f"system:serviceaccount:{account.name}:editor"
     [ftj] = get_json(cluster, "ftj", "-n", account.name)["items"]
     assert ftj["metadata"]["uid"] == created.id
@@ -104,6 +110,35 @@ def test_bad_requests_name_the_field(gateway, account, template_id):  # noqa: F8
             account_id=account.name, training_dataset_id="s3://a/b", base_model_id="nope"
         )
     assert bad.value.body["detail"][0]["loc"] == ["body", "base_model_id"]
+
+
+def test_a_run_whose_model_cannot_be_made_is_refused_up_front(cluster, gateway, account):  # noqa: F811
+    """A suffix asks for a Model made from the template with the weights as a creation
+    parameter: on a template without that parameter the run could never finish (reproduced:
+    accepted with 200, then PENDING forever). Refused at once, naming the field, as a Model's
+    create is; nothing is created."""
+    doc = yaml.safe_load((SAMPLES / "finetunable-llm-a100.yaml").read_text())
+    doc["metadata"] = {"name": "llm-no-weights"}
+    schema = doc["spec"]["modelCreationParametersSchema"]
+    schema["parameters"] = [p for p in schema["parameters"] if p["name"] != "model_weights_uri"]
+    requests = doc["spec"]["modelRequestParametersSchema"]
+    requests["parameters"] = [p for p in requests["parameters"] if p["type"] != "list"]
+    apply_list(cluster, account.name, [doc])
+    template_id = get_json(cluster, "mt", "llm-no-weights", "-n", account.name)["metadata"]["uid"]
+    client = account.client(gateway)
+    wait_for(lambda: _known(client, template_id), what="the template in the gateway's cache")
+    with pytest.raises(scale_gp.UnprocessableEntityError) as refused:
+        client.fine_tuning_jobs.create(
+            account_id=account.name,
+            training_dataset_id="s3://datasets/support/train.jsonl",
+            base_model_id=template_id,
+            vendor_configuration={"vendor": "LAUNCH", "suffix": "v2"},
+        )
+    (problem,) = refused.value.body["detail"]
+    assert problem["loc"] == ["body", "vendor_configuration", "suffix"], problem
+    assert "model_weights_uri" in problem["msg"], problem
+    jobs = get_json(cluster, "ftj", "-n", account.name)["items"]
+    assert [j for j in jobs if j["spec"]["templateRef"]["name"] == "llm-no-weights"] == []
 
 
 def _known(client, template_id: str) -> bool:

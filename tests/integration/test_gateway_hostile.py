@@ -19,10 +19,13 @@ import httpx
 import pytest
 from test_gateway import ACCESS_TTL, Account, _tiny, gateway  # noqa: F401 - the fixture
 
+from modeltemplate_operator.gateway.server import MAX_HEAD_BYTES
 from modeltemplate_operator.limits import (
     BODY_TIMEOUT_SECONDS,
     HEADER_TIMEOUT_SECONDS,
+    IDLE_TIMEOUT_SECONDS,
     MAX_API_BODY_BYTES,
+    MAX_ECHO_CHARS,
 )
 
 pytestmark = pytest.mark.integration
@@ -75,14 +78,20 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     attacker, victim = accounts
     pid = gateway.proc.pid
     victim_client = victim.client(gateway)
-    victim_client.model_templates.create(account_id=victim.name, **_tiny("victim"))
+    victims = victim_client.model_templates.create(account_id=victim.name, **_tiny("victim"))
     latencies: list[float] = []
+    failures: list[str] = []
     stop = threading.Event()
 
     def victim_calls():
         while not stop.is_set():
             started = time.monotonic()
-            assert [t.name for t in victim_client.model_templates.list()] == ["victim"]
+            try:
+                names = [t.name for t in victim_client.model_templates.list()]
+                if names != ["victim"]:
+                    failures.append(f"listed {names}")
+            except Exception as exc:  # noqa: BLE001 - recorded, asserted at the end
+                failures.append(repr(exc))
             latencies.append(time.monotonic() - started)
             time.sleep(0.2)
 
@@ -114,12 +123,68 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     )
 
     # 2. Bodies over the cap with a valid key: refused unread (Content-Length) or at the cap.
-    answer = post_raw(gateway, POSTS[0], key, b"x" * (MAX_API_BODY_BYTES + 1))
-    assert answer.status_code == 413
-    chunked = post_raw(gateway, POSTS[0], key, stream_body(300 * 1000 * 1000))
-    assert chunked.status_code == 413
+    started = time.monotonic()
+    answer = raw_exchange(
+        gateway,
+        f"POST /v4/model-templates HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n"
+        "content-type: application/json\r\ncontent-length: 300000000\r\n\r\n",
+    )
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
     ROWS.append(
-        ("300 MB chunked body, valid key", short(chunked), f"{rss_mb(pid, 'VmHWM'):.0f} MB")
+        (
+            "Content-Length 300 MB, valid key, no body sent",
+            f"413 unread, in {time.monotonic() - started:.1f} s",
+            "-",
+        )
+    )
+    answers = concurrently(
+        4, lambda: post_raw(gateway, POSTS[0], key, stream_body(300 * 1000 * 1000))
+    )
+    assert [a.status_code for a in answers] == [413] * 4, [short(a) for a in answers]
+    ROWS.append(
+        (
+            "4 x 300 MB chunked bodies at once, valid key",
+            f"413 x 4: {answers[0].text[:50]}",
+            f"{rss_mb(pid, 'VmHWM'):.0f} MB",
+        )
+    )
+
+    # 2b. Bodies under the cap that cost the most to check: 3 MiB of unknown keys (reproduced
+    # after the first fix: one such body took 280 MB, one error object per key), at once.
+    many = json.dumps({f"k{i}": 1 for i in range(300_000)}).encode()[: MAX_API_BODY_BYTES - 2]
+    many = many[: many.rfind(b",")] + b"}"
+    headers = {"x-selected-account-id": attacker.name}
+    for path in POSTS[:2]:
+        answers = concurrently(4, lambda p=path: post_raw(gateway, p, key, many, headers))
+        assert [a.status_code for a in answers] == [422] * 4, [short(a) for a in answers]
+        assert all(len(a.content) < 20_000 for a in answers), [len(a.content) for a in answers]
+    ROWS.append(
+        (
+            "4 x 3 MiB bodies of unknown keys at once, valid key, templates and models",
+            f"422 x 4 each, {len(answers[0].content)} bytes",
+            f"{rss_mb(pid, 'VmHWM'):.0f} MB",
+        )
+    )
+
+    # 2c. A head that never ends (reproduced: a 92 MB header took RSS 70 -> 245 MB).
+    head = socket.create_connection(("127.0.0.1", gateway.port))
+    head.sendall(b"GET /v4/model-templates HTTP/1.1\r\nHost: x\r\nx-api-key: garbage\r\nx: ")
+    sent = 0
+    try:
+        while sent < 100 * MiB:
+            head.sendall(b"a" * MiB)
+            sent += MiB
+    except OSError:
+        pass  # closed by the gateway
+    answer_text = read_until_closed(head, 10)
+    assert answer_text.startswith("HTTP/1.1 431"), answer_text[:200]
+    assert sent < 100 * MiB, sent
+    ROWS.append(
+        (
+            "a header sent without end (up to 100 MiB)",
+            f"431 after {MAX_HEAD_BYTES // 1024} KiB, closed ({sent // MiB} MiB sent)",
+            f"{rss_mb(pid, 'VmHWM'):.0f} MB",
+        )
     )
 
     # 3. JSON nested 1,000 deep on every POST route (reproduced: 500 with a traceback).
@@ -138,6 +203,27 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     ROWS.append(
         (f"{len(body) // MiB} MB name", f"{answer.status_code}, {len(answer.content)} bytes", "-")
     )
+
+    # 4b. A query value is quoted back cut (FastAPI's validation errors quote their input).
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        answer = client.get(
+            "/v4/model-templates",
+            params={"page": "9" * 50_000 + "x"},
+            headers={"x-api-key": key, "x-selected-account-id": attacker.name},
+        )
+    assert answer.status_code == 422
+    quoted = answer.json()["detail"][0]["input"]
+    assert len(quoted) < MAX_ECHO_CHARS + 30, len(quoted)
+    ROWS.append(("50,000-character page= value", short(answer)[:60] + "…", "-"))
+
+    # 4c. Another account's id answers as an unknown one (reproduced: 403 naming the account).
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        hidden = client.get(f"/v4/model-templates/{victims.id}", headers={"x-api-key": key})
+        unknown = client.get(f"/v4/model-templates/{uuid.uuid4()}", headers={"x-api-key": key})
+    assert hidden.status_code == unknown.status_code == 404
+    assert victim.name not in hidden.text
+    assert len(hidden.content) == len(unknown.content)
+    ROWS.append(("another account's template id", short(hidden), "-"))
 
     # 5. An account that is not a DNS label never reaches a path (reproduced: a/pods?x= did).
     with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
@@ -208,10 +294,18 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     assert all(closed[i] is not None for i in (0, 1)), closed
     ROWS.append(
         (
-            "idle connection; half a request head",
+            "new connection sending nothing; half a request head",
             f"closed after {closed[0]:.0f} s; {closed[1]:.0f} s",
             "-",
         )
+    )
+    kept = socket.create_connection(("127.0.0.1", gateway.port))
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+    idle_for = closed_after(kept, IDLE_TIMEOUT_SECONDS + 10)
+    assert idle_for is not None and idle_for < IDLE_TIMEOUT_SECONDS + 2, idle_for
+    ROWS.append(
+        ("keep-alive connection idle after an answer", f"closed after {idle_for:.1f} s", "-")
     )
     started = time.monotonic()
     body_conn = socket.create_connection(("127.0.0.1", gateway.port))
@@ -225,6 +319,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
 
     stop.set()
     watcher.join(10)
+    assert failures == [], failures[:5]
     assert gateway.proc.poll() is None, "the gateway exited"
     peak = rss_mb(pid, "VmHWM")
     assert peak < 200, peak  # its limit in deploy/ is 256Mi
@@ -237,6 +332,29 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         )
     )
     write_table()
+
+
+def concurrently(n: int, call) -> list:
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(call())) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    return answers
+
+
+def raw_exchange(gw, head: str, within: float = 30) -> str:
+    sock = socket.create_connection(("127.0.0.1", gw.port))
+    sock.sendall(head.encode())
+    sock.settimeout(within)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(4096)):
+            data += chunk
+    finally:
+        sock.close()
+    return data.decode(errors="replace")
 
 
 def reviews_since(cluster, offset: int, user: str) -> int:

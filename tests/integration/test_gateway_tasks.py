@@ -22,6 +22,7 @@ from support.operator import OperatorProcess
 from test_gateway import GATEWAY_NS, GATEWAY_SA, Account
 
 from devtools.redisserver import RedisServer, free_port
+from modeltemplate_operator.limits import MAX_DECODED_BODY_BYTES, MAX_TASK_PAYLOAD_BYTES
 from modeltemplate_operator.tasks import protocol as tasks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,3 +233,33 @@ def test_task_route_errors(cluster, gateway, accounts):
         content=b"{not json",
     )
     assert bad.status_code == 422
+
+
+def test_task_payloads_are_bounded(cluster, gateway, accounts):
+    """A payload is read after the key, under MAX_TASK_PAYLOAD_BYTES, its depth checked on the
+    text; one over MAX_DECODED_BODY_BYTES is queued as its text, not decoded."""
+    acc = accounts[0]
+    key = acc.keys["editor"]
+    params = {"model_endpoint_id": f"{acc.name}/{NAME}"}
+    big = b" " * (MAX_TASK_PAYLOAD_BYTES + 1)
+    refused = call(gateway, "POST", "/v1/async-tasks", "not-a-token", params=params, content=big)
+    assert refused.status_code == 401  # the key first, whatever the body
+    over = call(gateway, "POST", "/v1/async-tasks", key, params=params, content=big)
+    assert over.status_code == 413, over.text
+
+    def chunks():
+        for _ in range(MAX_TASK_PAYLOAD_BYTES // (1 << 20) + 2):
+            yield b" " * (1 << 20)
+
+    assert (
+        call(gateway, "POST", "/v1/async-tasks", key, params=params, content=chunks()).status_code
+        == 413
+    )
+    deep = call(
+        gateway, "POST", "/v1/async-tasks", key, params=params, content="[" * 1000 + "]" * 1000
+    )
+    assert deep.status_code == 422 and "nests deeper" in deep.text
+    large = json.dumps({"args": {"values": [1.5] * ((MAX_DECODED_BODY_BYTES * 2) // 5)}})
+    assert len(large) > MAX_DECODED_BODY_BYTES
+    queued = call(gateway, "POST", "/v1/async-tasks", key, params=params, content=large)
+    assert queued.status_code == 200 and "task_id" in queued.json(), queued.text

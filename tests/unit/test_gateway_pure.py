@@ -10,6 +10,7 @@ import pytest
 from modeltemplate_operator.api.convert import sgp_message, sgp_path
 from modeltemplate_operator.api.validation import validate_manifest
 from modeltemplate_operator.gateway.access import TtlCache, token_hash
+from modeltemplate_operator.gateway.openapi import MAX_UNKNOWN_KEYS, unknown_keys
 from modeltemplate_operator.gateway.sgp import (
     CREATED_AT_ANNOTATION,
     creator_annotations,
@@ -322,3 +323,17 @@ def test_a_name_conflict_names_the_entity_it_is_about():
     assert taken.status == 409 and "a fine tuning job named 'ft-1' already exists" in str(
         taken.body()
     )
+
+
+def test_unknown_keys_are_named_by_path_and_at_most_a_bound():
+    assert unknown_keys(BODY, "ModelTemplateCreate") == []
+    odd = copy.deepcopy(BODY)
+    odd["foo"] = 1
+    odd["vendor_configuration"]["bundle_config"]["zz"] = 2
+    odd["vendor_configuration"]["bundle_config"]["env"]["ANY_NAME"] = "x"  # a map: any key
+    assert sorted(unknown_keys(odd, "ModelTemplateCreate")) == [
+        "foo",
+        "vendor_configuration.bundle_config.zz",
+    ]
+    many = {f"k{i}": 1 for i in range(100_000)}
+    assert len(unknown_keys(many, "ModelTemplateCreate")) == MAX_UNKNOWN_KEYS

@@ -17,21 +17,31 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from ..api.convert import SGP_READ_ONLY_FIELDS
 from ..api.kinds import MODEL_TEMPLATE as TEMPLATE
 from ..api.validation import ManifestInvalid, parse_manifest
 from ..limits import bounded, truncate
 from .access import Access
-from .calls import Account, ApiKey, account_header, account_of, create_call, token_of
+from .calls import (
+    Account,
+    ApiKey,
+    LargeBodySlot,
+    account_header,
+    account_of,
+    create_call,
+    token_of,
+)
 from .finetuning import router as fine_tuning_router
 from .kubeapi import KubeAPI, KubeError
 from .models import create_models_router
-from .openapi import json_body, json_response, sgp_schemas
+from .openapi import json_body, json_response, sgp_schemas, unknown_keys
 from .sgp import (
     ApiError,
     creator_annotations,
     from_api_server,
     manifest_errors,
     manifest_from_request,
+    validation_error,
 )
 from .store import Store, Watcher, entry_of
 from .tasks_api import Broker, task_router
@@ -67,6 +77,8 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         lifespan=lifespan,
     )
     app.state.store, app.state.watcher = store, watcher
+    app.state.large_body_slot = slot = LargeBodySlot()
+    app.add_middleware(slot.wrap)
     _document(app)
     app.include_router(create_models_router(kube, access))
 
@@ -76,8 +88,11 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = bounded(jsonable_encoder(exc.errors()))  # inputs quoted, never at length
-        return JSONResponse({"detail": detail}, status_code=422)
+        errors = jsonable_encoder(exc.errors())
+        for error in errors:  # inputs quoted, never at length
+            if isinstance(error, dict) and "input" in error:
+                error["input"] = truncate(error["input"])
+        return JSONResponse({"detail": bounded(errors)}, status_code=422)
 
     async def synced() -> None:
         try:
@@ -98,6 +113,17 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
     )
     async def create(request: Request, api_key: ApiKey = None, account: Account = None):
         token, body, namespace = await create_call(request, api_key, account, access)
+        # keys no template has, named before the models list each one (~1 kB per key)
+        unknown = unknown_keys(
+            {k: v for k, v in body.items() if k not in SGP_READ_ONLY_FIELDS}
+            if isinstance(body, dict)
+            else body,
+            "ModelTemplateCreate",
+        )
+        if unknown:
+            raise validation_error(
+                [(path, f"{path} is not a field of a model template") for path in unknown]
+            )
         user = await access.username(token)
         annotations = creator_annotations(user, datetime.now(UTC))
         manifest = manifest_from_request(body, namespace, annotations)

@@ -5,6 +5,12 @@ before anything else is read; a body is read only after the key is accepted, as 
 a size cap (413 before reading past it, Content-Length over it refused unread) and a deadline
 (408), and its nesting is measured on the text before it is decoded (422); an account is a
 DNS label before it is used anywhere (422 naming the header or field).
+
+A decoded body takes several times its text (a 3 MiB body of small values ~50 MB while it is
+checked), so bodies that may be larger than :data:`MAX_DECODED_BODY_BYTES` (declared so, or
+sent chunked) are read and handled one at a time per process (:class:`LargeBodySlot`): others
+wait for the slot with only uvicorn's 64 KiB read buffer each, up to
+:data:`BODY_TIMEOUT_SECONDS` (then 503, to retry); small bodies never wait.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from fastapi import Header, Request
 from ..limits import (
     BODY_TIMEOUT_SECONDS,
     MAX_API_BODY_BYTES,
+    MAX_DECODED_BODY_BYTES,
     MAX_DOCUMENT_DEPTH,
     text_too_deep,
     truncate,
@@ -32,9 +39,12 @@ __all__ = [
     "ACCOUNT_PATTERN",
     "Account",
     "ApiKey",
+    "LargeBodySlot",
     "account_of",
     "account_header",
     "create_call",
+    "decode_json",
+    "read_body",
     "read_json",
     "token_of",
 ]
@@ -67,12 +77,53 @@ def account_header(value: str | None) -> str | None:
     return None if value is None else account_of(value, "x-selected-account-id")
 
 
-async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
-    """The request's JSON body, read under ``limit`` bytes and :data:`BODY_TIMEOUT_SECONDS`;
-    text nested deeper than :data:`MAX_DOCUMENT_DEPTH` is refused before it is decoded."""
+class LargeBodySlot:
+    """The one slot for a large body: taken before such a body is read, given back when its
+    response has been sent (the ASGI wrapper :meth:`wrap` gives it back whatever happens)."""
+
+    _STATE_KEY = "large_body_slot"
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        #: Requests that waited for the slot (a figure for the tests).
+        self.waited = 0
+
+    async def take(self, request: Request) -> None:
+        if self._lock.locked():
+            self.waited += 1
+        try:
+            await asyncio.wait_for(self._lock.acquire(), BODY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise ApiError(
+                503, "busy with other large request bodies: retry in a moment", True
+            ) from None
+        request.scope.setdefault("state", {})[self._STATE_KEY] = self._lock.release
+
+    def wrap(self, app):
+        """``app`` (ASGI) giving the slot back after each request that took it."""
+
+        async def wrapped(scope, receive, send):
+            try:
+                await app(scope, receive, send)
+            finally:
+                release = (scope.get("state") or {}).pop(self._STATE_KEY, None)
+                if release is not None:
+                    release()
+
+        return wrapped
+
+
+async def read_body(request: Request, limit: int = MAX_API_BODY_BYTES) -> bytes:
+    """The request's body, read under ``limit`` bytes (413: Content-Length over it refused
+    unread, a chunked body as soon as it passes it) and :data:`BODY_TIMEOUT_SECONDS` (408);
+    text nested deeper than :data:`MAX_DOCUMENT_DEPTH` is refused (422)."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise ApiError(413, f"request body over {limit} bytes", False)
+    if declared is None or int(declared) > MAX_DECODED_BODY_BYTES:
+        slot = getattr(request.app.state, "large_body_slot", None)
+        if slot is not None:
+            await slot.take(request)
 
     async def read() -> bytes:
         chunks, size = [], 0
@@ -89,10 +140,20 @@ async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
         raise ApiError(408, f"request body not received in {BODY_TIMEOUT_SECONDS:.0f} s") from None
     if text_too_deep(raw):
         raise validation_error([("", f"the body nests deeper than {MAX_DOCUMENT_DEPTH} levels")])
+    return raw
+
+
+def decode_json(raw: bytes) -> Any:
+    """JSON text (its depth already checked) decoded; 422 when it is not JSON."""
     try:
         return orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         raise validation_error([("", "the body must be JSON")]) from None
+
+
+async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
+    """The request's JSON body (:func:`read_body`), decoded."""
+    return decode_json(await read_body(request, limit))
 
 
 async def create_call(

@@ -58,7 +58,7 @@ def dataset_from_id(value: Any, field: str) -> dict[str, Any]:
             [
                 (
                     field,
-                    f"{field} ({value}) must be a URL, pvc://<claim>/<path> or "
+                    f"{field} ({truncate(value)}) must be a URL, pvc://<claim>/<path> or "
                     "configmap://<name>/<key>",
                 )
             ]
@@ -67,7 +67,9 @@ def dataset_from_id(value: Any, field: str) -> dict[str, Any]:
     if scheme in ("pvc", "configmap"):
         name, _, tail = rest.partition("/")
         if not name or not tail:
-            raise validation_error([(field, f"{field} ({value}) must be {scheme}://<name>/<...>")])
+            raise validation_error(
+                [(field, f"{field} ({truncate(value)}) must be {scheme}://<name>/<...>")]
+            )
         if scheme == "pvc":
             return {"persistentVolumeClaim": {"claimName": name, "path": tail}}
         return {"configMap": {"name": name, "key": tail}}
@@ -98,7 +100,12 @@ def manifest_from_request(
         raise validation_error([("vendor_configuration", "must be an object")])
     if vendor.get("vendor") not in (None, "LAUNCH"):
         raise validation_error(
-            [("vendor_configuration.vendor", f"only LAUNCH is served, not {vendor['vendor']}")]
+            [
+                (
+                    "vendor_configuration.vendor",
+                    f"only LAUNCH is served, not {truncate(vendor['vendor'])}",
+                )
+            ]
         )
     spec: dict[str, Any] = {
         "templateRef": {"name": template},
@@ -281,7 +288,8 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
                 [
                     (
                         "base_model_id",
-                        f"base_model_id ({base}) is not a model template of account {namespace!r}",
+                        f"base_model_id ({truncate(base)}) is not a model template of account "
+                        f"{namespace!r}",
                     )
                 ]
             )
@@ -301,6 +309,18 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         )
         return job_to_sgp(created, base_model_id=entry.uid)
 
+    def template_ids(namespace: str) -> dict[str, str]:
+        """Template name -> id in ``namespace`` (a job's ``base_model_id`` before the operator
+        has written it in the job's status)."""
+        entries, _ = store.page(namespace, 1, max(len(store), 1))
+        return {e.name: e.uid for e in entries}
+
+    def to_sgp(obj: dict[str, Any], ids: dict[str, str] | None = None) -> dict[str, Any]:
+        if ids is None:
+            ids = template_ids(obj["metadata"]["namespace"])
+        template = ((obj.get("spec") or {}).get("templateRef") or {}).get("name")
+        return job_to_sgp(obj, base_model_id=ids.get(template or ""))
+
     @api.get("", summary="List fine tuning jobs of an account (paged)")
     async def list_jobs(
         api_key: ApiKey = None,
@@ -314,8 +334,9 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
         items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
         chosen = items[(page - 1) * limit : page * limit]
+        ids = template_ids(namespace)
         return {
-            "items": [job_to_sgp(o) for o in chosen],
+            "items": [to_sgp(o, ids) for o in chosen],
             "total_item_count": len(items),
             "current_page": page,
             "items_per_page": limit,
@@ -324,7 +345,7 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
     @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
     async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
         token = token_of(api_key)
-        return job_to_sgp(await find(token, account, fine_tuning_job_id))
+        return to_sgp(await find(token, account, fine_tuning_job_id))
 
     @api.get("/{fine_tuning_job_id}/events", summary="Events of a fine tuning job")
     async def events(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):

@@ -37,6 +37,7 @@ from ..plan.instantiate import check_model
 from .access import Access
 from .calls import Account, ApiKey, account_header, account_of, create_call, token_of
 from .kubeapi import KubeAPI, KubeError
+from .openapi import MAX_UNKNOWN_KEYS
 from .sgp import (
     IDENTITY_TYPES,
     ApiError,
@@ -76,22 +77,31 @@ def model_create_problems(body: Any) -> list[tuple[str, str]]:
         return [("", "the body must be a JSON object")]
     problems: list[tuple[str, str]] = []
     for key in body:
+        if len(problems) >= MAX_UNKNOWN_KEYS:
+            break  # named up to a bound, never one by one at any length
+        shown = truncate(key)
         if key in MODEL_UNSUPPORTED_FIELDS:
             problems.append((key, f"{key} is not supported: a model here is made from a template"))
         elif key not in CREATE_FIELDS:
-            problems.append((key, f"{key} is not a field of a model"))
+            problems.append((shown, f"{shown} is not a field of a model"))
     for key in ("name", "model_template_id"):
         if not isinstance(body.get(key), str) or not body[key]:
             problems.append((key, f"{key} is required (a non-empty string)"))
     model_type = body.get("model_type")
     if model_type not in MODEL_TYPES:
         problems.append(
-            ("model_type", f"model_type ({model_type}) must be one of {', '.join(MODEL_TYPES)}")
+            (
+                "model_type",
+                f"model_type ({truncate(model_type)}) must be one of {', '.join(MODEL_TYPES)}",
+            )
         )
     vendor = body.get("model_vendor")
     if vendor is not None and vendor != MODEL_VENDOR:
         problems.append(
-            ("model_vendor", f"model_vendor ({vendor}) must be {MODEL_VENDOR} (or left out)")
+            (
+                "model_vendor",
+                f"model_vendor ({truncate(vendor)}) must be {MODEL_VENDOR} (or left out)",
+            )
         )
     params = body.get("model_creation_parameters")
     if params is not None and not isinstance(params, dict):
@@ -219,8 +229,8 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
                 [
                     (
                         "model_template_id",
-                        f"model_template_id ({template_id}) names no model template in account "
-                        f"{namespace!r}",
+                        f"model_template_id ({truncate(template_id)}) names no model template "
+                        f"in account {namespace!r}",
                     )
                 ]
             )

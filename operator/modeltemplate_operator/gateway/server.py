@@ -1,33 +1,58 @@
-"""uvicorn as the gateway runs it: a deadline for each request's head, the idle timeout of
-:mod:`..limits`.
+"""uvicorn as the gateway runs it: a deadline and a size cap for each request's head, the idle
+timeout of :mod:`..limits`.
 
 uvicorn closes a keep-alive connection idle after a response, but has no deadline for a
 request's head: a connection that sends nothing, or half a header, is kept as long as the
 client likes (one account holding every slot of the process). :class:`HeadDeadlineProtocol` is
 uvicorn's own httptools protocol with that deadline: from the connection's start (and from the
 end of each response) the head must be complete within :data:`HEADER_TIMEOUT_SECONDS`, or the
-connection is closed. A body's deadline is the route's (:func:`.calls.read_json`).
+connection is closed. The head is also capped in size: httptools keeps a request's URL and
+headers in memory whatever their length (a 92 MB header took the process from 70 to 245 MB
+within the deadline), so a head still incomplete after :data:`MAX_HEAD_BYTES` is answered 431
+and the connection closed. A body's deadline and cap are the route's (:func:`.calls.read_json`).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..limits import HEADER_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS
 
-__all__ = ["HeadDeadlineProtocol", "SERVER_SETTINGS"]
+__all__ = ["HeadDeadlineProtocol", "MAX_HEAD_BYTES", "SERVER_SETTINGS"]
+
+#: A request's head (request line and headers): as much as uvicorn buffers of a body before it
+#: stops reading (64 KiB) — far over any real head (a Kubernetes token is a few KiB).
+MAX_HEAD_BYTES = HIGH_WATER_LIMIT
+_TOO_LARGE = b'{"detail":"request head over %d bytes"}' % MAX_HEAD_BYTES
 
 
 class HeadDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, closing a connection whose request head is late."""
 
     _head_deadline: asyncio.TimerHandle | None = None
+    _head_bytes = 0
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self._head_deadline is not None
+        super().data_received(data)
+        if not waiting or self._head_deadline is None or self.transport.is_closing():
+            return  # not a head's bytes, or the head completed in this chunk
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._disarm()
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE)
+            )
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -44,6 +69,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._head_bytes = 0
         self._head_deadline = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self._late)
 
     def _disarm(self) -> None:

@@ -9,6 +9,11 @@ PENDING, STARTED, SUCCESS, FAILURE, UNDEFINED (unknown, or past the result TTL).
 as for the other routes (``x-api-key``: a Kubernetes token) and must be allowed to ``get``
 modeltemplates in the endpoint's namespace, both to submit and to read a task (a task records
 its endpoint). The queue protocol is :mod:`modeltemplate_operator.tasks.protocol.protocol`.
+
+A payload is read under :data:`MAX_TASK_PAYLOAD_BYTES` and its depth checked on the text; up to
+:data:`MAX_DECODED_BODY_BYTES` it is decoded (422 when it is not JSON), a larger one is queued
+as the text it is (decoded, a 16 MiB payload of small numbers takes ~130 MB): the worker fails a
+task whose payload is not JSON (400).
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from ..limits import MAX_TASK_PAYLOAD_BYTES, truncate
+from ..limits import MAX_DECODED_BODY_BYTES, MAX_TASK_PAYLOAD_BYTES, truncate
 from ..tasks import protocol as t
 from ..tasks import queue as taskqueue
 from .access import Access
-from .calls import read_json, token_of
+from .calls import decode_json, read_body, token_of
 from .sgp import ApiError, validation_error
 from .store import Entry, Store
 
@@ -59,6 +64,23 @@ class Broker:
 def _endpoint_type(entry: Entry) -> str | None:
     doc = json.loads(entry.json)
     return (doc.get("endpoint_type") or "").upper() or None
+
+
+async def _submit_text(broker: Broker, entry: Entry, raw: bytes) -> str:
+    """:func:`..tasks.queue.submit` of a payload kept as its text (not decoded)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise validation_error([("", "the payload must be UTF-8 JSON")]) from None
+    del raw
+    task_id = t.new_task_id()
+    key = t.task_key(task_id)
+    pipe = broker.redis.pipeline(transaction=True)
+    pipe.hset(key, mapping=t.new_record(f"{entry.namespace}/{entry.name}"))
+    pipe.expire(key, broker.result_ttl_seconds)
+    pipe.xadd(t.queue_name(entry.namespace, entry.name), {t.F_TASK_ID: task_id, t.F_PAYLOAD: text})
+    await pipe.execute()
+    return task_id
 
 
 def task_router(
@@ -114,10 +136,17 @@ def task_router(
                     )
                 ]
             )
-        payload = await read_json(request, MAX_TASK_PAYLOAD_BYTES)
-        task_id = await taskqueue.submit(
-            b.redis, entry.namespace, entry.name, payload, result_ttl_seconds=b.result_ttl_seconds
-        )
+        raw = await read_body(request, MAX_TASK_PAYLOAD_BYTES)
+        if len(raw) <= MAX_DECODED_BODY_BYTES:
+            task_id = await taskqueue.submit(
+                b.redis,
+                entry.namespace,
+                entry.name,
+                decode_json(raw),
+                result_ttl_seconds=b.result_ttl_seconds,
+            )
+        else:
+            task_id = await _submit_text(b, entry, raw)
         return {"task_id": task_id}
 
     @router.get(PREFIX + "/{task_id}", summary="Get a task's status and result")
