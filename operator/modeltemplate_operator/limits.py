@@ -46,6 +46,12 @@ MAX_ECHO_CHARS = 200
 #: One message of an error answer (a list of problems may hold several).
 MAX_MESSAGE_CHARS = 2_000
 
+#: A request's head (request line and headers) at the gateway: far over any real head (a
+#: Kubernetes token is a few KiB); an endless header is refused (431) past it.
+MAX_HEAD_BYTES = 64 * 1024
+#: Problems (e.g. unknown keys) named in one error answer; the rest are counted.
+MAX_PROBLEMS_LISTED = 100
+
 #: Seconds a client has to send a request's headers, and its whole body, and an idle
 #: keep-alive connection is kept (gateway).
 HEADER_TIMEOUT_SECONDS = 10.0

@@ -64,17 +64,18 @@ def token_of(api_key: str | None) -> str:
     return token
 
 
-def account_of(value: Any, field: str = "account_id") -> str:
+def account_of(value: Any, field: str = "account_id", where: str = "body") -> str:
     """The namespace an account names (422 naming ``field`` otherwise)."""
     if not isinstance(value, str) or not ACCOUNT_PATTERN.match(value):
         shown = truncate(value, 80)
-        raise validation_error([(field, f"{field} ({shown}) must name a namespace (a DNS label)")])
+        message = f"{field} ({shown}) must name a namespace (a DNS label)"
+        raise validation_error([(field, message)], where=where)
     return value
 
 
 def account_header(value: str | None) -> str | None:
     """``x-selected-account-id`` checked before any use (None when absent)."""
-    return None if value is None else account_of(value, "x-selected-account-id")
+    return None if value is None else account_of(value, "x-selected-account-id", "header")
 
 
 class LargeBodySlot:

@@ -262,7 +262,7 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
 
     async def find(token: str, account: str | None, job_id: str) -> dict[str, Any]:
         await access.username(token)  # 401 for a bad key, whatever the id
-        namespace = account_of(account, "x-selected-account-id")
+        namespace = account_of(account, _HEADER, "header")
         not_found = ApiError(404, f"fine tuning job {truncate(job_id, 80)!r} not found", False)
         try:
             items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items")
@@ -330,7 +330,11 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
         account_id: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_of(account_id) if account_id else account_of(account, _HEADER)
+        namespace = (
+            account_of(account_id, "account_id", "query")
+            if account_id
+            else account_of(account, _HEADER, "header")
+        )
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
         items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
         chosen = items[(page - 1) * limit : page * limit]

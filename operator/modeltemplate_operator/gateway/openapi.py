@@ -11,6 +11,7 @@ from typing import Any
 
 from ..api.convert import SGP_READ_ONLY_FIELDS
 from ..api.models import NAME_MAX_LENGTH, NAME_PATTERN, ModelTemplateSpec, ModelTemplateStatus
+from ..limits import MAX_PROBLEMS_LISTED
 
 __all__ = ["ref", "sgp_schemas", "json_body", "json_response", "unknown_keys"]
 
@@ -88,8 +89,8 @@ def sgp_schemas() -> dict[str, Any]:
     return schemas
 
 
-#: Unknown keys named in one answer (an error answer lists at most 100 problems).
-MAX_UNKNOWN_KEYS = 100
+#: Unknown keys named in one answer.
+MAX_UNKNOWN_KEYS = MAX_PROBLEMS_LISTED
 
 
 def unknown_keys(body: Any, schema: str, limit: int = MAX_UNKNOWN_KEYS) -> list[str]:

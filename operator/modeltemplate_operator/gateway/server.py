@@ -19,13 +19,11 @@ import asyncio
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..limits import HEADER_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS
+from ..limits import HEADER_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 
 __all__ = ["HeadDeadlineProtocol", "MAX_HEAD_BYTES", "SERVER_SETTINGS"]
 
-#: A request's head (request line and headers): as much as uvicorn buffers of a body before it
-#: stops reading (64 KiB) — far over any real head (a Kubernetes token is a few KiB).
-MAX_HEAD_BYTES = HIGH_WATER_LIMIT
+assert MAX_HEAD_BYTES >= HIGH_WATER_LIMIT  # a head is never cut below what uvicorn buffers
 _TOO_LARGE = b'{"detail":"request head over %d bytes"}' % MAX_HEAD_BYTES
 
 

@@ -62,9 +62,12 @@ class ApiError(Exception):
         return {"detail": bounded(self.detail)}  # never the input echoed at length
 
 
-def validation_error(problems: list[tuple[str, str]], kind: str = "value_error") -> ApiError:
-    """422 naming each field: ``problems`` are (SGP path, message)."""
-    detail = [{"loc": ["body", *_loc(path)], "msg": msg, "type": kind} for path, msg in problems]
+def validation_error(
+    problems: list[tuple[str, str]], kind: str = "value_error", where: str = "body"
+) -> ApiError:
+    """422 naming each field: ``problems`` are (SGP path, message); ``where``: the part of the
+    request they are in (``body``, ``header``, ``query``)."""
+    detail = [{"loc": [where, *_loc(path)], "msg": msg, "type": kind} for path, msg in problems]
     return ApiError(422, detail, retry=False)
 
 
