@@ -10,6 +10,7 @@ import pytest
 from modeltemplate_operator.api.convert import sgp_message, sgp_path
 from modeltemplate_operator.api.validation import validate_manifest
 from modeltemplate_operator.gateway.access import TtlCache, token_hash
+from modeltemplate_operator.gateway.calls import Paging
 from modeltemplate_operator.gateway.openapi import MAX_UNKNOWN_KEYS, unknown_keys
 from modeltemplate_operator.gateway.sgp import (
     CREATED_AT_ANNOTATION,
@@ -228,11 +229,11 @@ def test_store_pages_per_namespace_and_overall():
     store = Store()
     for n in range(5):
         store.upsert(obj(f"t{n}", f"u{n}", f"2026-01-01T00:00:0{n}Z", namespace="ab"[n % 2]))
-    page, total = store.page("a", 1, 2)
-    assert [e.name for e in page] == ["t0", "t2"] and total == 3
-    assert [e.name for e in store.page("a", 2, 2)[0]] == ["t4"]
-    assert store.page("a", 3, 2) == ([], 3)
-    assert [e.name for e in store.page(None, 1, 10)[0]] == ["t0", "t1", "t2", "t3", "t4"]
+    first = Paging(1, 2).of(store.ordered("a"))
+    assert [e.name for e in first["items"]] == ["t0", "t2"] and first["total_item_count"] == 3
+    assert [e.name for e in Paging(2, 2).of(store.ordered("a"))["items"]] == ["t4"]
+    assert Paging(3, 2).of(store.ordered("a"))["items"] == []
+    assert [e.name for e in store.ordered(None)] == ["t0", "t1", "t2", "t3", "t4"]
     assert store.get("u3").namespace == "b" and store.get("nope") is None
 
 
@@ -253,7 +254,7 @@ def test_store_tombstones_and_read_your_writes():
     store.upsert(created)
     assert store.get("u1") is not None
     store.replace([obj("other", "u2", "2026-01-01T00:00:00Z")])
-    assert store.get("u1") is None and store.page(None, 1, 10)[1] == 1
+    assert store.get("u1") is None and len(store.ordered(None)) == 1
 
 
 def test_ttl_cache_expires_and_stays_bounded():

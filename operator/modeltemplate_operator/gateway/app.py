@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -26,9 +27,10 @@ from .calls import (
     Account,
     ApiKey,
     LargeBodySlot,
+    Page,
     account_header,
-    account_of,
     create_call,
+    listed_account,
     token_of,
 )
 from .finetuning import router as fine_tuning_router
@@ -49,8 +51,6 @@ from .tasks_api import Broker, task_router
 __all__ = ["create_app"]
 
 PREFIX = "/v4/model-templates"
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
 
 
 def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None = None) -> FastAPI:
@@ -148,22 +148,21 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Broker | None
         PREFIX, summary="List model templates (paged)", responses=json_response("ModelTemplatePage")
     )
     async def list_templates(
+        paging: Page,
         api_key: ApiKey = None,
         account: Account = None,
-        page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (at most 10000)")
-        ] = DEFAULT_LIMIT,
         account_id: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_of(account_id) if account_id else account_header(account)
+        namespace = listed_account(account_id, account)
         await access.require(token, namespace, "list")
         await synced()
-        entries, total = store.page(namespace, page, limit)
-        head = b'{"items":[' + b",".join(e.json for e in entries) + b"],"
-        tail = f'"total_item_count":{total},"current_page":{page},"items_per_page":{limit}}}'
-        return Response(head + tail.encode(), media_type="application/json")
+        # The cached entries are SGP JSON already: the page is joined, not encoded again.
+        page = paging.of(store.ordered(namespace))
+        items = b",".join(e.json for e in page.pop("items"))
+        return Response(
+            b'{"items":[' + items + b"]," + orjson.dumps(page)[1:], media_type="application/json"
+        )
 
     async def _readable(token: str, template_id: str, account: str | None, verb: str):
         await access.username(token)  # 401 for a bad key, whatever the id

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from ..limits import (
     BODY_TIMEOUT_SECONDS,
@@ -30,7 +31,7 @@ from ..limits import (
     text_too_deep,
     truncate,
 )
-from .sgp import ApiError, validation_error
+from .sgp import ApiError, page_bounds, validation_error
 
 if TYPE_CHECKING:
     from .access import Access
@@ -168,3 +169,47 @@ async def create_call(
     body = await read_json(request)
     namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
     return token, body, account_of(namespace)
+
+
+#: Items per page of a list: SGP's default, and at most this many.
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Which page of a list the caller asks for (``page`` from 1, ``limit`` items each)."""
+
+    page: int
+    limit: int
+
+    def of(self, items: list[Any]) -> dict[str, Any]:
+        """SGP's page of ``items`` (already in paging order)."""
+        start, end = page_bounds(self.page, self.limit, len(items))
+        return {
+            "items": items[start:end],
+            "total_item_count": len(items),
+            "current_page": self.page,
+            "items_per_page": self.limit,
+        }
+
+
+def _paging(
+    page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (at most {MAX_LIMIT})")
+    ] = DEFAULT_LIMIT,
+) -> Paging:
+    return Paging(page, limit)
+
+
+#: The page a list route serves (a FastAPI dependency: every list pages the same way).
+Page = Annotated[Paging, Depends(_paging)]
+
+
+def listed_account(account_id: str | None, header: str | None) -> str | None:
+    """The account a list is of: ``account_id`` in the query, else the header (None: every
+    account the caller may read); each checked as a DNS label before use."""
+    if account_id:
+        return account_of(account_id, "account_id", "query")
+    return account_header(header)

@@ -31,9 +31,9 @@ from ..limits import truncate
 from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..plan.finetuning import check
 from .access import Access
-from .calls import Account, ApiKey, account_of, create_call, token_of
+from .calls import Account, ApiKey, Page, account_of, create_call, listed_account, token_of
 from .kubeapi import KubeAPI, KubeError
-from .sgp import ApiError, creator_annotations, from_api_server, validation_error
+from .sgp import ApiError, creator_annotations, from_api_server, order_key, validation_error
 from .store import Store
 
 __all__ = ["PREFIX", "events_of", "job_to_sgp", "manifest_from_request", "router"]
@@ -312,7 +312,7 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
     def template_ids(namespace: str) -> dict[str, str]:
         """Template name -> id in ``namespace`` (a job's ``base_model_id`` before the operator
         has written it in the job's status)."""
-        entries, _ = store.page(namespace, 1, max(len(store), 1))
+        entries = store.ordered(namespace)
         return {e.name: e.uid for e in entries}
 
     def to_sgp(obj: dict[str, Any], ids: dict[str, str] | None = None) -> dict[str, Any]:
@@ -323,28 +323,21 @@ def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
 
     @api.get("", summary="List fine tuning jobs of an account (paged)")
     async def list_jobs(
+        paging: Page,
         api_key: ApiKey = None,
         account: Account = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         account_id: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = (
-            account_of(account_id, "account_id", "query")
-            if account_id
-            else account_of(account, _HEADER, "header")
-        )
+        namespace = listed_account(account_id, account)
+        if namespace is None:  # jobs are listed one account at a time
+            account_of(None, _HEADER, "header")
         items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
-        items.sort(key=lambda o: (o["metadata"]["creationTimestamp"], o["metadata"]["name"]))
-        chosen = items[(page - 1) * limit : page * limit]
+        items.sort(key=order_key)
+        page = paging.of(items)
         ids = template_ids(namespace)
-        return {
-            "items": [to_sgp(o, ids) for o in chosen],
-            "total_item_count": len(items),
-            "current_page": page,
-            "items_per_page": limit,
-        }
+        page["items"] = [to_sgp(o, ids) for o in page["items"]]
+        return page
 
     @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
     async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):

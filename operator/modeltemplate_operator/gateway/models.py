@@ -35,7 +35,7 @@ from ..limits import truncate
 from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ..plan.instantiate import check_model
 from .access import Access
-from .calls import Account, ApiKey, account_header, account_of, create_call, token_of
+from .calls import Account, ApiKey, Page, account_header, create_call, listed_account, token_of
 from .kubeapi import KubeAPI, KubeError
 from .openapi import MAX_UNKNOWN_KEYS
 from .sgp import (
@@ -45,15 +45,12 @@ from .sgp import (
     from_api_server,
     message_path,
     order_key,
-    page_bounds,
     validation_error,
 )
 
 __all__ = ["PREFIX", "create_models_router", "model_to_sgp", "model_create_problems"]
 
 PREFIX = "/v4/models"
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
 #: Fields of a create body the gateway reads (the rest of the client's fields are refused).
 CREATE_FIELDS = (
     "account_id",
@@ -149,15 +146,6 @@ def model_to_sgp(obj: dict[str, Any], template: dict[str, Any] | None) -> dict[s
         supports_multi_turn=False,
     )
     return sgp
-
-
-def _page_body(items: list[dict[str, Any]], total: int, page: int, limit: int) -> dict:
-    return {
-        "items": items,
-        "total_item_count": total,
-        "current_page": page,
-        "items_per_page": limit,
-    }
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -269,17 +257,14 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
 
     @router.get(PREFIX, summary="List models (paged)")
     async def list_models(
+        paging: Page,
         api_key: ApiKey = None,
         account: Account = None,
-        page: Annotated[int, Query(ge=1, description="Page number, from 1")] = 1,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_LIMIT, description="Items per page (at most 10000)")
-        ] = DEFAULT_LIMIT,
         account_id: Annotated[str | None, Query()] = None,
         model_type: Annotated[str | None, Query()] = None,
     ):
         token = token_of(api_key)
-        namespace = account_of(account_id) if account_id else account_header(account)
+        namespace = listed_account(account_id, account)
         models = await list_all(MODEL, namespace, token)
         templates = await templates_by_name(namespace, token)
         items = [model_to_sgp(m, template_of(m, templates)) for m in models]
@@ -287,8 +272,7 @@ def create_models_router(kube: KubeAPI, access: Access) -> APIRouter:
             items = [i for i in items if i["model_type"] == model_type]
         keys = {m["metadata"]["uid"]: order_key(m) for m in models}
         items.sort(key=lambda i: keys[i["id"]])
-        start, end = page_bounds(page, limit, len(items))
-        return _page_body(items[start:end], len(items), page, limit)
+        return paging.of(items)
 
     @router.get(PREFIX + "/{model_id}", summary="Get a model")
     async def retrieve(model_id: str, api_key: ApiKey = None, account: Account = None):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .. import GROUP, PLURAL, VERSION
 from .kubeapi import KubeAPI, KubeError
-from .sgp import order_key, page_bounds, template_to_sgp
+from .sgp import order_key, template_to_sgp
 
 __all__ = ["Entry", "Store", "Watcher", "TEMPLATES_PATH"]
 
@@ -89,8 +89,8 @@ class Store:
         for obj in objects:
             self.upsert(obj)
 
-    def page(self, namespace: str | None, page: int, limit: int) -> tuple[list[Entry], int]:
-        """Page ``page`` of ``limit`` templates of ``namespace`` (None: all), and the total."""
+    def ordered(self, namespace: str | None) -> list[Entry]:
+        """The templates of ``namespace`` (None: all) in paging order (kept until a change)."""
         ordered = self._sorted.get(namespace)
         if ordered is None:
             ordered = sorted(
@@ -98,8 +98,7 @@ class Store:
                 key=lambda e: e.key,
             )
             self._sorted[namespace] = ordered
-        start, end = page_bounds(page, limit, len(ordered))
-        return ordered[start:end], len(ordered)
+        return ordered
 
 
 class Watcher:

@@ -104,7 +104,7 @@ def task_router(
     def find(endpoint_id: str) -> Entry | None:
         if "/" in endpoint_id:
             namespace, _, name = endpoint_id.partition("/")
-            entries, _ = store.page(namespace, 1, max(len(store), 1))
+            entries = store.ordered(namespace)
             return next((e for e in entries if e.name == name), None)
         return store.get(endpoint_id)
 
