@@ -327,7 +327,7 @@ class Forwarder:
                 else:
                     left = deadline - loop_time()
                     if left <= 0:
-                        raise _Abort(_late_body(self.config.body_deadline_seconds))
+                        raise _Abort(self._late_body(request))
                     async with asyncio.timeout(min(timeout, left)):
                         chunk = await content.readany()
             except web.RequestPayloadError as exc:  # e.g. a gzip body that is not gzip
@@ -337,7 +337,7 @@ class Forwarder:
                 raise _Abort(resp) from None
             except TimeoutError:
                 if loop_time() >= deadline:
-                    raise _Abort(_late_body(self.config.body_deadline_seconds)) from None
+                    raise _Abort(self._late_body(request)) from None
                 resp = _error(
                     408,
                     "body_timeout",
@@ -418,6 +418,13 @@ class Forwarder:
             del doc  # before the budget is given back
         finally:
             budget.give(cost)
+
+    def _late_body(self, request: web.BaseRequest) -> web.Response:
+        """408 for a body past --body-deadline-seconds; the connection is closed right after
+        the answer (the rest of the body is not read: it would drip as slowly)."""
+        if isinstance(request.protocol, ClientConnection):
+            request.protocol.close_after_answer()
+        return _late_body(self.config.body_deadline_seconds)
 
     def _busy_buffering(self) -> web.Response:
         budget = self.body_budget
