@@ -43,6 +43,14 @@ class TooDeepError(yaml.YAMLError):
     anything recursive reads it: PyYAML's composer and JSON's decoder recurse)."""
 
 
+class TooLargeError(yaml.YAMLError):
+    """A document of more nodes than :data:`MAX_EXPANDED_NODES`, refused while it is read."""
+
+
+class _ConstructTooDeep(TooDeepError):
+    """Nested too deep through aliases: found once the document was read whole."""
+
+
 class AliasBombError(yaml.YAMLError):
     """A document that aliases expand far beyond its size (a "billion laughs" document)."""
 
@@ -66,25 +74,70 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return size
 
 
+def _node_too_deep(root: yaml.Node, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
+    """Whether the composed node graph nests deeper than ``limit`` containers, aliases followed
+    (an alias can nest a deep anchor inside another, or an anchor inside itself); iterative. A
+    node is explored again only when reached deeper than before, so at most ``limit`` times."""
+    deepest: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return True
+        if deepest.get(id(node), 0) >= depth:
+            continue
+        deepest[id(node)] = depth
+        stack.extend((child, depth) for child in children)
+    return False
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys, alias bombs and documents nested deeper than
-    :data:`~.limits.MAX_DOCUMENT_DEPTH`."""
+    :data:`~.limits.MAX_DOCUMENT_DEPTH` (before anything recursive reads them: PyYAML's
+    composer and constructor recurse)."""
 
     _depth = 0
+    _nodes = 0
+
+    def compose_document(self) -> yaml.Node | None:
+        self._nodes = 0
+        return super().compose_document()
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._nodes += 1
+        if self._nodes > MAX_EXPANDED_NODES:  # before aliases: PyYAML's nodes cost ~2 KB each
+            mark = self.peek_event().start_mark
+            raise TooLargeError(
+                f"more than {MAX_EXPANDED_NODES} nodes (line {mark.line + 1}; the rest of the "
+                f"file is not read)"
+            )
+        if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DOCUMENT_DEPTH:
+            mark = self.peek_event().start_mark
+            raise TooDeepError(
+                f"nested deeper than {MAX_DOCUMENT_DEPTH} levels (line {mark.line + 1}; the rest "
+                f"of the file is not read)"
+            )
         self._depth += 1
         try:
-            if self._depth > MAX_DOCUMENT_DEPTH + 1:  # containers, and the scalar inside
-                mark = self.peek_event().start_mark
-                raise TooDeepError(
-                    f"line {mark.line + 1}: nested deeper than {MAX_DOCUMENT_DEPTH} levels"
-                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
     def construct_document(self, node: yaml.Node) -> Any:
+        if _node_too_deep(node):  # through its aliases (the text itself was measured above)
+            raise _ConstructTooDeep(
+                f"nested deeper than {MAX_DOCUMENT_DEPTH} levels through its aliases (line "
+                f"{node.start_mark.line + 1})"
+            )
         size = _expanded_size(node, {})
         if size > MAX_EXPANDED_NODES:
             raise AliasBombError(
@@ -115,18 +168,46 @@ def _read(name: str) -> str:
 
 
 def load_documents(text: str) -> Iterator[Any]:
-    """The non-empty documents of a YAML (or JSON) text; ``kind: List`` is expanded."""
-    for doc in yaml.load_all(text, Loader=_StrictLoader):  # noqa: S506 - safe loader subclass
-        if doc is None:
-            continue
-        if (
-            isinstance(doc, dict)
-            and doc.get("kind") == "List"
-            and isinstance(doc.get("items"), list)
-        ):
-            yield from doc["items"]
-        else:
-            yield doc
+    """The non-empty documents of a YAML (or JSON) text; ``kind: List`` is expanded. Raises
+    the first document's error (:func:`documents_or_errors` goes on past it)."""
+    for item in documents_or_errors(text):
+        if isinstance(item, yaml.YAMLError):
+            raise item
+        yield item
+
+
+def documents_or_errors(text: str) -> Iterator[Any]:
+    """Like :func:`load_documents`, with a document that fails yielded as its error: after an
+    alias bomb, a duplicate key or aliases nested too deep the next documents are still loaded;
+    a syntax error or text nested too deep is the file's last item."""
+    loader = _StrictLoader(text)
+    try:
+        while True:
+            try:
+                if not loader.check_data():
+                    return
+                doc = loader.get_data()
+            except (AliasBombError, DuplicateKeyError, _ConstructTooDeep) as exc:
+                yield exc  # found once the document was read whole: the next one can follow
+                continue
+            except yaml.YAMLError as exc:
+                # Mid-document (a syntax error, or text nested too deep, found before reading
+                # further): reading on would cost as much as the nesting (PyYAML's scanner is
+                # quadratic in it), so the rest of the file is not read.
+                yield exc
+                return
+            if doc is None:
+                continue
+            if (
+                isinstance(doc, dict)
+                and doc.get("kind") == "List"
+                and isinstance(doc.get("items"), list)
+            ):
+                yield from doc["items"]
+            else:
+                yield doc
+    finally:
+        loader.dispose()
 
 
 def _label(doc: Any, index: int) -> str:
@@ -154,23 +235,36 @@ def _model_problems(doc: Any, templates: dict[str, ModelTemplate | None]) -> tup
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     failed = 0
     checked = 0
-    loaded: list[tuple[str, list[Any]]] = []
+    loaded: list[tuple[str, list[tuple[int, Any]]]] = []  # (file, [(position, document)])
     for name in args.files:
         try:
-            docs = list(load_documents(_read(name)))
-        except (OSError, yaml.YAMLError) as exc:
+            text = _read(name)
+        except (OSError, UnicodeDecodeError) as exc:
             print(f"{name}: {exc}", file=err)
             failed += 1
             continue
+        docs: list[tuple[int, Any]] = []
+        problems = 0
+        for position, item in enumerate(documents_or_errors(text)):
+            if isinstance(item, yaml.YAMLError):
+                # A document that cannot be loaded is one line of its own; the file's other
+                # documents, and the other files, are still checked.
+                print(f"{name}: document {position + 1}: {item}", file=err)
+                problems += 1
+            else:
+                docs.append((position, item))
+        failed += problems
+        checked += problems
         if not docs:
-            print(f"{name}: no documents", file=err)
-            failed += 1
+            if not problems:
+                print(f"{name}: no documents", file=err)
+                failed += 1
             continue
         loaded.append((name, docs))
     # Templates first, by name: the Models of any file are checked against them.
     templates: dict[str, ModelTemplate | None] = {}
     for _, docs in loaded:
-        for doc in docs:
+        for _, doc in docs:
             if isinstance(doc, dict) and doc.get("kind") in (KIND, None):
                 tname = (doc.get("metadata") or {}).get("name")
                 if isinstance(tname, str):
@@ -179,7 +273,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     except ManifestInvalid:
                         templates[tname] = None
     for name, docs in loaded:
-        for i, doc in enumerate(docs):
+        for i, doc in docs:
             checked += 1
             label = _label(doc, i)
             kind = doc.get("kind") if isinstance(doc, dict) else None

@@ -310,6 +310,125 @@ def test_json_bodies_decoded_at_once_stay_within_the_sidecar_memory_limit(kind):
     run(scenario(), timeout=120)
 
 
+def _small_objects(size: int) -> bytes:
+    """The JSON that takes the most memory decoded per byte of text: small objects (~32x)."""
+    return ("[" + ",".join(['{"a":1}'] * (size // 8 - 1)) + "]").encode()
+
+
+@pytest.mark.parametrize("count", [2, 4, 8])
+def test_concurrent_big_json_bodies_and_decodes_stay_under_the_memory_limit(count):
+    """Reproduced: while two 15 MiB JSON bodies were held (within --max-buffered-bytes), 1 MiB
+    JSON bodies of small objects decoded one after another added ~32 MB each on top: peak
+    120-122 MB with 2, 4 or 8 big bodies, against the sidecar's 100M. Decoded objects count
+    against --max-buffered-bytes now (503 with Retry-After when they do not fit), and large
+    blocks are unmapped as soon as they are freed (RSS stayed at 93-96 MB after two 16 MiB
+    bodies)."""
+
+    async def scenario():
+        up = Upstream()
+        await up.start()
+        up.delay = 0.3  # the big bodies are still held while the small ones are decoded
+        proc, port = await spawn(up)
+        try:
+            idle = rss_mb(proc.pid)
+            big = _json_bodies(15 * MIB)["short strings"]
+            small = _small_objects(MAX_DECODED_BODY_BYTES)
+
+            async def small_ones() -> list[int]:
+                await asyncio.sleep(0.2)  # once the big bodies are arriving
+                return await _post_all(port, small, 4)
+
+            bigs, smalls = await asyncio.gather(_post_all(port, big, count), small_ones())
+            peak = rss_mb(proc.pid, "VmHWM")
+            again = await _post_all(port, small, 1)  # the budget is whole again afterwards
+            print(
+                f"\n{count} concurrent 15 MiB JSON bodies {sorted(bigs)} and four 1 MiB of small"
+                f" objects {sorted(smalls)}: RSS idle {idle:.1f} MB, peak {peak:.1f} MB (limit "
+                f"100)"
+            )
+            assert set(bigs) <= {200, 503} and bigs.count(200) >= 1
+            assert set(smalls) <= {200, 503}
+            assert again == [200]
+            assert peak <= 85, f"peak RSS {peak:.1f} MB"
+        finally:
+            await stop_process(proc)
+            await up.stop()
+
+    run(scenario(), timeout=120)
+
+
+def test_a_decode_that_does_not_fit_the_budget_is_503_with_retry_after():
+    async def scenario():
+        async with stack("--max-buffered-bytes", str(4 * MIB)) as (fwd, up):
+            body = _small_objects(64 * 1024)  # ~2 MB decoded, ~3 MB reserved
+            async with aiohttp.ClientSession() as s:
+                url = f"{base(fwd)}/predict"
+                headers = {"Content-Type": "application/json"}
+                assert fwd.body_budget.take(2 * MIB)  # as if another body were held
+                r = await s.post(url, data=body, headers=headers)
+                assert r.status == 503 and r.headers["Retry-After"]
+                assert (await r.json())["error"] == "busy_buffering"
+                fwd.body_budget.give(2 * MIB)
+                r = await s.post(url, data=body, headers=headers)
+                assert r.status == 200
+            assert fwd.body_budget.held == 0
+            assert len(up.calls) == 1
+
+    run(scenario())
+
+
+_DECODE_RSS = """
+import sys, orjson
+from modeltemplate_operator.forwarder.memory import fix_mmap_threshold
+fix_mmap_threshold()
+body = sys.stdin.buffer.read()
+def kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+before = kb("VmRSS")
+doc = orjson.loads(body)
+print((kb("VmHWM") - before) * 1024)
+"""
+
+
+def test_decoded_bound_is_above_what_decoding_takes():
+    """The resident memory a decode adds (measured in a fresh process, as the forwarder runs
+    it) is within decoded_bound() of the body, for the shapes that take the most."""
+    import subprocess
+    import sys
+
+    from modeltemplate_operator.forwarder.app import decoded_bound
+
+    size = MAX_DECODED_BODY_BYTES
+    shapes = {
+        **_json_bodies(size),
+        "small objects": _small_objects(size),
+        "empty lists": ("[" + ",".join(["[]"] * (size // 3 - 1)) + "]").encode(),
+        "empty objects": ("[" + ",".join(["{}"] * (size // 3 - 1)) + "]").encode(),
+        "floats": ("[" + ",".join(["0.1"] * (size // 4 - 1)) + "]").encode(),
+        "distinct keys": ("{" + ",".join(f'"{i}":{i}' for i in range(size // 16)) + "}").encode(),
+        "one wide character": json.dumps(
+            {"p": "a" * size + "\U0001f600"}, ensure_ascii=False
+        ).encode(),
+        "one wide character, escaped": json.dumps({"p": "a" * size + "\U0001f600"}).encode(),
+        "one 2-byte character": json.dumps(
+            {"p": "a" * size + "\u0436"}, ensure_ascii=False
+        ).encode(),
+    }
+    for name, body in shapes.items():
+        added = int(
+            subprocess.run(
+                [sys.executable, "-c", _DECODE_RSS], input=body, capture_output=True, check=True
+            ).stdout
+        )
+        bound = decoded_bound(body)
+        print(
+            f"\n{name}: {len(body)} bytes, decoding added {added / MIB:.1f} MiB, bound "
+            f"{bound / MIB:.1f} MiB"
+        )
+        assert bound >= added, (name, bound, added)
+
+
 def test_a_body_over_the_decoded_limit_is_refused_where_parameters_are_checked():
     async def scenario():
         schema = json.dumps({"parameters": [{"name": "t", "type": "float"}]})

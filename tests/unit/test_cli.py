@@ -92,29 +92,112 @@ def test_duplicate_keys_are_refused(tmp_path, capsys):
     assert code == 1 and "duplicate key 'endpointType'" in err
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "[" * 500 + "]" * 500,  # reproduced: an uncaught RecursionError, no other file reported
-        "[" * 100_000,  # unterminated as well: refused before the parser reaches the end
-        "a:\n" + "".join(f"{'  ' * i}b{i}:\n" for i in range(1, 80)) + "  " * 80 + "x: 1\n",
-    ],
-)
+DEEP = {
+    # reproduced: an uncaught RecursionError, and no other file reported
+    "500 nested [": "[" * 500 + "]" * 500,
+    "100,000 nested [, unterminated": "[" * 100_000,
+    "65 nested empty lists": "[" * 65 + "]" * 65,
+    "a block mapping 80 deep": "a:\n"
+    + "".join(f"{'  ' * i}b{i}:\n" for i in range(1, 80))
+    + "  " * 80
+    + "x: 1\n",
+    # aliases: an anchor inside itself (a RecursionError too), and a chain of anchors each
+    # nesting the previous one deeper than the text does
+    "an anchor inside itself": "a: &a [*a]\n",
+    "a chain of anchors": "a0: &a0 [1]\n"
+    + "".join(f"a{i}: &a{i} [[*a{i - 1}]]\n" for i in range(1, 40)),
+}
+
+
+@pytest.mark.parametrize("text", DEEP.values(), ids=DEEP.keys())
 def test_documents_nested_too_deep_fail_alone(tmp_path, capsys, text):
     deep = tmp_path / "deep.yaml"
     deep.write_text(text)
     code, out, err = run(capsys, "validate", str(deep), str(SAMPLES[0]))
     assert code == 1
-    assert f"{deep}: line " in err and "nested deeper than 64 levels" in err
+    assert f"{deep}: document 1: nested deeper than 64 levels" in err
+    assert "Traceback" not in err + out
     assert f"{SAMPLES[0]}: document 1" in out and ": valid" in out  # the other file: checked
-    assert "1 document(s) checked, 1 with errors" in err
+    assert "2 document(s) checked, 1 with errors" in err
 
 
-def test_convert_refuses_json_nested_too_deep(tmp_path, capsys):
-    deep = tmp_path / "deep.json"
-    deep.write_text("[" * 5000 + "]" * 5000)
-    code, _, err = run(capsys, "convert", "--to", "manifest", str(deep))
+def test_a_document_64_deep_is_read():
+    assert list(load_documents("[" * 64 + "]" * 64))
+    assert list(load_documents("a: &a [[1]]\nb: [*a]\n")) == [{"a": [[1]], "b": [[[1]]]}]
+
+
+def test_the_documents_around_a_failing_one_are_checked(tmp_path, capsys):
+    sample = SAMPLES[0].read_text()
+    f = tmp_path / "three.yaml"
+    f.write_text(f"{sample}\n---\na: &a [*a]\n---\n{sample}\n---\n" + "[" * 1000)
+    code, out, err = run(capsys, "validate", str(f))
+    assert code == 1
+    assert f"{f}: document 2: nested deeper than 64 levels through its aliases" in err
+    assert f"{f}: document 4: nested deeper than 64 levels" in err
+    assert out.count(": valid") == 2
+    assert f"{f}: document 1" in out and f"{f}: document 3" in out
+    assert "4 document(s) checked, 2 with errors" in err
+
+
+@pytest.mark.parametrize(
+    "to,name,text",
+    [
+        ("manifest", "deep.json", "[" * 5000 + "]" * 5000),
+        ("manifest", "deep.yaml", "[" * 100_000),
+        ("manifest", "alias.yaml", "a: &a [*a]\n"),
+        ("sgp", "deep.yaml", "[" * 500 + "]" * 500),
+        ("sgp", "alias.yaml", "a: &a [*a]\n"),
+    ],
+)
+def test_convert_refuses_documents_nested_too_deep(tmp_path, capsys, to, name, text):
+    deep = tmp_path / name
+    deep.write_text(text)
+    code, _, err = run(capsys, "convert", "--to", to, str(deep))
     assert code == 1 and "nested deeper than 64 levels" in err
+    assert "Traceback" not in err
+
+
+_MEASURED = """
+import sys, time
+from modeltemplate_operator.cli import main
+started = time.monotonic()
+code = main(sys.argv[1:])
+took = time.monotonic() - started
+with open("/proc/self/status") as f:  # this program's peak (ru_maxrss would count the parent's)
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1000
+print(f"{code} {took:.2f} {peak:.1f}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("1 MB of [", "[" * 1_000_000),
+        ("1 MB of documents nested 70 deep", ("---\n" + "[" * 70 + "]" * 70 + "\n") * 6800),
+        ("1 MB at depth 60", "[" * 60 + ",".join(["[1]"] * 250_000) + "]" * 60),
+        ("1 MB at depth 1", "[" + ",".join(["[1]"] * 250_000) + "]"),
+        ("1 MB of a block mapping 1,000 deep", "".join(f"{' ' * i}k{i}:\n" for i in range(1000))),
+    ],
+)
+def test_a_1_mb_hostile_file_costs_little(tmp_path, name, text):
+    """The whole CLI in a process of its own: its time and peak memory printed, the memory
+    asserted: a 1 MB file of 1,000,000 nested brackets ran for over 10 minutes when the rest of
+    a too-deep document was read on (PyYAML's scanner is quadratic in the nesting), and 1 MB of
+    250,000 small lists took 13-26 s and 417 MB before documents were capped at 100,000 nodes
+    while they are read."""
+    f = tmp_path / "hostile.yaml"
+    f.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, "validate", "-q", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    code, took, peak = done.stderr.strip().splitlines()[-1].split()
+    print(f"\n{name} ({len(text)} bytes): exit {code}, {took} s, peak RSS {peak} MB")
+    assert code == "1" and "Traceback" not in done.stderr
+    assert float(peak) < 150
 
 
 def test_unreadable_and_empty_files(tmp_path, capsys):

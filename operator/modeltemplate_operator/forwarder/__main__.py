@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from .. import contract as c
 from .app import Forwarder
 from .config import ConfigError, parse_config
+from .memory import fix_mmap_threshold
 
 
 def _runner(choice: str):
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    fix_mmap_threshold()  # large bodies in their own mappings: grown without copies, freed at once
     if config.mode == c.MODE_ASYNC:
         from .asyncmode import AsyncForwarder
 

@@ -130,6 +130,14 @@ class ClientConnection(RequestHandler):
             return
         super().log_exception(*args, **kw)
 
+    def close_after_answer(self) -> None:
+        """Close once the current answer is sent, without first reading and dropping the rest
+        of the request body for ``lingering_time`` (a client past the overall body deadline
+        would hold the connection that much longer): aiohttp then closes an unfinished request's
+        connection at once. Its own attribute (``force_close()`` would close before the answer
+        is written); tests/chaos/test_chaos_forwarder.py checks the connection is closed."""
+        self._lingering_time = 0.0
+
     def request_started(self) -> None:
         self._busy = True
         self._head_since = None
