@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 from _helpers_deploy import service_account_kubeconfig  # noqa: E402
-from bench_scale import proc_status  # noqa: E402
 from support.gateway import GatewayProcess  # noqa: E402
 from support.manifests import tiny_template  # noqa: E402
+from support.procfs import rss_mb  # noqa: E402
 
 from devtools.localcluster import LocalCluster  # noqa: E402
 
@@ -168,7 +168,7 @@ def main() -> int:
             done, elapsed = asyncio.run(throughput(url, headers, ssl_ctx, args.seconds / 2))
             total_done, total_time = rates.get(name, (0, 0.0))
             rates[name] = (total_done + done, total_time + elapsed)
-        peak_rss = proc_status(gateway.proc.pid, "VmHWM")  # the kernel's own high-water mark
+        peak_mb = rss_mb(gateway.proc.pid, "VmHWM")  # the kernel's own high-water mark
         p = {name: (percentile(v, 0.5), percentile(v, 0.99)) for name, v in lat.items()}
         ms = 1000
         print(
@@ -187,9 +187,7 @@ def main() -> int:
         rate = rates["gateway"][0] / rates["gateway"][1]
         print(f"gateway p99 / API server p99: {ratio:.2f} (target <= 2)")
         print(f"gateway list throughput: {rate:.0f} req/s (target >= 500)")
-        print(
-            f"gateway peak RSS: {peak_rss / 2**20:.0f} MB at {args.templates} templates (target <= 120)"
-        )
+        print(f"gateway peak RSS: {peak_mb:.0f} MB at {args.templates} templates (target <= 120)")
         return 0
     finally:
         if gateway is not None:

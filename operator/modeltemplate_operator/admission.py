@@ -35,10 +35,10 @@ from fastapi import FastAPI, Request
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from . import decoding
 from .api.kinds import MODEL_TEMPLATE
 from .api.models import Model
 from .api.validation import ManifestInvalid, format_errors, parse_manifest
-from .controller import decoding
 from .controller.kube import request
 from .controller.runtime import api_client
 from .plan.instantiate import check_model

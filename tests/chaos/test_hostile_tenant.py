@@ -19,6 +19,7 @@ import pytest
 from chaoskit import record
 from support.k8s import apply_list, wait_for
 from support.manifests import tiny_template
+from support.procfs import rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 VICTIM_TEMPLATES = 20
@@ -105,13 +106,6 @@ def victims_converge(cluster, namespace: str, during=None) -> float:
     return time.monotonic() - started
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 #: name -> (parameter, its JSON, what the message says of it)
 MODEL_ATTACKS = {
     "deep-800": ("x", nested(800), "nested deeper than 32 levels"),
@@ -185,7 +179,7 @@ def test_a_hostile_tenant_fails_alone(chaos_cluster, start_operator, crds):
     assert not cluster.kubectl(
         "get", "deployments", "-n", attacker, "-l", "app.kubernetes.io/name=model", "-o", "name"
     ).stdout.strip(), "a refused model rendered a workload"
-    rss = peak_rss_mb(operator.proc.pid)
+    rss = rss_mb(operator.proc.pid, "VmHWM")
     record(
         "hostile tenant: attacks beside another namespace",
         f"{VICTIM_TEMPLATES} templates of another namespace converge as without the attack",

@@ -12,6 +12,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+from support.procfs import rss_mb  # noqa: F401 - the tests import it from here
 
 from modeltemplate_operator.forwarder import Forwarder, parse_config
 
@@ -202,15 +203,6 @@ async def spawn(up: Upstream, *flags: str) -> tuple[asyncio.subprocess.Process, 
             assert time.monotonic() < deadline, "forwarder did not come up"
             await asyncio.sleep(0.05)
     return proc, port
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """A process's resident memory from /proc (``VmHWM``: its peak so far), in MB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1000
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> None:

@@ -31,6 +31,19 @@ SMOKE = {
 
 
 @pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_starts_from_anywhere(script, tmp_path):
+    """``--help`` from another directory: a benchmark imports only what it can reach."""
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0 and "usage:" in run.stdout, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
 def test_benchmark_runs_at_a_smoke_size(script):
     args, said = SMOKE[script]
     run = subprocess.run(

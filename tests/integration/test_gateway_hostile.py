@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.procfs import rss_mb
 from test_gateway import ACCESS_TTL, Account, _tiny, gateway  # noqa: F401 - the fixture
 
 from modeltemplate_operator.gateway.server import MAX_HEAD_BYTES
@@ -35,13 +36,6 @@ MiB = 1024 * 1024
 #: found, through the same reader: tests/integration/test_gateway_tasks.py).
 POSTS = ("/v4/model-templates", "/v4/models", "/v4/fine-tuning-jobs")
 ROWS: list[tuple[str, str, str]] = []
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def stream_body(total: int, chunk: int = MiB):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from modeltemplate_operator.controller import decoding
+from modeltemplate_operator import decoding
 from modeltemplate_operator.limits import MAX_DOCUMENT_DEPTH, depth_exceeds, text_too_deep
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,8 @@ import inspect
 import pytest
 from kopf._cogs.aiokits import aiotoggles
 
-from modeltemplate_operator.controller import decoding, kopfadapt
+from modeltemplate_operator import decoding
+from modeltemplate_operator.controller import kopfadapt
 
 pytestmark = pytest.mark.unit
 KOPF_TOGGLE_SET = aiotoggles.ToggleSet

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 from kopf._cogs.aiokits import aiotoggles
 
-from . import decoding
+from .. import decoding
 
 
 class CountingToggleSet(aiotoggles.ToggleSet):

@@ -94,9 +94,8 @@ def _gone(body: Mapping[str, Any] | None) -> bool:
     return body is None or bool(body["metadata"].get("deletionTimestamp"))
 
 
-def _missing(where: str, kind: str, name: str, namespace: str, who: str) -> Unplanned:
+def _missing(where: str, kind: str, name: str, namespace: str, who: str, reason: str) -> Unplanned:
     """An owner whose named owner is gone: said, and its workers left as they were."""
-    reason = TEMPLATE_MISSING if kind == kinds.MODEL_TEMPLATE.kind else MODEL_MISSING
     message = (
         f"{where}: {kind} {name!r} not found in namespace {namespace!r}; the {who} keeps its "
         "workers as they were"
@@ -595,7 +594,9 @@ class Reconciler:
             return Unplanned(format_errors(exc))
         if _gone(model_body):
             name = deployment.spec.model_ref.name
-            return _missing("spec.modelRef.name", "Model", name, meta["namespace"], "deployment")
+            return _missing(
+                "spec.modelRef.name", "Model", name, meta["namespace"], "deployment", MODEL_MISSING
+            )
         try:
             model = Model.model_validate(_manifest(kinds.MODEL, model_body))
         except ValidationError as exc:
@@ -613,7 +614,7 @@ class Reconciler:
         ``where`` names the template reference in messages."""
         if _gone(template_body):
             name, namespace = model.spec.template_ref.name, model.metadata.namespace or ""
-            return _missing(where, "ModelTemplate", name, namespace, who)
+            return _missing(where, "ModelTemplate", name, namespace, who, TEMPLATE_MISSING)
         try:
             template = parse_manifest(_manifest(TEMPLATE, template_body))
         except ManifestInvalid as invalid:

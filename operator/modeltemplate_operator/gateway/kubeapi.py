@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from kubernetes import client, config
 
-from ..controller.decoding import loads  # any depth the API server stores
+from ..decoding import loads  # any depth the API server stores
 
 __all__ = ["KubeError", "KubeAPI", "load_configuration"]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from ..limits import MAX_DOCUMENT_DEPTH, text_too_deep
+from .limits import MAX_DOCUMENT_DEPTH, text_too_deep
 
 #: Deeper than the API server stores (its decoder stops at 10,000 levels), with margin.
 _DEEP_RECURSION_LIMIT = 25_000
