@@ -367,7 +367,7 @@ def test_the_sample_is_valid_against_its_template():
 
 
 def test_gateway_dataset_ids_and_sgp_shape():
-    from modeltemplate_operator.gateway import finetuning as gw
+    from modeltemplate_operator.gateway.routers import finetuning as gw
     from modeltemplate_operator.gateway.sgp import ApiError
 
     assert gw.dataset_from_id("pvc://data/sets/t.jsonl", "training_dataset_id") == {

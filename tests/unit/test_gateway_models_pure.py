@@ -12,7 +12,7 @@ from modeltemplate_operator.api.convert import (
     sgp_model_path,
 )
 from modeltemplate_operator.api.validation import parse_model_manifest
-from modeltemplate_operator.gateway.models import model_create_problems, model_to_sgp
+from modeltemplate_operator.gateway.routers.models import model_create_problems, model_to_sgp
 
 pytestmark = pytest.mark.unit
 

@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from .. import API_VERSION, KIND, MODEL_KIND
-from .models import PATTERN_HELP, X_RULE_ERROR, Model, ModelTemplate
+from .. import API_VERSION, KIND, MODEL_DEPLOYMENT_KIND, MODEL_KIND
+from .models import PATTERN_HELP, X_RULE_ERROR, Model, ModelDeployment, ModelTemplate
 
 __all__ = [
     "parse_model_manifest",
+    "parse_deployment_manifest",
     "ManifestInvalid",
     "validate_manifest",
     "parse_manifest",
@@ -187,7 +188,7 @@ def format_errors(exc: ValidationError) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-_Parsed = TypeVar("_Parsed", ModelTemplate, Model)
+_Parsed = TypeVar("_Parsed", ModelTemplate, Model, ModelDeployment)
 
 
 def _parse(manifest: Any, kind: str, model: type[_Parsed]) -> _Parsed:
@@ -224,3 +225,8 @@ def parse_model_manifest(manifest: Any) -> Model:
     """Parse a Model manifest dict (the CRD's rules, messages naming the field); raises
     :class:`ManifestInvalid`."""
     return _parse(manifest, MODEL_KIND, Model)
+
+
+def parse_deployment_manifest(manifest: Any) -> ModelDeployment:
+    """Parse a ModelDeployment manifest dict; raises :class:`ManifestInvalid`."""
+    return _parse(manifest, MODEL_DEPLOYMENT_KIND, ModelDeployment)

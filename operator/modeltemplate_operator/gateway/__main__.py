@@ -34,8 +34,8 @@ import uvicorn
 
 from .app import create_app
 from .kubeapi import KubeAPI, load_configuration
+from .routers.tasks import Broker
 from .server import SERVER_SETTINGS
-from .tasks_api import Broker
 
 ENV = "MODELTEMPLATE_GATEWAY_"
 

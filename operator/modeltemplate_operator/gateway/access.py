@@ -1,10 +1,12 @@
 """Who a caller is and what RBAC lets them read — asked with the caller's own token.
 
-Reads come from the watch cache, so before serving one the gateway proves the caller may do
-the same through the API server: a SelfSubjectAccessReview (``get`` or ``list`` on
-``modeltemplates`` in the namespace) made with the caller's token. Answers are cached for
-``ttl`` seconds, keyed by a hash of the token (never the token itself), the namespace and the
-verb, so a revoked RoleBinding stops reads through the gateway within ``ttl`` seconds.
+Reads served without the caller's token (the template watch cache, an endpoint's answer) are
+served only after the gateway proves the caller may do the same through the API server: a
+SelfSubjectAccessReview (``get`` or ``list`` on the resource of the kind read — the plural of
+its entry in the owner-kind registry — in the namespace) made with the caller's token. Answers
+are cached for ``ttl`` seconds, keyed by a hash of the token (never the token itself), the
+resource, the namespace and the verb, so a revoked RoleBinding stops reads through the gateway
+within ``ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import GROUP, PLURAL
+from ..api.kinds import MODEL_TEMPLATE, OwnerKind
 from .kubeapi import KubeAPI, KubeError
 from .sgp import ApiError, from_api_server
 
@@ -100,11 +102,13 @@ class Access:
 
         return await self._once((token_hash(token), "", "whoami"), review)
 
-    async def allowed(self, token: str, namespace: str | None, verb: str) -> bool:
-        """Whether the caller may ``verb`` modeltemplates in ``namespace`` (None: all)."""
+    async def allowed(
+        self, token: str, namespace: str | None, verb: str, kind: OwnerKind = MODEL_TEMPLATE
+    ) -> bool:
+        """Whether the caller may ``verb`` ``kind`` in ``namespace`` (None: all)."""
 
         async def review() -> bool:
-            attributes = {"verb": verb, "group": GROUP, "resource": PLURAL}
+            attributes = {"verb": verb, "group": kind.group, "resource": kind.plural}
             if namespace:
                 attributes["namespace"] = namespace
             body = {
@@ -118,22 +122,32 @@ class Access:
                 raise from_api_server(exc.status, exc.body) from None
             return bool(answer.get("status", {}).get("allowed"))
 
-        return await self._once((token_hash(token), namespace or "", verb), review)
+        key = (token_hash(token), kind.plural, namespace or "", verb)
+        return await self._once(key, review)
 
-    async def require(self, token: str, namespace: str | None, verb: str) -> None:
-        """403 unless the caller may ``verb`` modeltemplates in ``namespace`` (None: all): for
-        what the caller names itself (an account to list, a create)."""
-        if not await self.allowed(token, namespace, verb):
+    async def require(
+        self, token: str, namespace: str | None, verb: str, kind: OwnerKind = MODEL_TEMPLATE
+    ) -> None:
+        """403 unless the caller may ``verb`` ``kind`` in ``namespace`` (None: all): for what
+        the caller names itself (an account to list, a create)."""
+        if not await self.allowed(token, namespace, verb, kind):
             where = f"in account {namespace!r}" if namespace else "in every account"
             raise ApiError(
                 403,
-                f"forbidden: this API key may not {verb} model templates {where}"
-                f" ({verb} on {PLURAL}.{GROUP})",
+                f"forbidden: this API key may not {verb} {kind.plural} {where}"
+                f" ({verb} on {kind.crd_name})",
                 retry=False,
             )
 
-    async def visible(self, token: str, namespace: str, verb: str, not_found: str) -> None:
+    async def visible(
+        self,
+        token: str,
+        namespace: str,
+        verb: str,
+        not_found: str,
+        kind: OwnerKind = MODEL_TEMPLATE,
+    ) -> None:
         """For something found by its id: what the caller may not see does not exist for it —
         the same 404 as an unknown id, naming no account (no existence oracle)."""
-        if not await self.allowed(token, namespace, verb):
+        if not await self.allowed(token, namespace, verb, kind):
             raise ApiError(404, not_found, False)

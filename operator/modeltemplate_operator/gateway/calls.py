@@ -1,4 +1,5 @@
-"""What every SGP route reads of a call the same way: the API key, the account, a JSON body.
+"""What every SGP route reads of a call the same way: the API key, the account, a JSON body,
+the page asked for.
 
 The caller's input is hostile until proven otherwise (:mod:`..limits`): the key is checked
 before anything else is read; a body is read only after the key is accepted, as a stream under
@@ -34,16 +35,18 @@ from ..limits import (
 from .sgp import ApiError, page_bounds, validation_error
 
 if TYPE_CHECKING:
-    from .access import Access
+    from .caller import Caller
 
 __all__ = [
     "ACCOUNT_PATTERN",
     "Account",
     "ApiKey",
     "LargeBodySlot",
+    "PageQuery",
+    "Paging",
     "account_of",
     "account_header",
-    "create_call",
+    "read_create_body",
     "decode_json",
     "read_body",
     "read_json",
@@ -158,17 +161,13 @@ async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
     return decode_json(await read_body(request, limit))
 
 
-async def create_call(
-    request: Request, api_key: str | None, account: str | None, access: Access
-) -> tuple[str, Any, str]:
-    """A create call's token (accepted by the cluster before the body is read), JSON body and
-    namespace (``account_id`` in the body, else the ``x-selected-account-id`` header)."""
-    token = token_of(api_key)
-    await access.username(token)  # 401 for a bad key before a byte of the body is read
-    account = account_header(account)
+async def read_create_body(request: Request, caller: Caller) -> tuple[Any, str]:
+    """A create call's JSON body (read once the caller is known) and the namespace it creates
+    in: ``account_id`` in the body, else the ``x-selected-account-id`` header (422 naming the
+    field when neither is a DNS label)."""
     body = await read_json(request)
-    namespace = (body.get("account_id") if isinstance(body, dict) else None) or account
-    return token, body, account_of(namespace)
+    namespace = (body.get("account_id") if isinstance(body, dict) else None) or caller.account
+    return body, account_of(namespace)
 
 
 #: Items per page of a list: SGP's default, and at most this many.
@@ -204,12 +203,4 @@ def _paging(
 
 
 #: The page a list route serves (a FastAPI dependency: every list pages the same way).
-Page = Annotated[Paging, Depends(_paging)]
-
-
-def listed_account(account_id: str | None, header: str | None) -> str | None:
-    """The account a list is of: ``account_id`` in the query, else the header (None: every
-    account the caller may read); each checked as a DNS label before use."""
-    if account_id:
-        return account_of(account_id, "account_id", "query")
-    return account_header(header)
+PageQuery = Annotated[Paging, Depends(_paging)]

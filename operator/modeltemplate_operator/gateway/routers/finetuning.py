@@ -1,8 +1,9 @@
 """The SGP fine-tuning job routes (``/v4/fine-tuning-jobs``) over FineTuningJob resources.
 
 create, list, get, delete and events, as the official client calls them. Every call goes to
-the API server with the caller's own token (its RBAC decides); the account is the namespace and
-is required (``x-selected-account-id``, or ``account_id`` in the body or query).
+the API server with the caller's own token (its RBAC decides); the account is the namespace
+(``x-selected-account-id``, or ``account_id`` in the body or query; a list without one covers
+every account the key may list).
 
 The gateway keeps no dataset store, so ``training_dataset_id`` / ``validation_dataset_id`` name
 where the data is: a URL (``s3://...``, ``https://...``), ``pvc://<claim>/<path>`` or
@@ -11,7 +12,7 @@ account. ``vendor_configuration`` carries ``hyperparameters``, ``output`` (where
 and ``suffix``: the Model ``<template>-<suffix>`` made on success.
 
 The mapping itself (:func:`manifest_from_request`, :func:`job_to_sgp`, :func:`events_of`) is
-pure; :func:`router` is the HTTP side.
+pure; :data:`router` is the HTTP side.
 """
 
 from __future__ import annotations
@@ -23,18 +24,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from .. import API_VERSION
-from ..api.kinds import FINE_TUNING_JOB, MODEL_TEMPLATE
-from ..api.models import FineTuningJob
-from ..api.validation import ManifestInvalid, parse_manifest
-from ..limits import truncate
-from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
-from ..plan.finetuning import check
-from .access import Access
-from .calls import Account, ApiKey, Page, account_of, create_call, listed_account, token_of
-from .kubeapi import KubeAPI, KubeError
-from .sgp import ApiError, creator_annotations, from_api_server, order_key, validation_error
-from .store import Store
+from ... import API_VERSION
+from ...api.kinds import FINE_TUNING_JOB, MODEL_TEMPLATE
+from ...api.models import FineTuningJob
+from ...api.validation import ManifestInvalid, parse_manifest
+from ...limits import truncate
+from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
+from ...plan.finetuning import check
+from ..caller import Caller, CallerDep
+from ..calls import PageQuery, read_create_body
+from ..openapi import json_body
+from ..schemas import ERRORS, DeleteResponse, FineTuningJobEvent, Page
+from ..schemas import FineTuningJob as FineTuningJobOut
+from ..sgp import creator_annotations, order_key, validation_error
 
 __all__ = ["PREFIX", "events_of", "job_to_sgp", "manifest_from_request", "router"]
 
@@ -216,9 +218,6 @@ def events_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
-_HEADER = "x-selected-account-id"
-
-
 def run_problems(manifest: dict[str, Any], template: dict[str, Any]) -> list[tuple[str, str]]:
     """What the operator would refuse in this run, said before it is created (the one check,
     :func:`..plan.finetuning.check`, without the ConfigMap datasets it reads itself): a run
@@ -249,120 +248,91 @@ def _sgp_field(field: str) -> str:
     return field
 
 
-def router(kube: KubeAPI, access: Access, store: Store) -> APIRouter:
-    """The routes; ``store`` is the gateway's template cache (to find ``base_model_id``)."""
-    api = APIRouter(prefix=PREFIX, tags=["fine-tuning-jobs"])
+router = APIRouter(prefix=PREFIX, tags=["fine-tuning-jobs"], responses=ERRORS)
 
-    async def call(method: str, path: str, token: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return await kube.request(method, path, token=token, **kwargs)
-        except KubeError as exc:
-            name = ((kwargs.get("body") or {}).get("metadata") or {}).get("name", "")
-            raise from_api_server(exc.status, exc.body, name=name, what="fine tuning job") from None
 
-    async def find(token: str, account: str | None, job_id: str) -> dict[str, Any]:
-        await access.username(token)  # 401 for a bad key, whatever the id
-        namespace = account_of(account, _HEADER, "header")
-        not_found = ApiError(404, f"fine tuning job {truncate(job_id, 80)!r} not found", False)
-        try:
-            items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items")
-        except ApiError as exc:
-            if exc.status == 403:  # an account it may not read: nothing there for it
-                raise not_found from None
-            raise
-        found = next((o for o in items or [] if o["metadata"]["uid"] == job_id), None)
-        if found is None:
-            raise not_found
-        return found
+def _template_ids(caller: Caller, namespace: str) -> dict[str, str]:
+    """Template name -> id in ``namespace`` (a job's ``base_model_id`` before the operator
+    has written it in the job's status)."""
+    return {e.name: e.uid for e in caller.gateway.store.ordered(namespace)}
 
-    @api.post("", summary="Create a fine tuning job")
-    async def create(request: Request, api_key: ApiKey = None, account: Account = None):
-        token, body, namespace = await create_call(request, api_key, account, access)
-        if not isinstance(body, dict):
-            raise validation_error([("", "the body must be an object")])
-        await access.require(token, namespace, "get")  # the account it names, before any id
-        base = body.get("base_model_id")
-        entry = store.get(base) if isinstance(base, str) else None
-        if entry is None or entry.namespace != namespace:
-            raise validation_error(
-                [
-                    (
-                        "base_model_id",
-                        f"base_model_id ({truncate(base)}) is not a model template of account "
-                        f"{namespace!r}",
-                    )
-                ]
-            )
-        user = await access.username(token)
-        annotations = creator_annotations(user, datetime.now(UTC))
-        manifest = manifest_from_request(body, namespace, entry.name, annotations)
-        template = await call("GET", MODEL_TEMPLATE.path(namespace, entry.name), token)
-        problems = run_problems(manifest, template)
-        if problems:
-            raise validation_error(problems)
-        created = await call(
-            "POST",
-            FINE_TUNING_JOB.path(namespace),
-            token,
-            body=manifest,
-            query={"fieldValidation": "Strict"},
+
+def _to_sgp(caller: Caller, obj: dict[str, Any]) -> dict[str, Any]:
+    ids = _template_ids(caller, obj["metadata"]["namespace"])
+    template = ((obj.get("spec") or {}).get("templateRef") or {}).get("name")
+    return job_to_sgp(obj, base_model_id=ids.get(template or ""))
+
+
+@router.post(
+    "",
+    summary="Create a fine tuning job",
+    response_model=FineTuningJobOut,
+    openapi_extra=json_body("FineTuningJobCreate"),
+)
+async def create(request: Request, caller: CallerDep):
+    body, namespace = await read_create_body(request, caller)
+    if not isinstance(body, dict):
+        raise validation_error([("", "the body must be an object")])
+    await caller.access.require(caller.token, namespace, "get")  # the account, before any id
+    base = body.get("base_model_id")
+    entry = caller.gateway.store.get(base) if isinstance(base, str) else None
+    if entry is None or entry.namespace != namespace:
+        raise validation_error(
+            [
+                (
+                    "base_model_id",
+                    f"base_model_id ({truncate(base)}) is not a model template of account "
+                    f"{namespace!r}",
+                )
+            ]
         )
-        return job_to_sgp(created, base_model_id=entry.uid)
+    user = await caller.access.username(caller.token)
+    annotations = creator_annotations(user, datetime.now(UTC))
+    manifest = manifest_from_request(body, namespace, entry.name, annotations)
+    template = await caller.kube(
+        "GET", MODEL_TEMPLATE.path(namespace, entry.name), what="model template"
+    )
+    problems = run_problems(manifest, template)
+    if problems:
+        raise validation_error(problems)
+    created = await caller.create(FINE_TUNING_JOB, manifest)
+    return job_to_sgp(created, base_model_id=entry.uid)
 
-    def template_ids(namespace: str) -> dict[str, str]:
-        """Template name -> id in ``namespace`` (a job's ``base_model_id`` before the operator
-        has written it in the job's status)."""
-        entries = store.ordered(namespace)
-        return {e.name: e.uid for e in entries}
 
-    def to_sgp(obj: dict[str, Any], ids: dict[str, str] | None = None) -> dict[str, Any]:
-        if ids is None:
-            ids = template_ids(obj["metadata"]["namespace"])
-        template = ((obj.get("spec") or {}).get("templateRef") or {}).get("name")
-        return job_to_sgp(obj, base_model_id=ids.get(template or ""))
+@router.get("", summary="List fine tuning jobs (paged)", response_model=Page[FineTuningJobOut])
+async def list_jobs(
+    caller: CallerDep, paging: PageQuery, account_id: Annotated[str | None, Query()] = None
+):
+    namespaces = await caller.namespaces(FINE_TUNING_JOB, caller.listed(account_id))
+    items = await caller.list(FINE_TUNING_JOB, namespaces)
+    items.sort(key=order_key)
+    page = paging.of(items)
+    page["items"] = [_to_sgp(caller, o) for o in page["items"]]
+    return page
 
-    @api.get("", summary="List fine tuning jobs of an account (paged)")
-    async def list_jobs(
-        paging: Page,
-        api_key: ApiKey = None,
-        account: Account = None,
-        account_id: Annotated[str | None, Query()] = None,
-    ):
-        token = token_of(api_key)
-        namespace = listed_account(account_id, account)
-        if namespace is None:  # jobs are listed one account at a time
-            account_of(None, _HEADER, "header")
-        items = (await call("GET", FINE_TUNING_JOB.path(namespace), token)).get("items") or []
-        items.sort(key=order_key)
-        page = paging.of(items)
-        ids = template_ids(namespace)
-        page["items"] = [to_sgp(o, ids) for o in page["items"]]
-        return page
 
-    @api.get("/{fine_tuning_job_id}", summary="Get a fine tuning job")
-    async def retrieve(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = token_of(api_key)
-        return to_sgp(await find(token, account, fine_tuning_job_id))
+@router.get(
+    "/{fine_tuning_job_id}", summary="Get a fine tuning job", response_model=FineTuningJobOut
+)
+async def retrieve(fine_tuning_job_id: str, caller: CallerDep):
+    return _to_sgp(caller, await caller.find(FINE_TUNING_JOB, fine_tuning_job_id))
 
-    @api.get("/{fine_tuning_job_id}/events", summary="Events of a fine tuning job")
-    async def events(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = token_of(api_key)
-        return events_of(await find(token, account, fine_tuning_job_id))
 
-    @api.delete("/{fine_tuning_job_id}", summary="Delete (and so stop) a fine tuning job")
-    async def delete(fine_tuning_job_id: str, api_key: ApiKey = None, account: Account = None):
-        token = token_of(api_key)
-        found = await find(token, account, fine_tuning_job_id)
-        meta = found["metadata"]
-        options = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": "Background",
-            "preconditions": {"uid": meta["uid"]},
-        }
-        await call(
-            "DELETE", FINE_TUNING_JOB.path(meta["namespace"], meta["name"]), token, body=options
-        )
-        return {"count": 1, "success": True}
+@router.get(
+    "/{fine_tuning_job_id}/events",
+    summary="Events of a fine tuning job",
+    response_model=list[FineTuningJobEvent],
+)
+async def events(fine_tuning_job_id: str, caller: CallerDep):
+    return events_of(await caller.find(FINE_TUNING_JOB, fine_tuning_job_id))
 
-    return api
+
+@router.delete(
+    "/{fine_tuning_job_id}",
+    summary="Delete (and so stop) a fine tuning job",
+    response_model=DeleteResponse,
+)
+async def delete(fine_tuning_job_id: str, caller: CallerDep):
+    meta = (await caller.find(FINE_TUNING_JOB, fine_tuning_job_id))["metadata"]
+    await caller.delete(FINE_TUNING_JOB, meta["namespace"], meta["name"], meta["uid"])
+    return {"count": 1, "success": True}
