@@ -41,6 +41,7 @@ PROTOCOLS: dict[str, tuple[Route, ...]] = {
         Route("/v1/completions", ("POST",)),
         Route("/v1/chat/completions", ("POST",)),
         Route("/v1/embeddings", ("POST",)),
+        Route("/v1/rerank", ("POST",)),
         Route("/tokenize", ("POST",)),
         Route("/detokenize", ("POST",)),
         Route("/v1/models", ("GET",), capped=False),

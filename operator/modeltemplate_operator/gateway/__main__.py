@@ -13,7 +13,12 @@ flag                        environment variable              default
 ``--broker-url``            MODELTEMPLATE_BROKER_URL          none (no async task routes)
 (env only)                  MODELTEMPLATE_BROKER_PASSWORD     none
 ``--result-ttl-seconds``    MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS  86400
+``--endpoint-addresses``    MODELTEMPLATE_GATEWAY_ENDPOINT_ADDRESSES  none (cluster DNS)
 ==========================  ================================  ==========================
+
+``--endpoint-addresses``: a JSON file ``{"<namespace>/<name>": "http://host:port"}`` of
+endpoints reached elsewhere than their Service's DNS name — for control planes whose pods run
+nothing (the local one's fake nodes); a cluster leaves it unset.
 
 The broker settings are the operator's (the same variables): the task routes
 ``/v1/async-tasks`` enqueue to ASYNC endpoints' queues there.
@@ -33,6 +38,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from .app import create_app
+from .endpoints import Endpoints
 from .kubeapi import KubeAPI, load_configuration
 from .routers.tasks import Broker
 from .server import SERVER_SETTINGS
@@ -56,6 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=int(env("MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS", "86400")),
     )
+    parser.add_argument("--endpoint-addresses", default=env(ENV + "ENDPOINT_ADDRESSES") or None)
     return parser.parse_args(argv)
 
 
@@ -73,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.result_ttl_seconds,
         )
     app = create_app(
-        KubeAPI(load_configuration(kubeconfig)), access_ttl=args.access_ttl, broker=broker
+        KubeAPI(load_configuration(kubeconfig)),
+        access_ttl=args.access_ttl,
+        broker=broker,
+        endpoints=Endpoints(args.endpoint_addresses),
     )
     uvicorn.run(
         app,

@@ -22,6 +22,7 @@ from ..limits import bounded, truncate
 from .access import Access
 from .caller import Gateway
 from .calls import LargeBodySlot
+from .endpoints import Endpoints
 from .kubeapi import KubeAPI
 from .openapi import sgp_schemas
 from .routers import ROUTERS
@@ -37,8 +38,16 @@ def operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}".replace("_", "-")
 
 
-def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Any = None) -> FastAPI:
+def create_app(
+    kube: KubeAPI,
+    *,
+    access_ttl: float = 10.0,
+    broker: Any = None,
+    endpoints: Endpoints | None = None,
+) -> FastAPI:
     gateway = Gateway(kube, Access(kube, ttl=access_ttl), broker=broker)
+    if endpoints is not None:
+        gateway.endpoints = endpoints
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -50,12 +59,13 @@ def create_app(kube: KubeAPI, *, access_ttl: float = 10.0, broker: Any = None) -
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await kube.close()
+            await gateway.endpoint_client.close()
             if broker is not None:
                 await broker.redis.aclose()
 
     app = FastAPI(
         title="ModelTemplate gateway (SGP API)",
-        summary="SGP's model template, model, fine-tuning and task APIs on Kubernetes resources",
+        summary="SGP's model template, model, deployment, inference, fine-tuning and task APIs",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )

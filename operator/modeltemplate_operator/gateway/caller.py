@@ -31,8 +31,10 @@ from fastapi.security import APIKeyHeader
 
 from ..api.kinds import MODEL_TEMPLATE, OwnerKind
 from ..limits import truncate
+from ..serving import EndpointClient
 from .access import Access
 from .calls import Account, account_header, account_of, token_of
+from .endpoints import Endpoints
 from .kubeapi import KubeAPI, KubeError
 from .sgp import ApiError, from_api_server
 from .store import Entry, Store, Watcher
@@ -64,6 +66,9 @@ class Gateway:
     watcher: Watcher | None = None
     #: The task queue's broker (:class:`.routers.tasks.Broker`; None: no task routes).
     broker: Any = None
+    #: Where endpoints answer, and the client that calls them.
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    endpoint_client: EndpointClient = field(default_factory=EndpointClient)
 
     def __post_init__(self) -> None:
         if self.watcher is None:

@@ -53,10 +53,15 @@ class ApiError(Exception):
     status: int
     detail: Any
     retry: bool | None = None
+    #: Seconds to wait before retrying (``Retry-After``).
+    retry_after: int | None = None
 
     @property
     def headers(self) -> dict[str, str]:
-        return {} if self.retry is None else {"x-should-retry": str(self.retry).lower()}
+        headers = {} if self.retry is None else {"x-should-retry": str(self.retry).lower()}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(self.retry_after)
+        return headers
 
     def body(self) -> dict[str, Any]:
         return {"detail": bounded(self.detail)}  # never the input echoed at length

@@ -1,0 +1,202 @@
+"""Inference through SGP's API: chat-completions, completions, embeddings, rerankings, a
+deployment's execute, and Launch's sync and streaming tasks.
+
+Each call names a deployment (a ModelDeployment's id, or a Model's id for its default
+deployment) or, for Launch's task routes, an endpoint (``namespace/name`` of a ModelDeployment,
+Model or template, or its id). The caller must be allowed to ``get`` it (the lookup is made with
+the caller's token; what it may not read is a 404). The call is then served by :mod:`...serving`
+on the endpoint's Service (:mod:`..endpoints`); an ASYNC deployment's ``execute`` is queued as a
+task (answered with its ``task_id``, read at ``/v1/async-tasks/{task_id}``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE
+from ...api.parameters import ParameterSchema
+from ...api.validation import (
+    ManifestInvalid,
+    parse_deployment_manifest,
+    parse_manifest,
+    parse_model_manifest,
+)
+from ...limits import MAX_API_BODY_BYTES
+from ...plan.instantiate import apply_overrides, deployment_as_model
+from ...serving import Call, ServingError, Target, serve
+from ...tasks import queue as taskqueue
+from ..caller import Caller, CallerDep
+from ..calls import read_json
+from ..schemas import ERRORS
+from ..sgp import ApiError, validation_error
+from .deployments import _find as find_deployment
+
+__all__ = ["router", "target_of"]
+
+router = APIRouter(tags=["inference"], responses=ERRORS)
+
+_STREAM = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"}}
+
+
+def target_of(
+    obj: dict[str, Any], model: dict[str, Any] | None, template: dict[str, Any]
+) -> Target:
+    """What serving needs of the endpoint of ``obj`` (a ModelDeployment, a Model, or a
+    template), from its template with the Model's (and deployment's) settings applied."""
+    parsed = parse_manifest(template)
+    spec, params = parsed.spec, {}
+    if model is not None:
+        runs = parse_model_manifest(model)
+        if obj is not model:
+            runs = deployment_as_model(parse_deployment_manifest(obj), runs)
+        spec = apply_overrides(spec, runs.spec)
+        params = runs.spec.creation_parameters or {}
+        model_type = str(runs.spec.model_type or spec.model_type)
+    else:
+        model_type = str(spec.model_type)
+    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    meta = obj["metadata"]
+    return Target(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        protocol=str(spec.endpoint_protocol),
+        model_type=model_type,
+        endpoint_type=str(spec.endpoint_type),
+        request_schema=ParameterSchema.from_model(spec.model_request_parameters_schema),
+        model=str(params.get("model_name") or meta["name"]),
+        ready=ready.get("status") == "True",
+        reason=": ".join(x for x in (ready.get("reason"), ready.get("message")) if x),
+    )
+
+
+async def _template_of(caller: Caller, model: dict[str, Any]) -> dict[str, Any]:
+    name = ((model.get("spec") or {}).get("templateRef") or {}).get("name", "")
+    return await caller.kube(
+        "GET", MODEL_TEMPLATE.path(model["metadata"]["namespace"], name), what="model template"
+    )
+
+
+async def _deployment(caller: Caller, deployment_id: str) -> tuple[dict, dict | None, dict]:
+    """(endpoint object, its Model, its template) for a deployment id."""
+    try:
+        obj = await caller.find(MODEL_DEPLOYMENT, deployment_id)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        model = await caller.find(MODEL, deployment_id)
+        return model, model, await _template_of(caller, model)
+    ref = ((obj.get("spec") or {}).get("modelRef") or {}).get("name", "")
+    model = await caller.kube("GET", MODEL.path(obj["metadata"]["namespace"], ref), what="model")
+    return obj, model, await _template_of(caller, model)
+
+
+async def _endpoint(caller: Caller, endpoint_id: str) -> tuple[dict, dict | None, dict]:
+    """(endpoint object, its Model or None, its template) for Launch's ``model_endpoint_id``:
+    ``namespace/name`` of a ModelDeployment, Model or template, or a deployment or template
+    id."""
+    if "/" not in endpoint_id:
+        entry = caller.gateway.store.get(endpoint_id)
+        if entry is None:
+            return await _deployment(caller, endpoint_id)
+        endpoint_id = f"{entry.namespace}/{entry.name}"
+    namespace, _, name = endpoint_id.partition("/")
+    for kind in (MODEL_DEPLOYMENT, MODEL, MODEL_TEMPLATE):
+        try:
+            obj = await caller.kube("GET", kind.path(namespace, name), what="model endpoint")
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                continue
+            raise
+        if kind is MODEL_TEMPLATE:
+            return obj, None, obj
+        if kind is MODEL:
+            return obj, obj, await _template_of(caller, obj)
+        return await _deployment(caller, obj["metadata"]["uid"])
+    raise ApiError(404, f"model endpoint {endpoint_id[:80]!r} not found", False)
+
+
+async def _serve(
+    request: Request, caller: Caller, call: Call, found: tuple[dict, dict | None, dict]
+):
+    obj, model, template = found
+    try:
+        target = target_of(obj, model, template)
+    except ManifestInvalid:
+        raise ApiError(409, "the endpoint's model or template is not valid", False) from None
+    body = await read_json(request, MAX_API_BODY_BYTES)
+    if not isinstance(body, dict):
+        raise validation_error([("", "the body must be a JSON object")])
+    gateway = caller.gateway
+    if call is Call.EXECUTE and target.endpoint_type == "ASYNC":
+        if gateway.broker is None:
+            raise ApiError(503, "ASYNC deployments need the gateway's broker", False)
+        payload = {k: v for k, v in body.items() if k != "stream"}
+        task_id = await taskqueue.submit(
+            gateway.broker.redis,
+            target.namespace,
+            target.name,
+            payload,
+            result_ttl_seconds=gateway.broker.result_ttl_seconds,
+        )
+        return {"task_id": task_id}
+    url = gateway.endpoints.url(target.namespace, target.name)
+    try:
+        return await serve(call, body, target, url, gateway.endpoint_client)
+    except ServingError as exc:
+        if exc.status == 422:
+            field = exc.field or ""
+            raise validation_error([(field, exc.message)]) from None
+        retry = exc.status in (429, 503)
+        raise ApiError(exc.status, exc.message, retry, retry_after=exc.retry_after) from None
+
+
+def _deployment_route(call: Call, summary: str):
+    async def route(model_deployment_id: str, request: Request, caller: CallerDep):
+        return await _serve(request, caller, call, await _deployment(caller, model_deployment_id))
+
+    route.__name__ = call.name.lower().replace("_", "-")
+    router.post(
+        f"/v4/models/{{model_deployment_id}}/{call.value}", summary=summary, responses=_STREAM
+    )(route)
+
+
+_deployment_route(Call.CHAT, "Chat completion from a chat model's deployment")
+_deployment_route(Call.COMPLETION, "Completion from a model's deployment")
+_deployment_route(Call.EMBEDDING, "Embeddings of texts from an embedding model's deployment")
+_deployment_route(Call.RERANKING, "Scores of chunks for a query from a reranking deployment")
+
+
+@router.post(
+    "/v4/models/{model_instance_id}/deployments/{model_deployment_id}/execute",
+    summary="Call a deployment's predict route (its stream with stream: true)",
+    responses=_STREAM,
+)
+async def execute(
+    model_instance_id: str, model_deployment_id: str, request: Request, caller: CallerDep
+):
+    model, obj = await find_deployment(caller, model_instance_id, model_deployment_id)
+    return await _serve(
+        request, caller, Call.EXECUTE, (obj, model, await _template_of(caller, model))
+    )
+
+
+_ENDPOINT = Annotated[str, Query(description="namespace/name of the endpoint, or its id")]
+
+
+@router.post("/v1/sync-tasks", summary="Launch: call an endpoint's predict route and wait")
+async def sync_task(request: Request, caller: CallerDep, model_endpoint_id: _ENDPOINT):
+    return await _serve(request, caller, Call.SYNC_TASK, await _endpoint(caller, model_endpoint_id))
+
+
+@router.post(
+    "/v1/streaming-tasks",
+    summary="Launch: call an endpoint's streaming route (SSE)",
+    responses=_STREAM,
+)
+async def streaming_task(request: Request, caller: CallerDep, model_endpoint_id: _ENDPOINT):
+    return await _serve(
+        request, caller, Call.STREAMING_TASK, await _endpoint(caller, model_endpoint_id)
+    )

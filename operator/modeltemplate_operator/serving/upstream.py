@@ -1,0 +1,165 @@
+"""Calling an endpoint's forwarder: bounded in time, in retries and in memory.
+
+- A 429 (the forwarder's ``perWorker`` cap, or a busy model) is retried after its
+  ``Retry-After`` (at most :data:`RETRY_CAP_SECONDS` each) while the call's retry budget lasts,
+  then answered as a 429 with ``Retry-After``.
+- The forwarder's own refusals keep their status and message (422 for request parameters, 503
+  while it has no ready model); other failures are 502, an endpoint that cannot be reached 503,
+  one that does not answer in time 504.
+- A stream is read event by event (an event larger than :data:`MAX_EVENT_BYTES` ends it with an
+  error) and never held whole; when the caller goes away the upstream request is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from ..limits import MAX_DECODED_BODY_BYTES, truncate
+from .protocols import ServingError, Upstream
+
+__all__ = ["EndpointClient", "MAX_EVENT_BYTES"]
+
+#: The largest event of a stream passed on.
+MAX_EVENT_BYTES = 1024 * 1024
+RETRY_CAP_SECONDS = 2.0
+
+
+def _refusal(response_status: int, text: bytes) -> ServingError:
+    try:
+        detail = orjson.loads(text)
+        message = detail.get("detail") or detail.get("error") or detail.get("message") or detail
+    except (orjson.JSONDecodeError, AttributeError):
+        message = text.decode(errors="replace")
+    message = truncate(message if isinstance(message, str) else str(message), 500)
+    if response_status in (400, 404, 413, 422, 503):
+        return ServingError(response_status, f"the endpoint refused the call: {message}")
+    return ServingError(502, f"the endpoint answered {response_status}: {message}")
+
+
+class EndpointClient:
+    """One HTTP client for every endpoint (connections pooled per endpoint)."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 300.0,
+        retry_budget_seconds: float = 10.0,
+        max_connections: int = 512,
+    ):
+        self.retry_budget = retry_budget_seconds
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=128),
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _send(self, base_url: str, up: Upstream) -> httpx.Response:
+        """The response (headers read, body not yet), 429s retried within the budget."""
+        deadline = time.monotonic() + self.retry_budget
+        content = orjson.dumps(up.body)
+        while True:
+            request = self.client.build_request(
+                "POST",
+                base_url + up.path,
+                content=content,
+                headers={"content-type": "application/json"},
+            )
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise ServingError(
+                    504, f"the endpoint did not answer in time ({base_url})"
+                ) from None
+            except httpx.TransportError as exc:
+                raise ServingError(503, f"the endpoint cannot be reached: {exc}") from None
+            if response.status_code != 429:
+                return response
+            await response.aclose()
+            wait = min(_retry_after(response), RETRY_CAP_SECONDS)
+            left = deadline - time.monotonic()
+            if left <= wait:
+                raise ServingError(
+                    429, "the endpoint is busy: retry later", retry_after=max(1, round(wait))
+                )
+            await asyncio.sleep(wait)
+
+    async def call(self, base_url: str, up: Upstream) -> Any:
+        """The endpoint's JSON answer (bounded by :data:`MAX_DECODED_BODY_BYTES` x 16)."""
+        response = await self._send(base_url, up)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > 16 * MAX_DECODED_BODY_BYTES:
+                    raise ServingError(502, "the endpoint's answer is too large")
+        except httpx.TimeoutException:
+            raise ServingError(504, "the endpoint did not finish its answer in time") from None
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            raise _refusal(response.status_code, bytes(body))
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ServingError(502, "the endpoint's answer is not JSON") from None
+
+    async def events(self, base_url: str, up: Upstream) -> AsyncIterator[bytes]:
+        """The ``data`` of each event the endpoint streams (SSE ``data:`` lines, or one JSON
+        document per line), as it arrives. Raises :class:`ServingError` before the first
+        event for a refusal."""
+        response = await self._send(base_url, up)
+        try:
+            if response.status_code >= 400:
+                raise _refusal(response.status_code, await _bounded_read(response))
+            pending = bytearray()
+            async for chunk in response.aiter_bytes():
+                pending += chunk
+                while True:
+                    end = pending.find(b"\n")
+                    if end < 0:
+                        break
+                    line = bytes(pending[:end]).rstrip(b"\r")
+                    del pending[: end + 1]
+                    data = _data_of(line)
+                    if data is not None:
+                        yield data
+                if len(pending) > MAX_EVENT_BYTES:
+                    raise ServingError(502, "the endpoint streamed an event over 1 MiB")
+            data = _data_of(bytes(pending))
+            if data is not None:
+                yield data
+        finally:
+            await response.aclose()
+
+
+async def _bounded_read(response: httpx.Response, limit: int = 65536) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            break
+    return bytes(body[:limit])
+
+
+def _data_of(line: bytes) -> bytes | None:
+    if not line.strip() or line.startswith((b":", b"event:", b"id:", b"retry:")):
+        return None
+    if line.startswith(b"data:"):
+        return line[5:].strip()
+    return line.strip()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.05, float(response.headers.get("retry-after", "0.2")))
+    except ValueError:
+        return 0.2
