@@ -129,8 +129,9 @@ class Caller:
             query={"fieldValidation": "Strict"},
         )
 
-    async def delete(self, kind: OwnerKind, namespace: str, name: str, uid: str) -> None:
-        """Delete that object, only if it is still the one with ``uid`` (404 otherwise)."""
+    async def delete(self, kind: OwnerKind, namespace: str, name: str, uid: str) -> dict:
+        """Delete that object, only if it is still the one with ``uid`` (404 otherwise); SGP's
+        answer to a delete."""
         options = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -149,6 +150,7 @@ class Caller:
             raise from_api_server(exc.status, exc.body) from None
         if kind is MODEL_TEMPLATE:
             self.gateway.store.remove(uid, tombstone=True)
+        return {"count": 1, "success": True}
 
     # --- the one account policy -----------------------------------------------------------
 

@@ -386,5 +386,4 @@ async def delete(model_instance_id: str, deployment_id: str, caller: CallerDep):
     if obj is model:
         raise _immutable(model)
     meta = obj["metadata"]
-    await caller.delete(MODEL_DEPLOYMENT, meta["namespace"], meta["name"], meta["uid"])
-    return {"count": 1, "success": True}
+    return await caller.delete(MODEL_DEPLOYMENT, meta["namespace"], meta["name"], meta["uid"])

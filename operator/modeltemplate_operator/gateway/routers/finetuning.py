@@ -334,5 +334,4 @@ async def events(fine_tuning_job_id: str, caller: CallerDep):
 )
 async def delete(fine_tuning_job_id: str, caller: CallerDep):
     meta = (await caller.find(FINE_TUNING_JOB, fine_tuning_job_id))["metadata"]
-    await caller.delete(FINE_TUNING_JOB, meta["namespace"], meta["name"], meta["uid"])
-    return {"count": 1, "success": True}
+    return await caller.delete(FINE_TUNING_JOB, meta["namespace"], meta["name"], meta["uid"])

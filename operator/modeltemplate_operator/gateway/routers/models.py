@@ -265,5 +265,4 @@ async def retrieve(model_id: str, caller: CallerDep):
 @router.delete("/{model_id}", summary="Delete a model", response_model=DeleteResponse)
 async def delete(model_id: str, caller: CallerDep):
     meta = (await caller.find(MODEL, model_id))["metadata"]
-    await caller.delete(MODEL, meta["namespace"], meta["name"], meta["uid"])
-    return {"count": 1, "success": True}
+    return await caller.delete(MODEL, meta["namespace"], meta["name"], meta["uid"])

@@ -96,5 +96,4 @@ async def retrieve(model_template_id: str, caller: CallerDep):
 )
 async def delete(model_template_id: str, caller: CallerDep):
     entry = await caller.template(model_template_id)
-    await caller.delete(MODEL_TEMPLATE, entry.namespace, entry.name, entry.uid)
-    return {"count": 1, "success": True}
+    return await caller.delete(MODEL_TEMPLATE, entry.namespace, entry.name, entry.uid)
