@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 SMOKE = {
     "bench_scale.py": (["--templates", "10"], ["restart: resync", "peak RSS", "target"]),
     "bench_gateway.py": (
-        ["--templates", "20", "--requests", "50", "--seconds", "1"],
-        ["gateway p99 / API server p99", "gateway peak RSS", "target"],
+        ["--templates", "20", "--requests", "50", "--seconds", "1", "--serving-requests", "50"],
+        ["gateway p99 / API server p99", "gateway peak RSS", "gateway adds p50", "first event"],
     ),
     "bench_async.py": (
         ["--tasks", "50", "--rounds", "1", "--latency-tasks", "20"],

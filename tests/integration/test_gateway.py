@@ -306,27 +306,24 @@ def test_errors(cluster, gateway, account):
 
 
 def test_gateway_runs_on_its_own_service_account_alone(cluster, gateway):
-    """deploy/'s gateway role is all the watch cache needs: no refusal in the gateway's log,
-    and its ServiceAccount may not write templates or review access for others."""
+    """deploy/'s gateway role is all the watch caches need: no refusal in the gateway's log,
+    and its ServiceAccount may only list and watch (templates, models, deployments)."""
     user = f"system:serviceaccount:{GATEWAY_NS}:{GATEWAY_SA}"
-    for verb in ("list", "watch"):
-        assert (
-            cluster.kubectl(
-                "auth", "can-i", verb, "modeltemplates.launch.modelops.dev", "-A", f"--as={user}"
-            ).stdout.strip()
-            == "yes"
-        )
-    for verb in ("create", "delete", "patch", "update", "get"):
-        denied = cluster.kubectl(
-            "auth",
-            "can-i",
-            verb,
-            "modeltemplates.launch.modelops.dev",
-            "-A",
-            f"--as={user}",
-            check=False,
-        )
-        assert denied.stdout.strip() == "no", verb
+    for resource in ("modeltemplates", "models", "modeldeployments"):
+        for verb in ("list", "watch", "create", "delete", "patch", "update", "get"):
+            answer = cluster.kubectl(
+                "auth",
+                "can-i",
+                verb,
+                f"{resource}.launch.modelops.dev",
+                "-A",
+                f"--as={user}",
+                check=False,
+            )
+            assert answer.stdout.strip() == ("yes" if verb in ("list", "watch") else "no"), (
+                resource,
+                verb,
+            )
     log = gateway.log()
     assert "watch cache:" in log and "403" not in log and "forbidden" not in log.lower(), log
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -19,9 +18,10 @@ import httpx
 import pytest
 import scale_gp
 from _helpers_deploy import service_account_kubeconfig
-from support.gateway import GatewayProcess, free_port
+from support.gateway import GatewayProcess
 from support.k8s import apply_list, get_json
 from support.manifests import tiny_template
+from support.serving import start_forwarder, start_standin, stop, write_addresses
 from test_gateway import ACCESS_TTL, GATEWAY_NS, GATEWAY_SA, REPO, Account
 
 pytestmark = pytest.mark.integration
@@ -60,17 +60,6 @@ def _model(name: str) -> dict:
     }
 
 
-def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
 @pytest.fixture(scope="module")
 def served(cluster, crd_installed, operator, tmp_path_factory):
     """The account, its Models Ready on the fake fleet, a stand-in per protocol, a forwarder per
@@ -95,43 +84,15 @@ def served(cluster, crd_installed, operator, tmp_path_factory):
     standins: dict[str, str] = {}
     try:
         for protocol in ("SGP", "VLLM", "COHERE"):
-            port = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "devtools.standin_model",
-                        "--protocol",
-                        protocol,
-                        "--port",
-                        str(port),
-                    ],
-                    cwd=REPO,
-                )
-            )
-            standins[protocol] = f"http://127.0.0.1:{port}"
-            _wait_http(standins[protocol] + "/health")
+            proc, standins[protocol] = start_standin(protocol)
+            procs.append(proc)
         for name, protocol, *_ in ENDPOINTS:
-            dep = get_json(cluster, "deployment", name, "-n", account.name)
-            [fwd] = [
-                c
-                for c in dep["spec"]["template"]["spec"]["containers"]
-                if c["name"] == "http-forwarder"
-            ]
-            port = free_port()
-            args = [
-                a for a in fwd["args"] if not a.startswith(("--port=", "--upstream=", "--host="))
-            ]
-            args += ["--host=127.0.0.1", f"--port={port}", f"--upstream={standins[protocol]}"]
-            procs.append(
-                subprocess.Popen([sys.executable, "-m", "modeltemplate_operator.forwarder", *args])
-            )
-            addresses[f"{account.name}/{name}"] = f"http://127.0.0.1:{port}"
-            _wait_http(f"http://127.0.0.1:{port}/readyz")
+            proc, url = start_forwarder(cluster, account.name, name, standins[protocol])
+            procs.append(proc)
+            addresses[f"{account.name}/{name}"] = url
         work = tmp_path_factory.mktemp("gateway-serving")
         table = work / "endpoints.json"
-        table.write_text(json.dumps(addresses))
+        write_addresses(table, addresses)
         kubeconfig = service_account_kubeconfig(
             cluster, work / "kubeconfig", service_account=GATEWAY_SA, namespace=GATEWAY_NS
         )
@@ -150,9 +111,7 @@ def served(cluster, crd_installed, operator, tmp_path_factory):
         finally:
             gateway.stop()
     finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
+        stop(procs)
         cluster.kubectl("delete", "namespace", account.name, "--wait=false", check=False)
 
 

@@ -51,13 +51,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        task = asyncio.create_task(gateway.watcher.run())
+        tasks = [asyncio.create_task(w.run()) for w in gateway.watchers]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await kube.close()
             await gateway.endpoint_client.close()
             if broker is not None:
@@ -89,10 +91,13 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        ok = gateway.watcher.synced.is_set()
-        return JSONResponse(
-            {"synced": ok, "templates": len(gateway.store)}, status_code=200 if ok else 503
-        )
+        ok = all(w.synced.is_set() for w in gateway.watchers)
+        counts = {
+            "templates": len(gateway.store),
+            "models": len(gateway.models),
+            "deployments": len(gateway.deployments),
+        }
+        return JSONResponse({"synced": ok, **counts}, status_code=200 if ok else 503)
 
     for router in ROUTERS:
         app.include_router(router)

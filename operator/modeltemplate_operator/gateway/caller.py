@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from ..api.kinds import MODEL_TEMPLATE, OwnerKind
+from ..api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE, OwnerKind
 from ..limits import truncate
 from ..serving import EndpointClient
 from .access import Access
@@ -37,7 +37,7 @@ from .calls import Account, account_header, account_of, token_of
 from .endpoints import Endpoints
 from .kubeapi import KubeAPI, KubeError
 from .sgp import ApiError, from_api_server
-from .store import Entry, Store, Watcher
+from .store import Entry, Objects, Store, Watcher, collection
 
 __all__ = ["Caller", "CallerDep", "Gateway", "api_key", "caller"]
 
@@ -57,13 +57,17 @@ api_key = APIKeyHeader(
 
 @dataclass
 class Gateway:
-    """What the routes share: the API-server client, the access reviews, the template cache
-    and its watch, and the optional parts (task broker, endpoint addresses)."""
+    """What the routes share: the API-server client, the access reviews, the watch caches
+    (templates as SGP JSON; Models and ModelDeployments for serving), and the optional parts
+    (task broker, endpoint addresses)."""
 
     kube: KubeAPI
     access: Access
     store: Store = field(default_factory=Store)
     watcher: Watcher | None = None
+    models: Objects = field(default_factory=Objects)
+    deployments: Objects = field(default_factory=Objects)
+    watchers: list[Watcher] = field(default_factory=list)
     #: The task queue's broker (:class:`.routers.tasks.Broker`; None: no task routes).
     broker: Any = None
     #: Where endpoints answer, and the client that calls them.
@@ -73,13 +77,22 @@ class Gateway:
     def __post_init__(self) -> None:
         if self.watcher is None:
             self.watcher = Watcher(self.kube, self.store)
+        self.watchers = [
+            self.watcher,
+            Watcher(self.kube, self.models, path=collection(MODEL)),
+            Watcher(self.kube, self.deployments, path=collection(MODEL_DEPLOYMENT)),
+        ]
 
-    async def synced(self) -> None:
-        """Wait for the template cache's first list (503 after :data:`SYNC_TIMEOUT_SECONDS`)."""
+    async def synced(self, every: bool = False) -> None:
+        """Wait for the template cache's first list (``every``: every cache's), 503 after
+        :data:`SYNC_TIMEOUT_SECONDS`."""
+        watchers = self.watchers if every else [self.watcher]
         try:
-            await asyncio.wait_for(self.watcher.synced.wait(), timeout=SYNC_TIMEOUT_SECONDS)
+            async with asyncio.timeout(SYNC_TIMEOUT_SECONDS):
+                for watcher in watchers:
+                    await watcher.synced.wait()
         except TimeoutError:
-            raise ApiError(503, "the template cache has not synced with the cluster yet") from None
+            raise ApiError(503, "the watch caches have not synced with the cluster yet") from None
 
 
 def what_of(kind: OwnerKind) -> str:
@@ -159,7 +172,7 @@ class Caller:
         (403 unless the caller may list there), else every account the key may list (None:
         the whole cluster)."""
         named = account or self.account
-        if named:  # the account asked for, or nothing
+        if named:
             await self.access.require(self.token, named, "list", kind)
             return [named]
         if await self.access.allowed(self.token, None, "list", kind):
@@ -176,7 +189,7 @@ class Caller:
     async def list(self, kind: OwnerKind, namespaces: list[str] | None) -> list[dict[str, Any]]:
         """Every ``kind`` object of ``namespaces`` (None: all), read with the caller's token."""
         if namespaces is None:
-            paths = [f"/apis/{kind.group}/{kind.version}/{kind.plural}"]
+            paths = [collection(kind)]
         else:
             paths = [kind.path(ns) for ns in namespaces]
         pages = await asyncio.gather(*(self._list_path(p, kind) for p in paths))

@@ -31,7 +31,6 @@ from ..caller import Caller, CallerDep
 from ..calls import read_json
 from ..schemas import ERRORS
 from ..sgp import ApiError, validation_error
-from .deployments import _find as find_deployment
 
 __all__ = ["router", "target_of"]
 
@@ -79,8 +78,41 @@ async def _template_of(caller: Caller, model: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+async def _from_caches(caller: Caller, deployment_id: str) -> tuple[dict, dict, dict] | None:
+    """(endpoint object, its Model, its template) from the watch caches, once the caller is
+    proven to may ``get`` it (404 otherwise); None when the caches do not hold all three
+    (just created: the API server is asked instead)."""
+    gateway = caller.gateway
+    await gateway.synced(every=True)
+    obj, kind = gateway.deployments.get(deployment_id), MODEL_DEPLOYMENT
+    if obj is None:
+        obj, kind = gateway.models.get(deployment_id), MODEL
+    if obj is None:
+        return None
+    namespace = obj["metadata"]["namespace"]
+    not_found = caller.not_found(MODEL_DEPLOYMENT, deployment_id)
+    if caller.account and caller.account != namespace:
+        raise not_found
+    await caller.access.visible(caller.token, namespace, "get", not_found.detail, kind)
+    model = obj
+    if kind is MODEL_DEPLOYMENT:
+        model = gateway.models.named(namespace, _ref(obj, "modelRef"))
+    template = model and gateway.store.named(namespace, _ref(model, "templateRef"))
+    if model is None or template is None:
+        return None
+    return obj, model, template.obj
+
+
+def _ref(obj: dict[str, Any], field: str) -> str:
+    return ((obj.get("spec") or {}).get(field) or {}).get("name", "")
+
+
 async def _deployment(caller: Caller, deployment_id: str) -> tuple[dict, dict | None, dict]:
-    """(endpoint object, its Model, its template) for a deployment id."""
+    """(endpoint object, its Model, its template) for a deployment id: from the watch caches,
+    else from the API server with the caller's token."""
+    cached = await _from_caches(caller, deployment_id)
+    if cached is not None:
+        return cached
     try:
         obj = await caller.find(MODEL_DEPLOYMENT, deployment_id)
     except ApiError as exc:
@@ -103,6 +135,17 @@ async def _endpoint(caller: Caller, endpoint_id: str) -> tuple[dict, dict | None
             return await _deployment(caller, endpoint_id)
         endpoint_id = f"{entry.namespace}/{entry.name}"
     namespace, _, name = endpoint_id.partition("/")
+    gateway = caller.gateway
+    await gateway.synced(every=True)
+    for cache in (gateway.deployments, gateway.models):
+        obj = cache.named(namespace, name)
+        if obj is not None:
+            return await _deployment(caller, obj["metadata"]["uid"])
+    entry = gateway.store.named(namespace, name)
+    if entry is not None:
+        not_found = f"model endpoint {endpoint_id[:80]!r} not found"
+        await caller.access.visible(caller.token, namespace, "get", not_found)
+        return entry.obj, None, entry.obj
     for kind in (MODEL_DEPLOYMENT, MODEL, MODEL_TEMPLATE):
         try:
             obj = await caller.kube("GET", kind.path(namespace, name), what="model endpoint")
@@ -118,14 +161,32 @@ async def _endpoint(caller: Caller, endpoint_id: str) -> tuple[dict, dict | None
     raise ApiError(404, f"model endpoint {endpoint_id[:80]!r} not found", False)
 
 
+#: Targets by the versions of the objects they are made of (parsing a template takes ~1 ms).
+_TARGETS: dict[tuple, Target] = {}
+MAX_TARGETS = 10_000
+
+
+def _target(obj: dict, model: dict | None, template: dict) -> Target:
+    key = tuple(
+        (o["metadata"].get("uid"), o["metadata"].get("resourceVersion"))
+        for o in (obj, model or {"metadata": {}}, template)
+    )
+    target = _TARGETS.get(key)
+    if target is None:
+        try:
+            target = target_of(obj, model, template)
+        except ManifestInvalid:
+            raise ApiError(409, "the endpoint's model or template is not valid", False) from None
+        if len(_TARGETS) >= MAX_TARGETS:
+            _TARGETS.clear()
+        _TARGETS[key] = target
+    return target
+
+
 async def _serve(
     request: Request, caller: Caller, call: Call, found: tuple[dict, dict | None, dict]
 ):
-    obj, model, template = found
-    try:
-        target = target_of(obj, model, template)
-    except ManifestInvalid:
-        raise ApiError(409, "the endpoint's model or template is not valid", False) from None
+    target = _target(*found)
     body = await read_json(request, MAX_API_BODY_BYTES)
     if not isinstance(body, dict):
         raise validation_error([("", "the body must be a JSON object")])
@@ -177,10 +238,10 @@ _deployment_route(Call.RERANKING, "Scores of chunks for a query from a reranking
 async def execute(
     model_instance_id: str, model_deployment_id: str, request: Request, caller: CallerDep
 ):
-    model, obj = await find_deployment(caller, model_instance_id, model_deployment_id)
-    return await _serve(
-        request, caller, Call.EXECUTE, (obj, model, await _template_of(caller, model))
-    )
+    found = await _deployment(caller, model_deployment_id)
+    if (found[1] or {}).get("metadata", {}).get("uid") != model_instance_id:
+        raise caller.not_found(MODEL_DEPLOYMENT, model_deployment_id)
+    return await _serve(request, caller, Call.EXECUTE, found)
 
 
 _ENDPOINT = Annotated[str, Query(description="namespace/name of the endpoint, or its id")]
