@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from ..limits import MAX_DECODED_BODY_BYTES, truncate
@@ -43,7 +43,8 @@ def _refusal(response_status: int, text: bytes) -> ServingError:
 
 
 class EndpointClient:
-    """One HTTP client for every endpoint (connections pooled per endpoint)."""
+    """One HTTP client for every endpoint (connections pooled per endpoint), made in the
+    event loop at its first call."""
 
     def __init__(
         self,
@@ -54,37 +55,45 @@ class EndpointClient:
         max_connections: int = 512,
     ):
         self.retry_budget = retry_budget_seconds
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=128),
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
         )
+        self._limit = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=0),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
-    async def _send(self, base_url: str, up: Upstream) -> httpx.Response:
+    async def _send(self, base_url: str, up: Upstream) -> aiohttp.ClientResponse:
         """The response (headers read, body not yet), 429s retried within the budget."""
         deadline = time.monotonic() + self.retry_budget
         content = orjson.dumps(up.body)
+        headers = {"content-type": "application/json"}
         while True:
-            request = self.client.build_request(
-                "POST",
-                base_url + up.path,
-                content=content,
-                headers={"content-type": "application/json"},
-            )
             try:
-                response = await self.client.send(request, stream=True)
-            except httpx.TimeoutException:
+                response = await self._client().post(
+                    base_url + up.path, data=content, headers=headers
+                )
+            except TimeoutError:
                 raise ServingError(
                     504, f"the endpoint did not answer in time ({base_url})"
                 ) from None
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 raise ServingError(503, f"the endpoint cannot be reached: {exc}") from None
-            if response.status_code != 429:
+            if response.status != 429:
                 return response
-            await response.aclose()
             wait = min(_retry_after(response), RETRY_CAP_SECONDS)
+            response.release()
             left = deadline - time.monotonic()
             if left <= wait:
                 raise ServingError(
@@ -97,16 +106,18 @@ class EndpointClient:
         response = await self._send(base_url, up)
         try:
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_chunked(65536):
                 body += chunk
                 if len(body) > 16 * MAX_DECODED_BODY_BYTES:
                     raise ServingError(502, "the endpoint's answer is too large")
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise ServingError(504, "the endpoint did not finish its answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise ServingError(502, f"the endpoint's answer broke off: {exc}") from None
         finally:
-            await response.aclose()
-        if response.status_code >= 400:
-            raise _refusal(response.status_code, bytes(body))
+            response.release()
+        if response.status >= 400:
+            raise _refusal(response.status, bytes(body))
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -117,11 +128,12 @@ class EndpointClient:
         document per line), as it arrives. Raises :class:`ServingError` before the first
         event for a refusal."""
         response = await self._send(base_url, up)
+        finished = False
         try:
-            if response.status_code >= 400:
-                raise _refusal(response.status_code, await _bounded_read(response))
+            if response.status >= 400:
+                raise _refusal(response.status, await _bounded_read(response))
             pending = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.content.iter_any():
                 pending += chunk
                 while True:
                     end = pending.find(b"\n")
@@ -137,17 +149,19 @@ class EndpointClient:
             data = _data_of(bytes(pending))
             if data is not None:
                 yield data
+            finished = True
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ServingError(502, f"the endpoint's stream broke off: {exc}") from None
         finally:
-            await response.aclose()
+            if finished:
+                response.release()  # the connection goes back to the pool
+            else:
+                response.close()  # closed: a stream left early is cut upstream
 
 
-async def _bounded_read(response: httpx.Response, limit: int = 65536) -> bytes:
-    body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > limit:
-            break
-    return bytes(body[:limit])
+async def _bounded_read(response: aiohttp.ClientResponse, limit: int = 65536) -> bytes:
+    body = await response.content.read(limit)
+    return bytes(body)
 
 
 def _data_of(line: bytes) -> bytes | None:
@@ -158,7 +172,7 @@ def _data_of(line: bytes) -> bytes | None:
     return line.strip()
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(response: aiohttp.ClientResponse) -> float:
     try:
         return max(0.05, float(response.headers.get("retry-after", "0.2")))
     except ValueError:
