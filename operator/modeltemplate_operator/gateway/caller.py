@@ -87,6 +87,8 @@ class Gateway:
         """Wait for the template cache's first list (``every``: every cache's), 503 after
         :data:`SYNC_TIMEOUT_SECONDS`."""
         watchers = self.watchers if every else [self.watcher]
+        if all(w.synced.is_set() for w in watchers):
+            return
         try:
             async with asyncio.timeout(SYNC_TIMEOUT_SECONDS):
                 for watcher in watchers:

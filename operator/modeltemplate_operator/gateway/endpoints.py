@@ -6,7 +6,7 @@ gateway calls ``http://<name>.<namespace>.svc:80``.
 
 The one seam for a control plane whose pods run nothing (kwok's fake nodes): an addresses file
 (``--endpoint-addresses``), a JSON object ``{"<namespace>/<name>": "http://host:port"}``, read
-again whenever it changes, whose entries take the place of the DNS names. Tests and the demo
+again when it changes (looked at twice a second at most), whose entries take the place of the DNS names. Tests and the demo
 write it for the forwarder processes they start; a cluster leaves it unset.
 """
 
@@ -15,11 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from .. import contract as c
 
 __all__ = ["Endpoints"]
+
+#: How often the addresses file is looked at again (at most).
+CHECK_SECONDS = 0.5
 
 log = logging.getLogger("modeltemplate_operator.gateway")
 
@@ -29,10 +33,15 @@ class Endpoints:
         self._file = Path(addresses_file) if addresses_file else None
         self._stamp: tuple[int, int] | None = None
         self._table: dict[str, str] = {}
+        self._checked = 0.0
 
     def _addresses(self) -> dict[str, str]:
         if self._file is None:
             return {}
+        now = time.monotonic()
+        if now - self._checked < CHECK_SECONDS:
+            return self._table
+        self._checked = now
         try:
             stat = self._file.stat()
         except FileNotFoundError:

@@ -79,6 +79,7 @@ class Store:
 
     def __init__(self, clock=time.monotonic):
         self._by_uid: dict[str, Entry] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
         self._sorted: dict[str | None, list[Entry]] = {}
         self._tombstones: dict[str, float] = {}
         self._clock = clock
@@ -97,6 +98,7 @@ class Store:
         old = self._by_uid.get(uid)
         if old != entry:
             self._by_uid[uid] = entry
+            self._by_name[(entry.namespace, entry.name)] = uid
             if old is None or (old.json, old.key) != (entry.json, entry.key):
                 self._sorted.clear()  # pages change; a status-only change keeps them
         return entry
@@ -110,21 +112,24 @@ class Store:
             self._tombstones[uid] = now
         else:
             self._tombstones.pop(uid, None)
-        if self._by_uid.pop(uid, None) is not None:
+        gone = self._by_uid.pop(uid, None)
+        if gone is not None:
             self._sorted.clear()
+            if self._by_name.get((gone.namespace, gone.name)) == uid:
+                del self._by_name[(gone.namespace, gone.name)]
 
     def replace(self, objects: list[dict]) -> None:
         """A fresh list: exactly these templates (tombstones of listed ids are kept)."""
         uids = {o["metadata"]["uid"] for o in objects}
         self._tombstones = {u: t for u, t in self._tombstones.items() if u in uids}
-        self._by_uid = {}
+        self._by_uid, self._by_name = {}, {}
         self._sorted.clear()
         for obj in objects:
             self.upsert(obj)
 
     def named(self, namespace: str, name: str) -> Entry | None:
-        found = next((e for e in self.ordered(namespace) if e.name == name), None)
-        return None if found is None else self._by_uid.get(found.uid)  # its latest status
+        uid = self._by_name.get((namespace, name))
+        return None if uid is None else self._by_uid.get(uid)
 
     def ordered(self, namespace: str | None) -> list[Entry]:
         """The templates of ``namespace`` (None: all) in paging order (kept until a change)."""
