@@ -13,6 +13,7 @@ import json
 import subprocess
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -248,3 +249,27 @@ def test_a_not_ready_endpoint_answers_503_with_its_reason(cluster, served):
         client.models.embeddings.create(uid, texts=["x"])
     assert caught.value.status_code == 503
     assert "is not ready" in str(caught.value.body)
+
+
+def test_usage_statistics_count_what_was_served(served):
+    gateway, account, ids, _ = served
+    client = account.client(gateway)
+    now = datetime.now(UTC)
+    window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(hours=1)}
+    before = client.models.usage_statistics.retrieve("vllm-chat", chunks=2, **window)
+    answer = client.models.chat_completions.create(
+        ids["vllm-chat"], chat_history=[], prompt="count these words"
+    )
+    after = client.models.usage_statistics.retrieve("vllm-chat", chunks=2, **window)
+    assert isinstance(after, scale_gp.types.shared.ModelUsage) and len(after.data) == 2
+    grown = sum(p.summary_tokens for p in after.data) - sum(p.summary_tokens for p in before.data)
+    assert grown == answer.prompt_tokens + answer.response_tokens > 0
+    embedded = client.models.deployments.usage_statistics.retrieve(
+        ids["vllm-embed"], chunks=1, **window
+    )
+    assert embedded.data[0].prompt_tokens >= 2  # the embeddings of the earlier test
+    metrics = httpx.get(f"{gateway.base_url}/metrics").text
+    assert "modeltemplate_gateway_inference_requests_total{" in metrics
+    assert f'endpoint="vllm-chat",namespace="{account.name}"' in metrics
+    with pytest.raises(scale_gp.NotFoundError):
+        client.models.usage_statistics.retrieve("no-such-model", chunks=1, **window)

@@ -31,7 +31,7 @@ from fastapi.security import APIKeyHeader
 
 from ..api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE, OwnerKind
 from ..limits import truncate
-from ..serving import EndpointClient
+from ..serving import EndpointClient, Usage
 from .access import Access
 from .calls import Account, account_header, account_of, token_of
 from .endpoints import Endpoints
@@ -73,6 +73,8 @@ class Gateway:
     #: Where endpoints answer, and the client that calls them.
     endpoints: Endpoints = field(default_factory=Endpoints)
     endpoint_client: EndpointClient = field(default_factory=EndpointClient)
+    #: What the endpoints served through this replica (``usage-statistics``, ``/metrics``).
+    usage: Usage = field(default_factory=Usage)
 
     def __post_init__(self) -> None:
         if self.watcher is None:

@@ -22,6 +22,7 @@ __all__ = [
     "FineTuningJobEvent",
     "ModelDeployment",
     "ModelInstance",
+    "ModelUsage",
     "Page",
     "TaskCreated",
     "TaskResult",
@@ -122,6 +123,19 @@ class FineTuningJobEvent(_Wire):
     level: str
     message: str
     timestamp: float | None = None
+
+
+class UsagePoint(_Wire):
+    date: datetime
+    prompt_tokens: int
+    response_tokens: int
+    summary_tokens: int
+
+
+class ModelUsage(_Wire):
+    data: list[UsagePoint]
+    start_date: datetime
+    end_date: datetime
 
 
 class TaskCreated(_Wire):

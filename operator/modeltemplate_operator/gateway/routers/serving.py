@@ -11,6 +11,7 @@ task (answered with its ``task_id``, read at ``/v1/async-tasks/{task_id}``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -29,12 +30,13 @@ from ...serving import Call, ServingError, Target, serve
 from ...tasks import queue as taskqueue
 from ..caller import Caller, CallerDep
 from ..calls import read_json
-from ..schemas import ERRORS
+from ..schemas import ERRORS, ModelUsage
 from ..sgp import ApiError, validation_error
 
 __all__ = ["router", "target_of"]
 
 router = APIRouter(tags=["inference"], responses=ERRORS)
+MAX_CHUNKS = 10_000
 
 _STREAM = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE if stream"}}
 
@@ -204,8 +206,14 @@ async def _serve(
         )
         return {"task_id": task_id}
     url = gateway.endpoints.url(target.namespace, target.name)
+
+    def record(status: int, seconds: float, prompt: int, response: int) -> None:
+        gateway.usage.record(
+            target.namespace, target.name, call.value, status, seconds, prompt, response
+        )
+
     try:
-        return await serve(call, body, target, url, gateway.endpoint_client)
+        return await serve(call, body, target, url, gateway.endpoint_client, record)
     except ServingError as exc:
         if exc.status == 422:
             field = exc.field or ""
@@ -261,3 +269,72 @@ async def streaming_task(request: Request, caller: CallerDep, model_endpoint_id:
     return await _serve(
         request, caller, Call.STREAMING_TASK, await _endpoint(caller, model_endpoint_id)
     )
+
+
+# --- usage statistics -------------------------------------------------------------------------
+
+
+def _usage(caller: Caller, endpoints: list[str], start: datetime, end: datetime, chunks: int):
+    if chunks < 1 or chunks > MAX_CHUNKS:
+        raise validation_error([("chunks", f"chunks must be 1..{MAX_CHUNKS}")], where="query")
+    if end <= start:
+        raise validation_error([("end_date", "end_date must be after start_date")], where="query")
+    data = caller.gateway.usage.series(endpoints, start, end, chunks)
+    return {"data": data, "start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+Chunks = Annotated[int, Query(description="Data points between the two dates")]
+StartDate = Annotated[datetime, Query(description="The start of the period (ISO 8601)")]
+EndDate = Annotated[datetime, Query(description="The end of the period (ISO 8601)")]
+
+
+@router.get(
+    "/v4/models/{model_name}/usage-statistics",
+    summary="Tokens a model's deployments reported, through this gateway replica",
+    response_model=ModelUsage,
+)
+async def model_usage(
+    model_name: str,
+    caller: CallerDep,
+    chunks: Chunks,
+    start_date: StartDate,
+    end_date: EndDate,
+):
+    gateway = caller.gateway
+    await gateway.synced(every=True)
+    not_found = caller.not_found(MODEL, model_name)
+    candidates = [
+        m
+        for m in gateway.models.all()
+        if m["metadata"]["name"] == model_name
+        and caller.account in (None, m["metadata"]["namespace"])
+    ]
+    for model in candidates:
+        namespace = model["metadata"]["namespace"]
+        if await caller.access.allowed(caller.token, namespace, "get", MODEL):
+            names = [model_name] + [
+                d["metadata"]["name"]
+                for d in gateway.deployments.all()
+                if d["metadata"]["namespace"] == namespace and _ref(d, "modelRef") == model_name
+            ]
+            endpoints = [f"{namespace}/{name}" for name in names]
+            return _usage(caller, endpoints, start_date, end_date, chunks)
+    raise not_found
+
+
+@router.get(
+    "/v4/model-deployments/{model_deployment_id}/usage-statistics",
+    summary="Tokens a deployment reported, through this gateway replica",
+    response_model=ModelUsage,
+)
+async def deployment_usage(
+    model_deployment_id: str,
+    caller: CallerDep,
+    chunks: Chunks,
+    start_date: StartDate,
+    end_date: EndDate,
+):
+    obj, _, _ = await _deployment(caller, model_deployment_id)
+    meta = obj["metadata"]
+    endpoint = f"{meta['namespace']}/{meta['name']}"
+    return _usage(caller, [endpoint], start_date, end_date, chunks)
