@@ -51,8 +51,8 @@ from support.gateway import GatewayProcess  # noqa: E402
 from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 from support.procfs import rss_mb  # noqa: E402
-from support.serving import start_forwarder, start_standin, stop, write_addresses  # noqa: E402
 
+from devtools.endpoints import start_forwarder, start_standin, stop, write_addresses  # noqa: E402
 from devtools.localcluster import LocalCluster  # noqa: E402
 
 NAMESPACE = "bench"

@@ -1,8 +1,10 @@
 """A stand-in model server speaking a template's endpoint protocol, as its own process — for the
 serving tests, the demo and ``make bench-gateway``. Deterministic answers:
 
-- SGP (Launch): ``POST /predict`` answers ``{"echo": <body>}`` (``{"status": N}`` in the body
-  makes it answer N); ``POST /stream`` streams three SSE events ``{"token": i}``.
+- SGP (Launch): ``POST /predict`` (any route; one with ``stream`` in its path streams) answers
+  SGP's shapes for SGP's calls (a prompt, texts, a query), else ``{"echo": <body>}``
+  (``{"status": N}`` in the body makes it answer N); ``POST /stream`` streams the answer word
+  by word, or three SSE events ``{"token": i}``.
 - VLLM (OpenAI-style): ``/v1/chat/completions`` and ``/v1/completions`` answer ``echo: <last
   message or prompt>`` (streamed word by word as SSE chunks with ``stream: true``, then
   ``[DONE]``), ``/v1/embeddings`` a vector ``[len(text), 1.0, 0.0]`` per input, ``/v1/rerank``
@@ -53,6 +55,8 @@ class StandIn:
         if isinstance(body, dict) and isinstance(body.get("status"), int):
             return web.json_response({"detail": "asked to fail"}, status=body["status"])
         handler = getattr(self, f"{self.protocol.lower()}_{_slug(path)}", None)
+        if handler is None and self.protocol == "SGP":  # a template's own predict routes
+            handler = self.sgp_stream if "stream" in path else self.sgp_predict
         if handler is None:
             return web.json_response({"detail": f"no route {path}"}, status=404)
         return await handler(request, body)

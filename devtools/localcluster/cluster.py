@@ -299,7 +299,14 @@ class LocalCluster:
     def down(self) -> None:
         """Stop every process this cluster started and remove its state and data."""
         self._load_state()
-        extras = ("async-forwarder", "async-main", "gateway", "operator", "redis")
+        extras = (
+            "async-forwarder",
+            "async-main",
+            "gateway",
+            "operator",
+            "redis",
+            *sorted(p.stem for p in self.root.glob("serving-*.pid")),
+        )
         for name in extras:
             pid_file = self.root / f"{name}.pid"
             if pid_file.exists():

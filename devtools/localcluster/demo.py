@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from devtools import endpoints
+
 from . import async_demo
 from .cluster import REPO_ROOT, ClusterError, LocalCluster, spawn_module, stop_process
 
@@ -84,6 +86,7 @@ def start_gateway(cluster: LocalCluster) -> str:
         "modeltemplate_operator.gateway",
         "--host=127.0.0.1",
         f"--port={port}",
+        f"--endpoint-addresses={cluster.root / 'endpoints.json'}",
     )
     url = f"http://127.0.0.1:{port}"
     url_file.write_text(url)
@@ -210,6 +213,73 @@ def async_check(cluster: LocalCluster, gateway: str) -> list[str]:
     return lines + async_demo.submit_and_wait(gateway, key, endpoint)
 
 
+def _model_id(cluster: LocalCluster, name: str) -> str:
+    found = cluster.kubectl("get", "mdl", name, "-n", NAMESPACE, "-o", "json")
+    return json.loads(found.stdout)["metadata"]["uid"]
+
+
+def _serve(cluster: LocalCluster, name: str, protocol: str, addresses: dict) -> None:
+    """A stand-in model and the endpoint's forwarder (its rendered flags) as local processes."""
+    standin, upstream = endpoints.start_standin(
+        protocol, log=cluster.logs / f"serving-{name}-model.log"
+    )
+    (cluster.root / f"serving-{name}-model.pid").write_text(str(standin.pid))
+    forwarder, url = endpoints.start_forwarder(
+        cluster, NAMESPACE, name, upstream, log=cluster.logs / f"serving-{name}.log"
+    )
+    (cluster.root / f"serving-{name}.pid").write_text(str(forwarder.pid))
+    addresses[f"{NAMESPACE}/{name}"] = url
+    endpoints.write_addresses(cluster.root / "endpoints.json", addresses)
+
+
+def serving_check(cluster: LocalCluster, gateway: str) -> list[str]:
+    """A model made through SGP's API and called through it, with SGP's client: a chat
+    completion and a stream on the vLLM sample Model, embeddings on a Model made now from the
+    embedding sample template. The endpoints' pods run nothing on the fake nodes, so each runs
+    as local processes: its forwarder with the rendered flags and a stand-in model."""
+    from scale_gp import SGPClient
+
+    key = cluster.kubectl("create", "token", API_USER, "-n", NAMESPACE).stdout.strip()
+    client = SGPClient(base_url=gateway, api_key=key, account_id=NAMESPACE, timeout=60)
+    template = next(t for t in client.model_templates.list() if t.name == "bge-base-embeddings-t4")
+    if not any(m.name == "bge-base-demo" for m in client.models.list()):
+        client.models.create(
+            account_id=NAMESPACE,
+            name="bge-base-demo",
+            model_type="EMBEDDING",
+            model_template_id=template.id,
+        )
+    cluster.kubectl(
+        "wait",
+        "-n",
+        NAMESPACE,
+        "--for=condition=Ready",
+        "--timeout=120s",
+        "mdl/bge-base-demo",
+        timeout=130,
+    )
+    addresses: dict[str, str] = {}
+    _serve(cluster, "llama-3-1-8b-instruct", "VLLM", addresses)
+    _serve(cluster, "bge-base-demo", "SGP", addresses)
+    time.sleep(1)  # the gateway reads the addresses file again (twice a second)
+    chat = _model_id(cluster, "llama-3-1-8b-instruct")
+    answer = client.models.chat_completions.create(chat, chat_history=[], prompt="Hello there")
+    streamed = "".join(
+        c.completions[0][1][0]
+        for c in client.models.chat_completions.create(
+            chat, chat_history=[], prompt="Stream me a few words", stream=True
+        )
+    )
+    vectors = client.models.embeddings.create(_model_id(cluster, "bge-base-demo"), texts=["hi"])
+    return [
+        "Serving through SGP's API (the endpoints' forwarders and stand-in models run as local "
+        f"processes; logs {cluster.logs}/serving-*.log):",
+        f"  chat completion  llama-3-1-8b-instruct: {answer.completions[0][1][0]!r}",
+        f"  stream           llama-3-1-8b-instruct: {streamed!r}",
+        f"  embeddings       bge-base-demo (made through the API): {vectors.embeddings[0]!r}",
+    ]
+
+
 def run(cluster: LocalCluster) -> int:
     cluster.up()
     print(f"local control plane: {cluster.server}")
@@ -239,6 +309,8 @@ def run(cluster: LocalCluster) -> int:
     print(f"\n{api_check(cluster, gateway)}")
     print()
     print("\n".join(async_check(cluster, gateway)))
+    print()
+    print("\n".join(serving_check(cluster, gateway)))
     print(f"""
 Explore:
   export KUBECONFIG={cluster.kubeconfig}

@@ -22,8 +22,9 @@ from _helpers_deploy import service_account_kubeconfig
 from support.gateway import GatewayProcess
 from support.k8s import apply_list, get_json
 from support.manifests import tiny_template
-from support.serving import start_forwarder, start_standin, stop, write_addresses
 from test_gateway import ACCESS_TTL, GATEWAY_NS, GATEWAY_SA, REPO, Account
+
+from devtools.endpoints import start_forwarder, start_standin, stop, write_addresses
 
 pytestmark = pytest.mark.integration
 
