@@ -147,7 +147,7 @@ def test_bad_bodies_are_422_naming_the_field(gateway, account, template):  # noq
         )
     assert [d["loc"] for d in caught.value.body["detail"]] == [["body", "model_template_id"]]
     with pytest.raises(scale_gp.UnprocessableEntityError) as caught:
-        _create(client, account, template, "Not_A_Name", GOOD)
+        _create(client, account, template, "", GOOD)
     assert [d["loc"] for d in caught.value.body["detail"]] == [["body", "name"]]
     with pytest.raises(scale_gp.UnprocessableEntityError) as caught:
         client.models.create(
@@ -163,6 +163,19 @@ def test_bad_bodies_are_422_naming_the_field(gateway, account, template):  # noq
     with pytest.raises(scale_gp.UnprocessableEntityError) as caught:
         _create(client, account, template, "typed", GOOD, model_type="EMBEDDING")
     assert [d["loc"] for d in caught.value.body["detail"]] == [["body", "model_type"]]
+
+
+def test_free_text_names_are_kept_and_objects_named_from_them(cluster, gateway, account, template):  # noqa: F811, E501
+    client = account.client(gateway)
+    first = _create(client, account, template, "Llama 3 (8B) — test", GOOD)
+    second = _create(client, account, template, "Llama 3 (8B) — test", GOOD)
+    assert first.name == second.name == "Llama 3 (8B) — test" and first.id != second.id
+    names = {
+        m["metadata"]["uid"]: m["metadata"]["name"]
+        for m in get_json(cluster, "mdl", "-n", account.name)["items"]
+    }
+    assert names[first.id].startswith("llama-3-8b-test-") and names[first.id] != names[second.id]
+    assert client.models.retrieve(first.id).name == "Llama 3 (8B) — test"
 
 
 def test_conflict_bad_key_and_other_account(cluster, gateway, account, template):  # noqa: F811

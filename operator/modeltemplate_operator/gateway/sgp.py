@@ -28,6 +28,8 @@ from ..observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 
 __all__ = [
     "CREATED_AT_ANNOTATION",
+    "SGP_NAME_ANNOTATION",
+    "object_name",
     "ApiError",
     "manifest_from_request",
     "creator_annotations",
@@ -38,6 +40,10 @@ __all__ = [
     "from_api_server",
     "manifest_errors",
 ]
+
+#: The caller's name of a model or deployment (SGP names are free text).
+SGP_NAME_ANNOTATION = "launch.modelops.dev/sgp-name"
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 #: Creation time with microseconds, set by the gateway: orders templates created in the same
 #: second (metadata.creationTimestamp has whole seconds).
@@ -88,6 +94,16 @@ def message_path(message: str) -> str:
     """The SGP field path a validation message starts with (``""`` when it names none)."""
     head = re.match(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[^\]]*\])*)", message)
     return head.group(1) if head else ""
+
+
+def object_name(name: str) -> tuple[str | None, str | None]:
+    """``(name, generateName)`` of the object for an SGP name: the name itself when it is a DNS
+    label, else its DNS-safe form as a prefix the API server completes uniquely."""
+    if _DNS_LABEL.match(name):
+        return name, None
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    slug = re.sub(r"^[^a-z]+", "", slug)[:40].rstrip("-") or "deployment"
+    return None, slug + "-"
 
 
 def manifest_from_request(body: Any, namespace: str, annotations: dict[str, str]) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -40,12 +39,18 @@ from ..caller import Caller, CallerDep
 from ..calls import PageQuery, read_create_body, read_json
 from ..openapi import json_body
 from ..schemas import ERRORS, DeleteResponse, ModelDeployment, Page
-from ..sgp import IDENTITY_TYPES, ApiError, creator_annotations, order_key, validation_error
+from ..sgp import (
+    IDENTITY_TYPES,
+    SGP_NAME_ANNOTATION,
+    ApiError,
+    creator_annotations,
+    object_name,
+    order_key,
+    validation_error,
+)
 
-__all__ = ["deployment_to_sgp", "deployment_problems", "object_name", "router"]
+__all__ = ["deployment_to_sgp", "deployment_problems", "router"]
 
-#: The caller's name of a deployment (SGP names are free text).
-SGP_NAME_ANNOTATION = "launch.modelops.dev/sgp-name"
 #: ``deployment_metadata``, kept as JSON.
 METADATA_ANNOTATION = "launch.modelops.dev/deployment-metadata"
 #: The most ``wait_for_ready`` waits (SGP's client times out after 60 s by default).
@@ -65,22 +70,11 @@ BODY_FIELDS = (
     "vendor_configuration",
     "wait_for_ready",
 )
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 router = APIRouter(prefix="/v4", tags=["model-deployments"], responses=ERRORS)
 
 
 # --- pure parts -------------------------------------------------------------------------------
-
-
-def object_name(name: str) -> tuple[str | None, str | None]:
-    """``(name, generateName)`` of the object for an SGP name: the name itself when it is a DNS
-    label, else its DNS-safe form as a prefix the API server completes uniquely."""
-    if _DNS_LABEL.match(name):
-        return name, None
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    slug = re.sub(r"^[^a-z]+", "", slug)[:40].rstrip("-") or "deployment"
-    return None, slug + "-"
 
 
 def deployment_problems(body: Any, *, create: bool) -> list[tuple[str, str]]:

@@ -39,8 +39,10 @@ from ..openapi import MAX_UNKNOWN_KEYS, json_body
 from ..schemas import ERRORS, DeleteResponse, ModelInstance, Page
 from ..sgp import (
     IDENTITY_TYPES,
+    SGP_NAME_ANNOTATION,
     creator_annotations,
     message_path,
+    object_name,
     order_key,
     validation_error,
 )
@@ -136,6 +138,7 @@ def model_to_sgp(
     template_id = ((template or {}).get("metadata") or {}).get("uid")
     template_type = ((template or {}).get("spec") or {}).get("modelType")
     sgp = model_manifest_to_sgp(obj, template_id=template_id, template_model_type=template_type)
+    sgp["name"] = annotations.get(SGP_NAME_ANNOTATION) or sgp.get("name")
     if sgp.get("model_type") not in MODEL_TYPES:
         sgp["model_type"] = "GENERIC"  # neither the model nor a template says
     identity = annotations.get(CREATED_BY_TYPE_ANNOTATION)
@@ -213,10 +216,18 @@ async def create(request: Request, caller: CallerDep):
     manifest = model_manifest_from_sgp(
         body, template_name=template["metadata"]["name"], namespace=namespace
     )
-    annotations = manifest["metadata"].setdefault("annotations", {})
+    metadata = manifest["metadata"]
+    annotations = metadata.setdefault("annotations", {})
     annotations.update(creator_annotations(user, datetime.now(UTC)))
+    name, generate = object_name(body["name"])
+    checked = manifest
+    if generate:  # free text: kept as given, the object named from it (unique)
+        annotations[SGP_NAME_ANNOTATION] = body["name"]
+        del metadata["name"]
+        metadata["generateName"] = generate
+        checked = {**manifest, "metadata": {**metadata, "name": f"{generate}x"}}
     try:
-        model = parse_model_manifest(manifest)
+        model = parse_model_manifest(checked)
     except ManifestInvalid as exc:
         raise validation_error([_model_message(m) for m in exc.errors]) from None
     try:

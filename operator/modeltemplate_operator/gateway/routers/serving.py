@@ -31,7 +31,7 @@ from ...tasks import queue as taskqueue
 from ..caller import Caller, CallerDep
 from ..calls import read_json
 from ..schemas import ERRORS, ModelUsage
-from ..sgp import ApiError, validation_error
+from ..sgp import SGP_NAME_ANNOTATION, ApiError, validation_error
 
 __all__ = ["router", "target_of"]
 
@@ -103,6 +103,10 @@ async def _from_caches(caller: Caller, deployment_id: str) -> tuple[dict, dict, 
     if model is None or template is None:
         return None
     return obj, model, template.obj
+
+
+def _sgp_name(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(SGP_NAME_ANNOTATION)
 
 
 def _ref(obj: dict[str, Any], field: str) -> str:
@@ -306,16 +310,17 @@ async def model_usage(
     candidates = [
         m
         for m in gateway.models.all()
-        if m["metadata"]["name"] == model_name
+        if model_name in (m["metadata"]["name"], _sgp_name(m))
         and caller.account in (None, m["metadata"]["namespace"])
     ]
     for model in candidates:
         namespace = model["metadata"]["namespace"]
         if await caller.access.allowed(caller.token, namespace, "get", MODEL):
-            names = [model_name] + [
+            own = model["metadata"]["name"]
+            names = [own] + [
                 d["metadata"]["name"]
                 for d in gateway.deployments.all()
-                if d["metadata"]["namespace"] == namespace and _ref(d, "modelRef") == model_name
+                if d["metadata"]["namespace"] == namespace and _ref(d, "modelRef") == own
             ]
             endpoints = [f"{namespace}/{name}" for name in names]
             return _usage(caller, endpoints, start_date, end_date, chunks)
