@@ -52,7 +52,7 @@ from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 from support.procfs import rss_mb  # noqa: E402
 
-from devtools.endpoints import start_forwarder, start_standin, stop, write_addresses  # noqa: E402
+from devtools.endpoints import start_forwarder, start_standin, stop, wait_ready, write_addresses  # noqa: E402
 from devtools.localcluster import LocalCluster  # noqa: E402
 
 NAMESPACE = "bench"
@@ -230,15 +230,7 @@ def serving(cluster: LocalCluster, gateway: GatewayProcess, token: str, args) ->
         }
         body = {"apiVersion": "v1", "kind": "List", "items": [doc, model]}
         cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(body))
-        cluster.kubectl(
-            "wait",
-            "-n",
-            NAMESPACE,
-            "--for=condition=Ready",
-            "--timeout=120s",
-            "mdl/chat",
-            timeout=130,
-        )
+        wait_ready(cluster, NAMESPACE, "mdl/chat")
         uid = json.loads(
             cluster.kubectl("get", "mdl", "chat", "-n", NAMESPACE, "-o", "json").stdout
         )["metadata"]["uid"]

@@ -31,6 +31,19 @@ def wait_http(url: str, timeout: float = 20) -> None:
     raise AssertionError(f"{url} did not answer in {timeout}s")
 
 
+def wait_ready(cluster, namespace: str, *resources: str, timeout: int = 120) -> None:
+    """Until each resource (``mdl/name``, ...) has condition Ready (``kubectl wait``)."""
+    cluster.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        f"--timeout={timeout}s",
+        *resources,
+        timeout=timeout + 10,
+    )
+
+
 def _popen(args: list[str], log: Path | None, env: dict | None = None) -> subprocess.Popen:
     """``python -m ARGS`` (in a session of its own, output to ``log``, when ``log`` is given)."""
     out = open(log, "ab") if log else None  # noqa: SIM115 - the child writes to it

@@ -249,15 +249,7 @@ def serving_check(cluster: LocalCluster, gateway: str) -> list[str]:
             model_type="EMBEDDING",
             model_template_id=template.id,
         )
-    cluster.kubectl(
-        "wait",
-        "-n",
-        NAMESPACE,
-        "--for=condition=Ready",
-        "--timeout=120s",
-        "mdl/bge-base-demo",
-        timeout=130,
-    )
+    endpoints.wait_ready(cluster, NAMESPACE, "mdl/bge-base-demo")
     addresses: dict[str, str] = {}
     _serve(cluster, "llama-3-1-8b-instruct", "VLLM", addresses)
     _serve(cluster, "bge-base-demo", "SGP", addresses)

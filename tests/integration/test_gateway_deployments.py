@@ -12,6 +12,8 @@ from support.k8s import get_json
 from test_gateway import Account, _tiny, gateway  # noqa: F401 - the fixture
 from test_gateway_models import GOOD, PARAMETERS
 
+from devtools.endpoints import wait_ready
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,15 +37,7 @@ def model(cluster, gateway, account):  # noqa: F811 - pytest fixture by name
         model_template_id=template.id,
         model_creation_parameters=GOOD,
     )
-    cluster.kubectl(
-        "wait",
-        "-n",
-        account.name,
-        "--for=condition=Ready",
-        "--timeout=90s",
-        "mdl/llama",
-        timeout=100,
-    )
+    wait_ready(cluster, account.name, "mdl/llama")
     return made
 
 

@@ -24,7 +24,7 @@ from support.k8s import apply_list, get_json
 from support.manifests import tiny_template
 from test_gateway import ACCESS_TTL, GATEWAY_NS, GATEWAY_SA, REPO, Account
 
-from devtools.endpoints import start_forwarder, start_standin, stop, write_addresses
+from devtools.endpoints import start_forwarder, start_standin, stop, wait_ready, write_addresses
 
 pytestmark = pytest.mark.integration
 
@@ -71,16 +71,7 @@ def served(cluster, crd_installed, operator, tmp_path_factory):
     account = Account(cluster, "gw-serving")
     apply_list(cluster, account.name, [_template(*e) for e in ENDPOINTS])
     apply_list(cluster, account.name, [_model(e[0]) for e in ENDPOINTS])
-    for name, *_ in ENDPOINTS:
-        cluster.kubectl(
-            "wait",
-            "-n",
-            account.name,
-            "--for=condition=Ready",
-            "--timeout=90s",
-            f"mdl/{name}",
-            timeout=100,
-        )
+    wait_ready(cluster, account.name, *(f"mdl/{e[0]}" for e in ENDPOINTS))
     procs: list[subprocess.Popen] = []
     addresses: dict[str, str] = {}
     standins: dict[str, str] = {}
