@@ -67,6 +67,7 @@ OPTIONAL = {
     "forwarder": {"image": "registry.local/forwarder:ci"},
     "replicaCount": 3,
     "logFormat": "text",
+    "logLevel": "warning",
     "watchNamespace": "models",
     "serviceAccount": {"create": True, "name": "mto", "annotations": {"iam.example/role": "r"}},
     "priorityClassName": "system-cluster-critical",
@@ -317,6 +318,7 @@ def test_every_optional_value_renders(tmp_path):
     assert env["MODELTEMPLATE_NAMESPACE"] == "models"
     assert env["MODELTEMPLATE_WORKERS"] == "8"
     assert env["MODELTEMPLATE_LOG_FORMAT"] == "text"
+    assert env["MODELTEMPLATE_LOG_LEVEL"] == "warning"
     account = find(docs, "ServiceAccount", "mto")
     assert account["metadata"]["annotations"] == {"iam.example/role": "r"}
     assert pod["serviceAccountName"] == "mto"
@@ -539,6 +541,7 @@ def test_notes_name_the_release_and_no_path_of_the_repository():
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
         ("metrics.serviceMonitor.labels.release=null", "/metrics/serviceMonitor/labels"),
         ("watchNamespace=Team_A", "/watchNamespace"),
+        ("logLevel=verbose", "/logLevel"),
         ("crds.install=true", "/crds"),
         ("userRoles.names=x", "/userRoles"),
     ],
