@@ -332,6 +332,15 @@ def test_every_optional_value_renders(tmp_path):
     assert peering["subjects"] == binding["subjects"]
     role = find(docs, "Role", "modeltemplate-operator-peering")
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"kopfpeerings"}
+    # ...and Kopf, watching one namespace, observes the namespaces.
+    cluster_role = find(docs, "ClusterRole", "modeltemplate-operator")
+    assert cluster_role["rules"][-1] == {
+        "apiGroups": [""],
+        "resources": ["namespaces"],
+        "verbs": ["list", "watch"],
+    }
+    default_role = find(template(), "ClusterRole", "modeltemplate-operator")
+    assert cluster_role["rules"][:-1] == default_role["rules"]
     # The configuration: what the operator reads, as the values say.
     config = OperatorConfig.from_sources(config_of(docs), {})
     assert (config.gpu_preset, config.mig_strategy) == ("nvidia-gfd", "single")
@@ -631,7 +640,7 @@ def _install_other(cluster, release: str, namespace: str, *args: str):
     )
 
 
-def test_two_releases_in_two_namespaces_install_beside_deploy(cluster, deployed):
+def test_two_releases_in_two_namespaces_install_beside_deploy(cluster, deployed, tmp_path):
     before = _cluster_objects(cluster)
     try:
         for release, namespace in OTHERS.items():
@@ -674,6 +683,34 @@ def test_two_releases_in_two_namespaces_install_beside_deploy(cluster, deployed)
                     "auth", "can-i", verb, *what, "-n", namespace, "--as", user, check=False
                 )
                 assert allowed.stdout.strip() == "yes", (release, verb, what)
+        # team-b's operator, as its Deployment runs it, serves a template in its namespace:
+        # peering through a KopfPeering there, nothing refused.
+        release, namespace = "team-b", OTHERS["team-b"]
+        replicas = _operator(
+            cluster, tmp_path, release, release, namespace, f"{release}-modeltemplate-operator"
+        )
+        try:
+            sample = DEPLOY / "samples" / "reranker-cpu.yaml"
+            cluster.kubectl("apply", "-n", namespace, "-f", str(sample))
+            cluster.kubectl(
+                "wait",
+                "-n",
+                namespace,
+                "--for=condition=Ready",
+                "--timeout=90s",
+                "modeltemplate/minilm-reranker-cpu",
+            )
+            peering = cluster.kubectl("get", "kopfpeerings", "-n", namespace, "-o", "name")
+            assert peering.stdout.split() == ["kopfpeering.kopf.dev/modeltemplate-operator"]
+            spec = json.loads(
+                cluster.kubectl(
+                    "get", "deployment", "minilm-reranker-cpu", "-n", namespace, "-o", "json"
+                ).stdout
+            )["spec"]["template"]["spec"]
+            assert spec["priorityClassName"] == f"{release}-modeltemplate-default-priority"
+        finally:
+            replicas.stop()
+        assert not replicas.forbidden_lines(), replicas.tail()
         # One release goes: its objects with it, the other release's and deploy/'s stay.
         helm(cluster, "uninstall", "team-c", "-n", OTHERS["team-c"], "--wait", "--timeout=120s")
         left = _cluster_objects(cluster)
@@ -725,21 +762,37 @@ def test_previous_version_takes_deploy_over(cluster, installed):
         assert meta["annotations"]["meta.helm.sh/release-name"] == RELEASE
 
 
-def _operator(cluster, work: Path, name: str) -> Replicas:
-    """The operator under the chart's ServiceAccount, with the ConfigMap Helm installed."""
+def _operator(
+    cluster,
+    work: Path,
+    name: str,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    full_name: str = RELEASE,
+) -> Replicas:
+    """The operator as the release's Deployment runs it: under the release's ServiceAccount,
+    with the ConfigMap Helm installed and the watched namespace of its env."""
     deployment = json.loads(
-        cluster.kubectl("get", "deployment", RELEASE, "-n", NAMESPACE, "-o", "json").stdout
+        cluster.kubectl("get", "deployment", full_name, "-n", namespace, "-o", "json").stdout
     )
-    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
     config_map = json.loads(
         cluster.kubectl(
-            "get", "configmap", volume["configMap"]["name"], "-n", NAMESPACE, "-o", "json"
+            "get", "configmap", volume["configMap"]["name"], "-n", namespace, "-o", "json"
         ).stdout
     )
     config_file = work / f"{name}-config.yaml"
     config_file.write_text(config_map["data"]["config.yaml"])
-    kubeconfig = service_account_kubeconfig(cluster, work / f"{name}-kubeconfig")
-    return Replicas([Operator(kubeconfig, config_file, work / f"{name}.log", "--verbose")])
+    env = {
+        e["name"]: e["value"]
+        for e in pod["containers"][0]["env"]
+        if e["name"] == "MODELTEMPLATE_NAMESPACE"
+    }
+    kubeconfig = service_account_kubeconfig(
+        cluster, work / f"{name}-kubeconfig", pod["serviceAccountName"], namespace
+    )
+    return Replicas([Operator(kubeconfig, config_file, work / f"{name}.log", "--verbose", env=env)])
 
 
 @pytest.fixture(scope="module")
