@@ -551,6 +551,7 @@ def test_notes_name_the_release_and_no_path_of_the_repository():
         ("metrics.serviceMonitor.labels.release=null", "/metrics/serviceMonitor/labels"),
         ("watchNamespace=Team_A", "/watchNamespace"),
         ("logLevel=verbose", "/logLevel"),
+        ("gateway.ingress.enabled=true", "/gateway/ingress/hosts"),
         ("crds.install=true", "/crds"),
         ("userRoles.names=x", "/userRoles"),
     ],
@@ -719,7 +720,8 @@ def test_two_releases_in_two_namespaces_install_beside_deploy(cluster, deployed,
     finally:
         for release, namespace in OTHERS.items():
             helm(cluster, "uninstall", release, "-n", namespace, "--wait", check=False)
-            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        # Gone before the next module's operators, which watch every namespace, start.
+        cluster.kubectl("delete", "namespace", *OTHERS.values(), "--timeout=120s", check=False)
 
 
 @pytest.fixture(scope="module")
