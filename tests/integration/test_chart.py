@@ -586,6 +586,43 @@ def _cluster_objects(cluster) -> dict[str, dict]:
     }
 
 
+def _served(cluster, group_version: str) -> set[str]:
+    raw = cluster.kubectl("get", "--raw", f"/apis/{group_version}", check=False)
+    return (
+        {r["name"] for r in json.loads(raw.stdout)["resources"]} if raw.returncode == 0 else set()
+    )
+
+
+def test_creator_identity_follows_what_the_cluster_serves(cluster):
+    """On the API server, the MutatingAdmissionPolicy is rendered in the version the cluster
+    serves; a cluster serving none refuses the install with a message naming the way out, and
+    the ValidatingAdmissionPolicy alone installs."""
+    args = ("install", "identity", str(CHART), "-n", "identity-dry-run", "--dry-run=server")
+    result = helm(cluster, *args, "--set", "creatorIdentity.enabled=true", check=False)
+    versions = [
+        v
+        for v in (f"{ADMISSION}/v1", f"{ADMISSION}/v1beta1")
+        if "mutatingadmissionpolicies" in _served(cluster, v)
+    ]
+    if versions:
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout.split("NOTES:")[0]) if d]
+        policy = find(docs[1:], "MutatingAdmissionPolicy")  # docs[0]: helm's release summary
+        assert policy["apiVersion"] == versions[0]
+    else:
+        assert result.returncode != 0
+        assert "this cluster serves no MutatingAdmissionPolicy" in result.stderr, result.stderr
+        assert "creatorIdentity.mutatingPolicy=false" in result.stderr
+    alone = helm(
+        cluster,
+        *args,
+        "--set",
+        "creatorIdentity.enabled=true,creatorIdentity.mutatingPolicy=false",
+    )
+    assert "kind: ValidatingAdmissionPolicy\n" in alone.stdout
+    assert "kind: MutatingAdmissionPolicy\n" not in alone.stdout
+
+
 @pytest.fixture(scope="module")
 def deployed(cluster):
     """deploy/ applied as `kubectl apply -k deploy/` installs it (if an earlier module has not),
