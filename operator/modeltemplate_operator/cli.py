@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -72,16 +71,24 @@ PROGRESS_FROM = 1000
 PROGRESS_EVERY = 0.5
 
 
-class DuplicateKeyError(yaml.YAMLError):
+class _LocatedError(yaml.YAMLError):
+    """A refusal of the loader, with the line it happened on (None: not known)."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+class DuplicateKeyError(_LocatedError):
     """A mapping repeats a key (the API server refuses such documents)."""
 
 
-class TooDeepError(yaml.YAMLError):
+class TooDeepError(_LocatedError):
     """A document nested deeper than :data:`~.limits.MAX_DOCUMENT_DEPTH` (refused before
     anything recursive reads it: PyYAML's composer and JSON's decoder recurse)."""
 
 
-class TooLargeError(yaml.YAMLError):
+class TooLargeError(_LocatedError):
     """A document of more nodes than :data:`MAX_EXPANDED_NODES`, refused while it is read."""
 
 
@@ -89,7 +96,7 @@ class _ConstructTooDeep(TooDeepError):
     """Nested too deep through aliases: found once the document was read whole."""
 
 
-class AliasBombError(yaml.YAMLError):
+class AliasBombError(_LocatedError):
     """A document that aliases expand far beyond its size (a "billion laughs" document)."""
 
 
@@ -154,7 +161,8 @@ class _StrictLoader(yaml.SafeLoader):
             mark = self.peek_event().start_mark
             raise TooLargeError(
                 f"more than {MAX_EXPANDED_NODES} nodes (line {mark.line + 1}; the rest of the "
-                f"file is not read)"
+                f"file is not read)",
+                mark.line + 1,
             )
         if not self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
             return super().compose_node(parent, index)
@@ -162,7 +170,8 @@ class _StrictLoader(yaml.SafeLoader):
             mark = self.peek_event().start_mark
             raise TooDeepError(
                 f"nested deeper than {MAX_DOCUMENT_DEPTH} levels (line {mark.line + 1}; the rest "
-                f"of the file is not read)"
+                f"of the file is not read)",
+                mark.line + 1,
             )
         self._depth += 1
         try:
@@ -174,13 +183,15 @@ class _StrictLoader(yaml.SafeLoader):
         if _node_too_deep(node):  # through its aliases (the text itself was measured above)
             raise _ConstructTooDeep(
                 f"nested deeper than {MAX_DOCUMENT_DEPTH} levels through its aliases (line "
-                f"{node.start_mark.line + 1})"
+                f"{node.start_mark.line + 1})",
+                node.start_mark.line + 1,
             )
         size = _expanded_size(node, {})
         if size > MAX_EXPANDED_NODES:
             raise AliasBombError(
                 f"line {node.start_mark.line + 1}: the document expands to {size} nodes through "
-                f"its aliases (at most {MAX_EXPANDED_NODES})"
+                f"its aliases (at most {MAX_EXPANDED_NODES})",
+                node.start_mark.line + 1,
             )
         return super().construct_document(node)
 
@@ -191,7 +202,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             mark = key_node.start_mark
-            raise DuplicateKeyError(f"line {mark.line + 1}: duplicate key {key!r}")
+            raise DuplicateKeyError(f"line {mark.line + 1}: duplicate key {key!r}", mark.line + 1)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -229,9 +240,6 @@ def _inputs(names: list[str], err: TextIO) -> tuple[list[str], int]:
     return files, missing
 
 
-_LINE = re.compile(r"^line (\d+): |\(line (\d+)[;)]")
-
-
 def _where(name: str, exc: Exception, label: str = "") -> str:
     """``FILE:LINE[:COLUMN]: [document N: ]message`` of a YAML or JSON error (``FILE: ...``
     when the error has no line)."""
@@ -242,9 +250,8 @@ def _where(name: str, exc: Exception, label: str = "") -> str:
         mark = exc.problem_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p)
         return f"{name}:{mark.line + 1}:{mark.column + 1}: {label}{what}"
-    match = _LINE.search(str(exc))
-    if match:
-        return f"{name}:{match.group(1) or match.group(2)}: {label}{exc}"
+    if isinstance(exc, _LocatedError) and exc.line is not None:
+        return f"{name}:{exc.line}: {label}{exc}"
     return f"{name}: {label}{exc}"
 
 
