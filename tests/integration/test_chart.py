@@ -43,8 +43,12 @@ from modeltemplate_operator.plan.config import OperatorConfig
 
 CHART = REPO / "charts" / "modeltemplate-operator"
 CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
-#: The chart version before this one, packaged as its chart repository served it.
-PREVIOUS_CHART = REPO / "tests" / "data" / "charts" / "modeltemplate-operator-0.1.0.tgz"
+#: The chart version before this one, packaged as its chart repository served it
+#: (tests/data/charts/README.md).
+(PREVIOUS_CHART,) = sorted(
+    (REPO / "tests" / "data" / "charts").glob("modeltemplate-operator-*.tgz")
+)
+PREVIOUS_VERSION = PREVIOUS_CHART.name.removeprefix("modeltemplate-operator-").removesuffix(".tgz")
 RELEASE = "modeltemplate-operator"
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 SAMPLE_NS = f"chart-samples-{uuid.uuid4().hex[:6]}"
@@ -791,7 +795,12 @@ def installed(cluster, deployed):
 
 def test_previous_version_takes_deploy_over(cluster, installed):
     release = _release(cluster)
-    assert (release["status"], release["chart"]) == ("deployed", "modeltemplate-operator-0.1.0")
+    assert (release["status"], release["chart"]) == (
+        "deployed",
+        f"modeltemplate-operator-{PREVIOUS_VERSION}",
+    )
+    older = tuple(map(int, PREVIOUS_VERSION.split(".")))
+    assert older < tuple(map(int, CHART_VERSION.split("."))), "the fixture is not older"
     manifest = helm(cluster, "get", "manifest", RELEASE, "-n", NAMESPACE).stdout
     for doc in (d for d in yaml.safe_load_all(manifest) if d):
         namespace = ["-n", NAMESPACE] if doc["metadata"].get("namespace") else []
@@ -927,7 +936,7 @@ def _reconciled(log: str) -> set[str]:
 def test_upgrade_from_the_previous_version_leaves_templates_and_their_children_untouched(
     cluster, installed, operator
 ):
-    """0.1.0 -> this chart, with an operator value changed and the CRDs moved to templates
+    """The previous version -> this chart, with an operator value changed and the CRDs moved to templates
     (crds.enabled, taken over from crds/). The gateway, which 0.1.0 lacked, was deploy/'s
     (0.1.0's README applied it beside the chart): taken over too."""
     holder, work = operator
