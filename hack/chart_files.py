@@ -6,7 +6,8 @@ A chart cannot read files outside its directory, so the objects it takes from de
 are (the CRDs, the RBAC rules, the users' ClusterRoles, the creator-identity policies, the
 PodMonitor) are copied, with the label deploy/kustomization.yaml adds to everything;
 tests/unit/test_chart_files.py fails when a copy is stale. Everything else in the chart is a
-template over values.
+template over values; templates/crds.yaml (crds.enabled) reads the chart's crds/ written here,
+so the templated CRDs have no copy of their own to drift.
 """
 
 from __future__ import annotations

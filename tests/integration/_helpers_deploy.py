@@ -144,14 +144,21 @@ def free_port() -> int:
 class Operator(OperatorProcess):
     """The operator with peering (no --standalone), deploy/'s config and a liveness endpoint."""
 
-    def __init__(self, kubeconfig: Path, config_file: Path, log_path: Path, *args: str):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        config_file: Path,
+        log_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ):
         self.port = free_port()
         super().__init__(
             kubeconfig,
             log_path,
             f"--liveness=http://127.0.0.1:{self.port}/healthz",
             *args,
-            env={"MODELTEMPLATE_CONFIG_FILE": str(config_file)},
+            env={**(env or {}), "MODELTEMPLATE_CONFIG_FILE": str(config_file)},
         )
         self.log_path.unlink(missing_ok=True)
         self.start()

@@ -39,8 +39,29 @@ def test_model_is_stored_as_the_models_parse_it(cluster, crd_installed, namespac
     )
     assert stored["spec"] == Model.model_validate(doc).to_manifest()["spec"]
     table = cluster.kubectl("get", "mdl", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "TEMPLATE", "READY", "VALID", "AGE"]
+    assert table[0].split() == ["NAME", "TEMPLATE", "READY", "REASON", "VALID", "AGE"]
     assert table[1].split()[:2] == ["llama-8b", "vllm"]
+    # Why it is not Ready, as `kubectl get mt` shows it.
+    condition = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "TemplateMissing",
+        "message": "template vllm not found",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    cluster.kubectl(
+        "patch",
+        "mdl",
+        "llama-8b",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [condition]}}),
+    )
+    row = cluster.kubectl("get", "mdl", "llama-8b", "-n", namespace, "--no-headers").stdout
+    assert row.split()[:4] == ["llama-8b", "vllm", "False", "TemplateMissing"], row
 
 
 @pytest.mark.parametrize(

@@ -13,20 +13,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modeltemplate_operator.api.kinds import OWNERS
+
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "deploy" / "gitops" / "argocd"
 SCRIPT = ARGOCD / "modeltemplate-health.lua"
 CM = ARGOCD / "argocd-cm.yaml"
 CM_KEY = "resource.customizations.health.launch.modelops.dev_ModelTemplate"
-#: Models are read the same way (same conditions, same reasons).
-CM_KEYS = (
-    CM_KEY,
-    "resource.customizations.health.launch.modelops.dev_Model",
-    "resource.customizations.health.launch.modelops.dev_ModelDeployment",
-)
+#: Every kind of the project (the owner kinds), read the same way: one Ready condition, the
+#: same reasons.
+CM_KEYS = tuple(f"resource.customizations.health.{k.group}_{k.kind}" for k in OWNERS)
 CM_HEADER = (
-    "# Argo CD health check for ModelTemplates and Models: merge these keys into argocd-cm (for\n"
-    "# example as a patch of your Argo CD installation). Generated from modeltemplate-health.lua by\n"
+    "# Argo CD health check for every kind of the project (ModelTemplate, Model, ModelDeployment,\n"
+    "# FineTuningJob): merge these keys into argocd-cm (for example as a patch of your Argo CD\n"
+    "# installation). Generated from modeltemplate-health.lua by\n"
     "#   .venv/bin/python tests/unit/test_argocd_health.py\n"
 )
 
@@ -185,6 +185,55 @@ def test_argocd_cm_carries_the_script():
     )
     doc = yaml.safe_load(CM.read_text())
     assert all(doc["data"][key] == SCRIPT.read_text() for key in CM_KEYS)
+
+
+def test_every_kind_of_the_project_has_a_health_check():
+    doc = yaml.safe_load(CM.read_text())
+    kinds = {key.rsplit("_", 1)[1] for key in doc["data"]}
+    assert kinds == {"ModelTemplate", "Model", "ModelDeployment", "FineTuningJob"}
+
+
+def _fine_tuning_job(phase) -> dict:
+    """A FineTuningJob with the status the operator writes for ``phase``."""
+    from modeltemplate_operator.status.finetuning import fine_tuning_status
+
+    body = {
+        "apiVersion": "launch.modelops.dev/v1alpha1",
+        "kind": "FineTuningJob",
+        "metadata": {"name": "ft", "namespace": "ns", "generation": 1, "uid": "u"},
+        "spec": {},
+    }
+    return {**body, "status": fine_tuning_status(body, phase, "2026-01-01T00:00:00Z")}
+
+
+def _job(condition: str | None = None) -> dict:
+    conditions = [{"type": condition, "status": "True"}] if condition else []
+    return {"metadata": {"name": "ft-run"}, "status": {"conditions": conditions}}
+
+
+def test_fine_tuning_jobs_health_follows_their_phase(health):
+    """Statuses as the operator writes them (status/finetuning.py), phase by phase."""
+    from modeltemplate_operator.status import finetuning as ft
+
+    running_pod = {"metadata": {"name": "ft-run-0"}, "status": {"phase": "Running"}}
+    cases = {
+        "Pending": (ft.verdict(None, []), "Progressing"),
+        "CreatingJob": (ft.creating("ft-run"), "Progressing"),
+        "Running": (ft.verdict(_job(), [running_pod]), "Progressing"),
+        "Succeeded": (ft.verdict(_job("Complete"), []), "Healthy"),
+        "JobFailed": (ft.verdict(_job("Failed"), []), "Degraded"),
+        "JobLost": (ft.job_lost("ft-run", None, "2026-01-01T00:00:00Z"), "Degraded"),
+        "Cancelled": (ft.cancelled({}, "2026-01-01T00:00:00Z"), "Suspended"),
+    }
+    for reason, (phase, expected) in cases.items():
+        assert phase.reason == reason
+        status, message = health(_fine_tuning_job(phase))
+        assert status == expected, (reason, message)
+        assert message.startswith(reason)
+    # An invalid spec: stalled, Degraded.
+    invalid = _fine_tuning_job(None)
+    invalid["status"] = ft.fine_tuning_status(invalid, None, "now", errors=["spec.x: bad"])
+    assert health(invalid)[0] == "Degraded"
 
 
 if __name__ == "__main__":

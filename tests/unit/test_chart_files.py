@@ -61,3 +61,30 @@ def test_chart_version_follows_the_package_and_deploy():
     assert chart["appVersion"] == package == kustomization["images"][0]["newTag"]
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["image"]["repository"] == kustomization["images"][0]["name"]
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def test_values_schema_describes_every_value_and_refuses_others():
+    """Complete: every key of values.yaml has its schema (maps of free-form Kubernetes fields
+    aside: resources, affinity, security contexts). Strict: every described object refuses
+    keys it does not describe."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value, node, path):
+        node = _resolve(schema, node)
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, path
+        if not isinstance(value, dict) or "properties" not in node:
+            return
+        for key, child in value.items():
+            assert key in node["properties"], f"{path}.{key} has no schema"
+            walk(child, node["properties"][key], f"{path}.{key}")
+
+    walk(values, schema, "")
+    assert set(schema["properties"]) == set(values)  # nothing described that values.yaml lacks

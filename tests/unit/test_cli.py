@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,7 +116,7 @@ def test_documents_nested_too_deep_fail_alone(tmp_path, capsys, text):
     deep.write_text(text)
     code, out, err = run(capsys, "validate", str(deep), str(SAMPLES[0]))
     assert code == 1
-    assert f"{deep}: document 1: nested deeper than 64 levels" in err
+    assert re.search(rf"{re.escape(str(deep))}:\d+: document 1: nested deeper than 64 levels", err)
     assert "Traceback" not in err + out
     assert f"{SAMPLES[0]}: document 1" in out and ": valid" in out  # the other file: checked
     assert "2 document(s) checked, 1 with errors" in err
@@ -132,8 +133,11 @@ def test_the_documents_around_a_failing_one_are_checked(tmp_path, capsys):
     f.write_text(f"{sample}\n---\na: &a [*a]\n---\n{sample}\n---\n" + "[" * 1000)
     code, out, err = run(capsys, "validate", str(f))
     assert code == 1
-    assert f"{f}: document 2: nested deeper than 64 levels through its aliases" in err
-    assert f"{f}: document 4: nested deeper than 64 levels" in err
+    # Each named by its file and line.
+    lines = f.read_text().splitlines()
+    alias, deep = lines.index("a: &a [*a]") + 1, lines.index("[" * 1000) + 1
+    assert f"{f}:{alias}: document 2: nested deeper than 64 levels through its aliases" in err
+    assert f"{f}:{deep}: document 4: nested deeper than 64 levels" in err
     assert out.count(": valid") == 2
     assert f"{f}: document 1" in out and f"{f}: document 3" in out
     assert "4 document(s) checked, 2 with errors" in err
@@ -203,7 +207,12 @@ def test_a_1_mb_hostile_file_costs_little(tmp_path, name, text):
 def test_unreadable_and_empty_files(tmp_path, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing\n")
-    assert run(capsys, "validate", str(empty), str(tmp_path / "missing.yaml"))[0] == 1
+    # A missing file is not invalid content: its own exit code, which wins.
+    code, _, err = run(capsys, "validate", str(empty), str(tmp_path / "missing.yaml"))
+    assert code == 3, err
+    assert f"{tmp_path / 'missing.yaml'}: No such file or directory" in err
+    assert f"{empty}: no documents" in err
+    assert run(capsys, "validate", str(empty))[0] == 1
 
 
 # --- convert --------------------------------------------------------------------------------

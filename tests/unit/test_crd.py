@@ -11,7 +11,7 @@ import yaml
 
 from modeltemplate_operator import GROUP, KIND, PLURAL, VERSION
 from modeltemplate_operator.api.crdgen import crd_dict, crd_filename, crd_yaml, main
-from modeltemplate_operator.api.kinds import MODEL_TEMPLATE
+from modeltemplate_operator.api.kinds import MODEL_TEMPLATE, OWNERS
 from modeltemplate_operator.api.models import (
     BundleConfig,
     EndpointConfig,
@@ -86,6 +86,20 @@ def test_printer_columns():
     names = list(cols)
     assert names.index("Reason") == names.index("Ready") + 1
     assert cols["Age"]["type"] == "date"
+
+
+@pytest.mark.parametrize(
+    "owner", [o for o in OWNERS if o.kind != "FineTuningJob"], ids=lambda o: o.kind
+)
+def test_every_kind_with_a_ready_column_shows_its_reason_beside_it(owner):
+    """`kubectl get mt|mdl|mdep`: why a resource is not Ready, without -o yaml (a
+    FineTuningJob shows its phase instead)."""
+    columns = crd_dict(owner)["spec"]["versions"][0]["additionalPrinterColumns"]
+    names = [c["name"] for c in columns]
+    reason = columns[names.index("Ready") + 1]
+    assert reason["name"] == "Reason"
+    assert reason["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+    assert "priority" not in reason  # in the default output, not only -o wide
 
 
 def test_endpoint_and_model_type_are_selectable():

@@ -31,6 +31,21 @@ def test_argocd_applications_point_at_kustomize_dirs():
     assert (REPO / apps[0]["spec"]["source"]["path"] / "kustomization.yaml").exists()
 
 
+def test_argocd_samples_application_syncs_every_sample_below_its_path():
+    """deploy/samples/ has subdirectories (models/, fine-tuning/), which Argo CD's directory
+    source reads only with recurse."""
+    (samples,) = [
+        a
+        for a in _docs(GITOPS / "argocd" / "application.yaml")
+        if a["spec"]["source"]["path"] == "deploy/samples"
+    ]
+    root = REPO / "deploy" / "samples"
+    nested = [p for p in root.rglob("*.yaml") if p.parent != root]
+    assert nested, "no nested samples: the check below would prove nothing"
+    assert samples["spec"]["source"]["directory"]["recurse"] is True
+    assert not (root / "kustomization.yaml").exists()  # a plain directory source
+
+
 def test_flux_health_checks_cover_every_template_that_can_be_ready():
     docs = _docs(GITOPS / "flux" / "modeltemplate-operator.yaml")
     kustomizations = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Kustomization"}

@@ -1,5 +1,6 @@
--- Argo CD health of a launch.modelops.dev ModelTemplate or Model, from its Ready condition.
---   Healthy      Ready=True for the current generation
+-- Argo CD health of every launch.modelops.dev kind (ModelTemplate, Model, ModelDeployment,
+-- FineTuningJob), from its Ready condition.
+--   Healthy      Ready=True for the current generation (a FineTuningJob: Succeeded)
 --   Progressing  no status yet, the operator has not observed the current generation, Ready
 --                is Unknown, or Ready=False for a passing reason (Pending, RollingOut,
 --                WorkersNotReady, ...)
@@ -7,7 +8,8 @@
 --                container or the cluster cannot make it ready (the operator sets Stalled=True
 --                for these, which kstatus reports as Failed)
 --   Suspended    Ready=False with BrokerNotConfigured: valid and stored, nothing deployed, and
---                nothing will change until the operator is given a broker
+--                nothing will change until the operator is given a broker; or Cancelled: a
+--                FineTuningJob stopped on purpose (spec.cancelled), final
 -- Kept in sync with argocd-cm.yaml beside it (tests/unit/test_argocd_health.py checks).
 local degraded_reasons = {
   InvalidSpec = true,
@@ -32,6 +34,7 @@ local degraded_reasons = {
 }
 local suspended_reasons = {
   BrokerNotConfigured = true,
+  Cancelled = true,
 }
 
 local function health(status, message)

@@ -192,6 +192,12 @@ MODEL_PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Ready condition",
     },
     {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        "description": "Reason of the Ready condition",
+    },
+    {
         "name": "Valid",
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Valid")].status',

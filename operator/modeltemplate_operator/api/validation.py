@@ -230,3 +230,26 @@ def parse_model_manifest(manifest: Any) -> Model:
 def parse_deployment_manifest(manifest: Any) -> ModelDeployment:
     """Parse a ModelDeployment manifest dict; raises :class:`ManifestInvalid`."""
     return _parse(manifest, MODEL_DEPLOYMENT_KIND, ModelDeployment)
+
+
+def validate_kind(manifest: Any) -> list[str]:
+    """All problems of a manifest of any kind of the project (the owner kinds of
+    :data:`~.kinds.OWNERS`, each checked by its pydantic root: the rules of its CRD); an object
+    of another kind is one problem naming the kinds known. No cluster needed."""
+    from .kinds import OWNER_BY_KIND
+
+    kind = manifest.get("kind") if isinstance(manifest, dict) else None
+    owner = OWNER_BY_KIND.get(kind) if isinstance(kind, str) else None
+    if owner is None or owner.root is None:
+        if not isinstance(manifest, dict):
+            return [f"manifest must be an object (got {_type_of(manifest)})"]
+        known = ", ".join(k for k, o in OWNER_BY_KIND.items() if o.root is not None)
+        if kind is None:
+            # No kind at all: the template's rules (the kind is one of its errors).
+            return validate_manifest(manifest)
+        return [f"kind ({_show(kind)}) must be one of {known}"]
+    try:
+        _parse(manifest, owner.kind, owner.root)
+    except ManifestInvalid as exc:
+        return exc.errors
+    return []

@@ -25,6 +25,7 @@ MODELTEMPLATE_BROKER_VISIBILITY_TIMEOUT_SECONDS  a task held this long by a forw
                                   (broker.visibilityTimeoutSeconds, default 60)
 MODELTEMPLATE_NAMESPACE           watch only this namespace (default: all)
 MODELTEMPLATE_LOG_FORMAT          json | text
+MODELTEMPLATE_LOG_LEVEL           debug | info | warning | error (read by __main__: --log-level)
 MODELTEMPLATE_WORKERS             templates reconciled at once (default 32)
 MODELTEMPLATE_METRICS_PORT        serve Prometheus metrics on this port (default: off)
 MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
