@@ -296,7 +296,12 @@ def test_every_optional_value_renders(tmp_path):
     assert own["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert [e["port"] for e in own["spec"]["endpoints"]] == ["http-metrics"]
     assert own["spec"]["endpoints"][0]["interval"] == "10s"
-    for monitor in (forwarders, own):
+    gateway_monitor = find(docs, "ServiceMonitor", "modeltemplate-gateway")
+    gateway_service = find(docs, "Service", "modeltemplate-gateway")
+    selected = gateway_monitor["spec"]["selector"]["matchLabels"].items()
+    assert selected <= gateway_service["metadata"]["labels"].items()
+    assert [e["port"] for e in gateway_monitor["spec"]["endpoints"]] == ["http"]  # its /metrics
+    for monitor in (forwarders, own, gateway_monitor):
         assert monitor["metadata"]["labels"]["release"] == "kps"
     # Operator: image, pull secrets, scheduling, security, env, replicas, ServiceAccount.
     deployment = find(docs, "Deployment", "modeltemplate-operator")

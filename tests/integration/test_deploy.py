@@ -293,11 +293,11 @@ def test_rbac_has_no_wildcards_and_binds_only_the_service_account(rendered):
                 "verbs": verbs,
             }
         ]
-    # The gateway's own role: its watch cache, nothing more (callers act with their own keys).
+    # The gateway's own role: its watch caches, nothing more (callers act with their own keys).
     assert roles["modeltemplate-gateway"]["rules"] == [
         {
             "apiGroups": ["launch.modelops.dev"],
-            "resources": ["modeltemplates"],
+            "resources": ["modeltemplates", "models", "modeldeployments"],
             "verbs": ["list", "watch"],
         }
     ]
@@ -416,10 +416,10 @@ def test_rbac_grants_exactly_the_listed_rules(cluster, deployed):
         assert extra == want, namespace
 
 
-def test_gateway_rbac_grants_only_its_watch_cache(cluster, deployed):
-    """The gateway's own ServiceAccount may list and watch templates, nothing else: whatever
-    it does for a caller is done with the caller's token (tests/integration/test_gateway.py
-    runs it with this ServiceAccount's token alone)."""
+def test_gateway_rbac_grants_only_its_watch_caches(cluster, deployed):
+    """The gateway's own ServiceAccount may list and watch templates, models and model
+    deployments, nothing else: whatever it does for a caller is done with the caller's token
+    (tests/integration/test_gateway.py runs it with this ServiceAccount's token alone)."""
     cluster.kubectl("create", "serviceaccount", "rbac-baseline", "-n", NAMESPACE, check=False)
     gateway = f"system:serviceaccount:{NAMESPACE}:{GATEWAY_ACCOUNT}"
     for namespace in (NAMESPACE, "default"):
@@ -427,8 +427,9 @@ def test_gateway_rbac_grants_only_its_watch_cache(cluster, deployed):
             cluster, f"system:serviceaccount:{NAMESPACE}:rbac-baseline", namespace
         )
         assert extra == {
-            ("launch.modelops.dev", "modeltemplates", (), "list"),
-            ("launch.modelops.dev", "modeltemplates", (), "watch"),
+            ("launch.modelops.dev", resource, (), verb)
+            for resource in ("modeltemplates", "models", "modeldeployments")
+            for verb in ("list", "watch")
         }, namespace
 
 

@@ -303,6 +303,56 @@ def test_openapi_declares_the_sgp_shapes_and_every_reference_resolves():
     )
 
 
+def test_every_route_is_typed_secured_and_named():
+    from kubernetes import client
+
+    from modeltemplate_operator.gateway.app import create_app
+    from modeltemplate_operator.gateway.kubeapi import KubeAPI
+
+    app = create_app(KubeAPI(client.Configuration(host="https://127.0.0.1:1")))
+    schema = app.openapi()
+    assert schema["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": schema["components"]["securitySchemes"]["ApiKey"]["description"],
+    }
+    ids = []
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            ids.append(op["operationId"])
+            assert op["security"] == [{"ApiKey": []}], (method, path)
+            assert {"200", "401", "404", "422"} <= set(op["responses"]), (method, path)
+            content = op["responses"]["200"].get("content") or {}
+            typed = [c.get("schema") for c in content.values() if c.get("schema")]
+            assert typed or "text/event-stream" in content, (method, path, content)
+            if method == "post" and "{" not in path.rsplit("/", 1)[-1]:
+                assert "requestBody" in op or path.startswith("/v1/"), (method, path)
+    assert len(ids) == len(set(ids)) and "models-create" in ids
+    for path in (
+        "/v4/models/{model_instance_id}/deployments",
+        "/v4/models/{model_deployment_id}/chat-completions",
+        "/v4/model-deployments/{model_deployment_id}/usage-statistics",
+    ):
+        assert path in schema["paths"], path
+
+
+def test_docs_are_served_from_the_package_not_a_cdn():
+    from fastapi.testclient import TestClient
+    from kubernetes import client
+
+    from modeltemplate_operator.gateway.app import create_app
+    from modeltemplate_operator.gateway.kubeapi import KubeAPI
+
+    app = create_app(KubeAPI(client.Configuration(host="https://127.0.0.1:1")))
+    with TestClient(app) as http:
+        for page, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+            html = http.get(page).text
+            assert f"/docs-assets/{asset}" in html and "cdn" not in html and "https://" not in html
+            script = http.get(f"/docs-assets/{asset}")
+            assert script.status_code == 200 and len(script.content) > 100_000
+
+
 def test_creator_annotations():
     from datetime import UTC, datetime
 

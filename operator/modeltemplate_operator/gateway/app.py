@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from importlib.resources import files
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..limits import bounded, truncate
@@ -31,6 +34,9 @@ from .schemas import REQUEST_BODIES
 from .sgp import ApiError
 
 __all__ = ["create_app"]
+
+#: Where the docs pages' scripts and styles are served from.
+ASSETS_PATH = "/docs-assets"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -67,11 +73,14 @@ def create_app(
                 await broker.redis.aclose()
 
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="ModelTemplate gateway (SGP API)",
         summary="SGP's model template, model, deployment, inference, fine-tuning and task APIs",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
     )
+    _docs(app)
     app.state.gateway = gateway
     app.state.store, app.state.watcher = gateway.store, gateway.watcher
     app.state.large_body_slot = slot = LargeBodySlot()
@@ -107,6 +116,33 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def _docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from assets shipped with the package (no CDN)."""
+    assets = files("fastapi_offline") / "static"
+    app.mount(ASSETS_PATH, StaticFiles(directory=str(assets)), name="assets")
+    title = f"{app.title} — docs"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=title,
+            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> Response:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=title,
+            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+            redoc_favicon_url="data:,",
+            with_google_fonts=False,
+        )
 
 
 def _document(app: FastAPI) -> None:

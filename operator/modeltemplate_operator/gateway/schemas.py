@@ -24,6 +24,7 @@ __all__ = [
     "ModelInstance",
     "ModelUsage",
     "Page",
+    "SyncTaskResult",
     "TaskCreated",
     "TaskResult",
 ]
@@ -138,6 +139,15 @@ class ModelUsage(_Wire):
     end_date: datetime
 
 
+class SyncTaskResult(_Wire):
+    """Launch's answer to a sync task."""
+
+    status: Literal["SUCCESS", "FAILURE"]
+    result: Any = None
+    traceback: str | None = None
+    status_code: int | None = None
+
+
 class TaskCreated(_Wire):
     task_id: str
 
@@ -208,9 +218,63 @@ class ModelDeploymentCreate(_Body):
     wait_for_ready: bool = Field(True, description="Answer once the endpoint is Ready.")
 
 
+class ParameterBindings(_Body):
+    bindings: dict[str, Any] = Field(
+        description="Values of the template's request parameters (checked against its schema)."
+    )
+
+
+class _Generation(_Body):
+    prompt: str
+    stream: bool = False
+    model_request_parameters: ParameterBindings | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    stop_sequences: list[str] | None = None
+
+
+class ChatCompletionRequest(_Generation):
+    chat_history: list[dict[str, Any]] = Field(
+        description="Earlier messages ({role: user|assistant|system, content})."
+    )
+    chat_template: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+
+
+class CompletionRequest(_Generation):
+    pass
+
+
+class EmbeddingRequest(_Body):
+    texts: list[str]
+    model_request_parameters: ParameterBindings | None = None
+
+
+class RerankingRequest(_Body):
+    query: str
+    chunks: list[str]
+    model_request_parameters: ParameterBindings | None = None
+
+
+class ExecuteRequest(BaseModel):
+    """The model's predict payload as it reads it; ``stream`` asks for its streaming route."""
+
+    model_config = ConfigDict(extra="allow")
+    stream: bool = False
+
+
 #: Request bodies declared by name in the routes' ``openapi_extra``.
 REQUEST_BODIES: tuple[type[BaseModel], ...] = (
     ModelCreate,
     ModelDeploymentCreate,
     FineTuningJobCreate,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankingRequest,
+    ExecuteRequest,
 )

@@ -30,7 +30,8 @@ from ...serving import Call, ServingError, Target, serve
 from ...tasks import queue as taskqueue
 from ..caller import Caller, CallerDep
 from ..calls import read_json
-from ..schemas import ERRORS, ModelUsage
+from ..openapi import json_body
+from ..schemas import ERRORS, ModelUsage, SyncTaskResult
 from ..sgp import SGP_NAME_ANNOTATION, ApiError, validation_error
 
 __all__ = ["router", "target_of"]
@@ -226,26 +227,36 @@ async def _serve(
         raise ApiError(exc.status, exc.message, retry, retry_after=exc.retry_after) from None
 
 
-def _deployment_route(call: Call, summary: str):
+def _deployment_route(call: Call, summary: str, body: str):
     async def route(model_deployment_id: str, request: Request, caller: CallerDep):
         return await _serve(request, caller, call, await _deployment(caller, model_deployment_id))
 
     route.__name__ = call.name.lower().replace("_", "-")
     router.post(
-        f"/v4/models/{{model_deployment_id}}/{call.value}", summary=summary, responses=_STREAM
+        f"/v4/models/{{model_deployment_id}}/{call.value}",
+        summary=summary,
+        responses=_STREAM,
+        openapi_extra=json_body(body),
     )(route)
 
 
-_deployment_route(Call.CHAT, "Chat completion from a chat model's deployment")
-_deployment_route(Call.COMPLETION, "Completion from a model's deployment")
-_deployment_route(Call.EMBEDDING, "Embeddings of texts from an embedding model's deployment")
-_deployment_route(Call.RERANKING, "Scores of chunks for a query from a reranking deployment")
+_deployment_route(
+    Call.CHAT, "Chat completion from a chat model's deployment", "ChatCompletionRequest"
+)
+_deployment_route(Call.COMPLETION, "Completion from a model's deployment", "CompletionRequest")
+_deployment_route(
+    Call.EMBEDDING, "Embeddings of texts from an embedding model's deployment", "EmbeddingRequest"
+)
+_deployment_route(
+    Call.RERANKING, "Scores of chunks for a query from a reranking deployment", "RerankingRequest"
+)
 
 
 @router.post(
     "/v4/models/{model_instance_id}/deployments/{model_deployment_id}/execute",
     summary="Call a deployment's predict route (its stream with stream: true)",
     responses=_STREAM,
+    openapi_extra=json_body("ExecuteRequest"),
 )
 async def execute(
     model_instance_id: str, model_deployment_id: str, request: Request, caller: CallerDep
@@ -259,7 +270,12 @@ async def execute(
 _ENDPOINT = Annotated[str, Query(description="namespace/name of the endpoint, or its id")]
 
 
-@router.post("/v1/sync-tasks", summary="Launch: call an endpoint's predict route and wait")
+@router.post(
+    "/v1/sync-tasks",
+    summary="Launch: call an endpoint's predict route and wait",
+    response_model=SyncTaskResult,
+    openapi_extra=json_body("ExecuteRequest"),
+)
 async def sync_task(request: Request, caller: CallerDep, model_endpoint_id: _ENDPOINT):
     return await _serve(request, caller, Call.SYNC_TASK, await _endpoint(caller, model_endpoint_id))
 
@@ -268,6 +284,7 @@ async def sync_task(request: Request, caller: CallerDep, model_endpoint_id: _END
     "/v1/streaming-tasks",
     summary="Launch: call an endpoint's streaming route (SSE)",
     responses=_STREAM,
+    openapi_extra=json_body("ExecuteRequest"),
 )
 async def streaming_task(request: Request, caller: CallerDep, model_endpoint_id: _ENDPOINT):
     return await _serve(
