@@ -337,7 +337,7 @@ def test_every_route_is_typed_secured_and_named():
         assert path in schema["paths"], path
 
 
-def test_docs_are_served_from_the_package_not_a_cdn():
+def test_docs_are_served_from_the_package_not_a_cdn_and_requests_are_counted():
     from fastapi.testclient import TestClient
     from kubernetes import client
 
@@ -351,6 +351,13 @@ def test_docs_are_served_from_the_package_not_a_cdn():
             assert f"/docs-assets/{asset}" in html and "cdn" not in html and "https://" not in html
             script = http.get(f"/docs-assets/{asset}")
             assert script.status_code == 200 and len(script.content) > 100_000
+        http.get("/v4/models/some-id")  # no key: 401, counted under its route template
+        metrics = http.get("/metrics").text
+    assert 'modeltemplate_gateway_requests_total{code="200",method="GET",route="/docs"} 1.0' in (
+        metrics
+    )
+    assert 'code="401",method="GET",route="/v4/models/{model_id}"' in metrics
+    assert 'modeltemplate_gateway_cached_objects{kind="models"} 0.0' in metrics
 
 
 def test_creator_annotations():

@@ -65,10 +65,13 @@ class Access:
         self._inflight: dict[Any, asyncio.Future] = {}
         #: Reviews sent to the API server (the single flight's figure in the tests).
         self.reviews = 0
+        #: Told of each answer: True when it came from the cache (the gateway's metrics).
+        self.on_review: Callable[[bool], None] = lambda cached: None
 
     async def _once(self, key: Any, review: Callable[[], Awaitable[Any]]) -> Any:
         """The cached answer for ``key``, else one review shared by every concurrent caller."""
         value = self.cache.get(key)
+        self.on_review(value is not None)
         if value is not None:
             return value
         pending = self._inflight.get(key)

@@ -28,6 +28,7 @@ from .caller import Gateway
 from .calls import LargeBodySlot
 from .endpoints import Endpoints
 from .kubeapi import KubeAPI
+from .metrics import GatewayMetrics
 from .openapi import sgp_schemas
 from .routers import ROUTERS
 from .schemas import REQUEST_BODIES
@@ -85,6 +86,7 @@ def create_app(
     app.state.store, app.state.watcher = gateway.store, gateway.watcher
     app.state.large_body_slot = slot = LargeBodySlot()
     app.add_middleware(slot.wrap)
+    app.add_middleware(GatewayMetrics(gateway).wrap)
     _document(app)
 
     @app.exception_handler(ApiError)

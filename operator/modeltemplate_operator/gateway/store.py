@@ -200,6 +200,8 @@ class Watcher:
         self.path = path
         self.synced = asyncio.Event()
         self.watch_seconds = watch_seconds
+        #: When the cache last listed or saw an event (monotonic; 0: never).
+        self.last_event = 0.0
 
     async def run(self) -> None:
         backoff = 0.5
@@ -228,6 +230,7 @@ class Watcher:
                 break
             query = {"limit": "500", "continue": cont}
         self.store.replace(items)
+        self.last_event = time.monotonic()
         log.info("watch cache: %d %s listed", len(items), self.path.rsplit("/", 1)[-1])
         return page["metadata"]["resourceVersion"]
 
@@ -244,6 +247,7 @@ class Watcher:
                 if kind == "ERROR":
                     return None  # 410 Gone and friends: list again
                 version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                self.last_event = time.monotonic()
                 if kind in ("ADDED", "MODIFIED"):
                     self.store.upsert(obj)
                 elif kind == "DELETED":
