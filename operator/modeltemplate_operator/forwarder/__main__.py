@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import contract as c
+from .. import logs
 from .app import Forwarder
 from .config import ConfigError, parse_config
 from .memory import fix_mmap_threshold
@@ -33,10 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"modeltemplate-forwarder: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(config.log_level, config.log_format)
     fix_mmap_threshold()  # large bodies in their own mappings: grown without copies, freed at once
     if config.mode == c.MODE_ASYNC:
         from .asyncmode import AsyncForwarder

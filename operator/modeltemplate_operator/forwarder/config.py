@@ -52,6 +52,7 @@ class Config:
     event_loop: str = "auto"
     access_log: bool = False
     log_level: str = "INFO"
+    log_format: str = "json"
     mode: str = c.MODE_SYNC
     broker_url: str = ""
     broker_password: str = ""
@@ -163,6 +164,7 @@ _FLAGS: list[tuple[str, str, str, str]] = [
     ("event-loop", "event_loop", "loop", "auto (uvloop when installed), asyncio or uvloop"),
     ("access-log", "access_log", "bool", "log every request"),
     ("log-level", "log_level", "str", "DEBUG, INFO, WARNING, ERROR"),
+    ("log-format", "log_format", "logformat", "json (one object per line) or text"),
     (c.MODE_FLAG, "mode", "mode", "sync (HTTP in front of main) or async (consume the task queue)"),
     (c.BROKER_URL_FLAG, "broker_url", "broker", "async: the broker, redis://host:port[/db]"),
     ("broker-password", "broker_password", "str", "async: the broker's password (use the env var)"),
@@ -185,6 +187,10 @@ def env_name(flag: str) -> str:
 def _convert(kind: str, name: str, raw: str):
     try:
         if kind == "str":
+            return raw
+        if kind == "logformat":
+            if raw not in ("json", "text"):
+                raise ValueError("must be json or text")
             return raw
         if kind == "int":
             return int(raw)

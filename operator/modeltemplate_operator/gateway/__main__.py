@@ -10,6 +10,7 @@ flag                        environment variable              default
 ``--kubeconfig``            KUBECONFIG                        in-cluster, else ~/.kube/config
 ``--access-ttl``            MODELTEMPLATE_GATEWAY_ACCESS_TTL  10 (seconds an access review is reused)
 ``--log-level``             MODELTEMPLATE_GATEWAY_LOG_LEVEL   info
+``--log-format``            MODELTEMPLATE_GATEWAY_LOG_FORMAT  json (or text)
 ``--broker-url``            MODELTEMPLATE_BROKER_URL          none (no async task routes)
 (env only)                  MODELTEMPLATE_BROKER_PASSWORD     none
 ``--result-ttl-seconds``    MODELTEMPLATE_BROKER_RESULT_TTL_SECONDS  86400
@@ -30,13 +31,13 @@ watch cache: it needs ``list`` and ``watch`` on modeltemplates, nothing else.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 import uvicorn
 
+from .. import logs
 from .app import create_app
 from .endpoints import Endpoints
 from .kubeapi import KubeAPI, load_configuration
@@ -56,6 +57,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", default=env("KUBECONFIG"))
     parser.add_argument("--access-ttl", type=float, default=float(env(ENV + "ACCESS_TTL", "10")))
     parser.add_argument("--log-level", default=env(ENV + "LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--log-format", choices=logs.FORMATS, default=env(ENV + "LOG_FORMAT", "json")
+    )
     parser.add_argument("--broker-url", default=env("MODELTEMPLATE_BROKER_URL", ""))
     parser.add_argument(
         "--result-ttl-seconds",
@@ -68,9 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     kubeconfig = args.kubeconfig.split(os.pathsep)[0] if args.kubeconfig else None
     broker = None
     if args.broker_url:
@@ -90,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level.lower(),
+        log_config=None,  # uvicorn's lines in the gateway's format
         access_log=False,
         timeout_graceful_shutdown=10,
         **SERVER_SETTINGS,
