@@ -33,7 +33,7 @@ from ..api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE, OwnerKind
 from ..limits import truncate
 from ..serving import EndpointClient, Usage
 from .access import Access
-from .calls import Account, account_header, account_of, token_of
+from .calls import Account, account_header, account_of, read_json, token_of
 from .endpoints import Endpoints
 from .kubeapi import KubeAPI, KubeError
 from .sgp import ApiError, from_api_server
@@ -117,6 +117,14 @@ class Caller:
     @property
     def access(self) -> Access:
         return self.gateway.access
+
+    async def create_body(self, request: Request) -> tuple[Any, str]:
+        """A create call's JSON body (read once the caller is known) and the namespace it
+        creates in: ``account_id`` in the body, else the ``x-selected-account-id`` header
+        (422 naming the field when neither is a DNS label)."""
+        body = await read_json(request)
+        namespace = (body.get("account_id") if isinstance(body, dict) else None) or self.account
+        return body, account_of(namespace)
 
     def listed(self, account_id: str | None) -> str | None:
         """The account a list names: ``account_id`` in the query (checked, 422 naming it),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, Query, Request
@@ -34,9 +34,6 @@ from ..limits import (
 )
 from .sgp import ApiError, page_bounds, validation_error
 
-if TYPE_CHECKING:
-    from .caller import Caller
-
 __all__ = [
     "ACCOUNT_PATTERN",
     "Account",
@@ -46,7 +43,6 @@ __all__ = [
     "Paging",
     "account_of",
     "account_header",
-    "read_create_body",
     "decode_json",
     "read_body",
     "read_json",
@@ -159,15 +155,6 @@ def decode_json(raw: bytes) -> Any:
 async def read_json(request: Request, limit: int = MAX_API_BODY_BYTES) -> Any:
     """The request's JSON body (:func:`read_body`), decoded."""
     return decode_json(await read_body(request, limit))
-
-
-async def read_create_body(request: Request, caller: Caller) -> tuple[Any, str]:
-    """A create call's JSON body (read once the caller is known) and the namespace it creates
-    in: ``account_id`` in the body, else the ``x-selected-account-id`` header (422 naming the
-    field when neither is a DNS label)."""
-    body = await read_json(request)
-    namespace = (body.get("account_id") if isinstance(body, dict) else None) or caller.account
-    return body, account_of(namespace)
 
 
 #: Items per page of a list: SGP's default, and at most this many.

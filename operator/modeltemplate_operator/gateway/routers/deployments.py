@@ -36,7 +36,7 @@ from ...limits import truncate
 from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ...plan.instantiate import check_model, deployment_as_model
 from ..caller import Caller, CallerDep
-from ..calls import PageQuery, read_create_body, read_json
+from ..calls import PageQuery, read_json
 from ..openapi import json_body
 from ..schemas import ERRORS, DeleteResponse, ModelDeployment, Page
 from ..sgp import (
@@ -263,7 +263,7 @@ async def _wait_ready(caller: Caller, obj: dict[str, Any], wait: bool) -> dict[s
     openapi_extra=json_body("ModelDeploymentCreate"),
 )
 async def create(model_instance_id: str, request: Request, caller: CallerDep):
-    body, namespace = await read_create_body(request, caller)
+    body, namespace = await caller.create_body(request)
     problems = deployment_problems(body, create=True)
     if problems:
         raise validation_error(problems)

@@ -32,7 +32,7 @@ from ...limits import truncate
 from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ...plan.finetuning import check
 from ..caller import Caller, CallerDep
-from ..calls import PageQuery, read_create_body
+from ..calls import PageQuery
 from ..openapi import json_body
 from ..schemas import ERRORS, DeleteResponse, FineTuningJobEvent, Page
 from ..schemas import FineTuningJob as FineTuningJobOut
@@ -270,7 +270,7 @@ def _to_sgp(caller: Caller, obj: dict[str, Any]) -> dict[str, Any]:
     openapi_extra=json_body("FineTuningJobCreate"),
 )
 async def create(request: Request, caller: CallerDep):
-    body, namespace = await read_create_body(request, caller)
+    body, namespace = await caller.create_body(request)
     if not isinstance(body, dict):
         raise validation_error([("", "the body must be an object")])
     await caller.access.require(caller.token, namespace, "get")  # the account, before any id

@@ -34,7 +34,7 @@ from ...limits import truncate
 from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ...plan.instantiate import check_model
 from ..caller import Caller, CallerDep
-from ..calls import PageQuery, read_create_body
+from ..calls import PageQuery
 from ..openapi import MAX_UNKNOWN_KEYS, json_body
 from ..schemas import ERRORS, DeleteResponse, ModelInstance, Page
 from ..sgp import (
@@ -195,7 +195,7 @@ def template_of(model: dict, templates: dict[tuple, dict]) -> dict | None:
     openapi_extra=json_body("ModelCreate"),
 )
 async def create(request: Request, caller: CallerDep):
-    body, namespace = await read_create_body(request, caller)
+    body, namespace = await caller.create_body(request)
     problems = model_create_problems(body)
     if problems:
         raise validation_error(problems)

@@ -17,7 +17,7 @@ from ...api.convert import SGP_READ_ONLY_FIELDS
 from ...api.kinds import MODEL_TEMPLATE
 from ...api.validation import ManifestInvalid, parse_manifest
 from ..caller import CallerDep
-from ..calls import PageQuery, read_create_body
+from ..calls import PageQuery
 from ..openapi import json_body, json_response, unknown_keys
 from ..schemas import ERRORS, DeleteResponse
 from ..sgp import creator_annotations, manifest_errors, manifest_from_request, validation_error
@@ -39,7 +39,7 @@ def _json(body: bytes) -> Response:
     responses=json_response("ModelTemplate"),
 )
 async def create(request: Request, caller: CallerDep):
-    body, namespace = await read_create_body(request, caller)
+    body, namespace = await caller.create_body(request)
     # keys no template has, named before the models list each one (~1 kB per key)
     unknown = unknown_keys(
         {k: v for k, v in body.items() if k not in SGP_READ_ONLY_FIELDS}
