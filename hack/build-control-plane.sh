@@ -26,7 +26,8 @@ if complete; then
   exit 0
 fi
 
-log() { echo "[build-control-plane] $*" >&2; }
+# Each step is stamped with the seconds since the build began (cold builds: where the time goes).
+log() { echo "[build-control-plane +${SECONDS}s] $*" >&2; }
 command -v go >/dev/null || { log "go is required (https://go.dev/dl)"; exit 1; }
 
 staging_version="v0.${KUBE_VERSION#v1.}"

@@ -16,7 +16,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 cache_root="${MODELTEMPLATE_CACHE_DIR:-$HOME/.cache/modeltemplate-operator}"
-log() { echo "[build-tools] $*" >&2; }
+# Each step is stamped with the seconds since the build began (cold builds: where the time goes).
+log() { echo "[build-tools +${SECONDS}s] $*" >&2; }
 
 tool="${1:-}"
 case "$tool" in
