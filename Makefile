@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries tools test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
+.PHONY: run help venv binaries tools image test-real test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,12 @@ unit: $(STAMP) ## unit tests only
 
 integration: $(STAMP) binaries tools ## integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+image: ## the image, built with podman on a Debian base made here (no Docker, no registry) and checked
+	@hack/build-image.sh
+
+test-real: $(STAMP) binaries ## the image run for real: operator and gateway as containers on the local control plane
+	MODELTEMPLATE_TEST_REAL=1 $(PY) -m pytest tests/real $(PYTEST_ARGS)
 
 chaos: $(STAMP) binaries ## faults injected at full size: 200-template bursts, 400 fuzzed templates (a table at the end)
 	CHAOS_TEMPLATES=200 FUZZ_EXAMPLES=400 $(PY) -m pytest tests/chaos tests/integration/test_crd_agreement.py tests/integration/test_reliability.py $(PYTEST_ARGS)

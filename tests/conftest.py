@@ -25,6 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 #: Each test session runs its own control plane, so sessions can run side by side.
 SESSIONS = REPO_ROOT / ".local-cluster"
+#: tests/real builds the image and runs it with podman (root, minutes): ``make test-real``
+#: only, never part of ``make test``.
+collect_ignore = [] if os.environ.get("MODELTEMPLATE_TEST_REAL") == "1" else ["real"]
 
 
 def pytest_collection_modifyitems(items):
