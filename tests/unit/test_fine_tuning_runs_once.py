@@ -11,6 +11,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from modeltemplate_operator.controller.cluster import KubeCluster
 from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
@@ -83,7 +84,7 @@ def ftj(status: dict | None = None) -> dict:
 
 
 def reconcile(server: Server, body: dict, observed: Observed | None = None):
-    reconciler = Reconciler(server, OperatorConfig())
+    reconciler = Reconciler(KubeCluster(server), OperatorConfig())
     return reconciler.reconcile_fine_tuning(
         body, Related(observed or Observed(), refs={"ModelTemplate": template(), "Model": None})
     )

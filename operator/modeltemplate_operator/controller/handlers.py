@@ -22,6 +22,7 @@ import kopf
 from ..api import kinds
 from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL
 from .caches import cached
+from .cluster import KubeCluster
 from .reconciler import Reconciler
 from .runtime import (
     Key,
@@ -49,7 +50,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)
     # Shared by every handler (each gets a shallow copy of this memo).
     keda = await asyncio.to_thread(keda_crd_installed, api)
-    memo.runtime = Runtime(Reconciler(api, config, keda_installed=keda), config.workers)
+    memo.runtime = Runtime(
+        Reconciler(KubeCluster(api), config, keda_installed=keda), config.workers
+    )
     log.info("configuration: %s", config)
 
 
