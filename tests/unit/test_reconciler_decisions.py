@@ -165,6 +165,8 @@ class Case:
     status: dict[str, tuple[str, str]] | None = None
     events: list[tuple[str, str]] = field(default_factory=list)
     retry: Any = None
+    #: Other fields of the status written, as they must be.
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 QUOTA = api_error(403, 'deployments.apps "llm" is forbidden: exceeded quota: gpus')
@@ -182,6 +184,21 @@ STALLED_SPEC = {
 
 def _missing(reason: str) -> dict[str, tuple[str, str]]:
     return {"Valid": ("False", reason), "Ready": ("False", reason), "Stalled": ("True", reason)}
+
+
+def _on(generation: int, ready: str, name: str) -> dict[str, Any]:
+    """A model running its template's ``generation``, Ready or not."""
+    status = {
+        "observedGeneration": 1,
+        "templateGeneration": generation,
+        "conditions": [{"type": "Ready", "status": ready, "reason": "x"}],
+    }
+    return {**model(name), "status": status}
+
+
+#: A template at generation 2: model a on it and not Ready yet, b still on generation 1.
+TEMPLATE_2 = {**template(), "metadata": {**template()["metadata"], "generation": 2}}
+FAMILY = [_on(2, "False", "a"), _on(1, "True", "b")]
 
 
 CASES = [
@@ -253,6 +270,13 @@ CASES = [
         retry=TERMINATING,
     ),
     Case(
+        "staged rollout: a model waits for its turn, its workload left as it is",
+        FAMILY[1],
+        Related(refs={T: TEMPLATE_2}, siblings=FAMILY),
+        status={"UpToDate": ("False", "WaitingForRollout")},
+        fields={"templateGeneration": 1},
+    ),
+    Case(
         "children just written: the status waits for them to settle",
         template(),
         writes=[("apply", c) for c in ("Deployment/llm", "Service/llm", "PodDisruptionBudget/llm")],
@@ -274,6 +298,7 @@ def test_decisions(case: Case):
         assert outcome.status_written
         found = conditions(status)
         assert {t: found.get(t) for t in case.status} == case.status, found
+        assert {k: status.get(k) for k in case.fields} == case.fields
     assert cluster.events() == case.events
     assert outcome.retry == case.retry
 
@@ -372,6 +397,16 @@ def test_converged_writes_nothing_and_drift_one_write(body, related, drift, writ
         assert outcome.settling and outcome.retry == SETTLE and cluster.statuses() == []
     else:
         assert cluster.writes == [] and not outcome.status_written and outcome.retry is None
+
+
+def test_a_template_counts_its_models():
+    status, _ = converged(TEMPLATE_2, Related(referrers={M: FAMILY}))
+    assert status["status"]["models"] == {
+        "total": 2,
+        "updated": 1,
+        "ready": 0,
+        "outdated": ["b"],
+    }
 
 
 def test_a_status_waits_at_most_the_settle_time():
