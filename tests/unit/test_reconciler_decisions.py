@@ -253,6 +253,19 @@ CASES = [
         retry=REFUSED,
     ),
     Case(
+        "fine-tuning job: its model missing",
+        owner(
+            kinds.FINE_TUNING_JOB,
+            "tune",
+            modelRef={"name": "gone"},
+            trainingDataset={"url": "s3://data/train.jsonl"},
+        ),
+        Related(refs={M: None, T: None}),
+        status={"Valid": ("False", "TemplateMissing"), "Ready": ("False", "TemplateMissing")},
+        events=[("Warning", "TemplateMissing")],
+        retry=REFUSED,
+    ),
+    Case(
         "child refused (terminal): ApplyFailed, stalled, retried on the long backoff",
         template(),
         fail={"apply": QUOTA},
