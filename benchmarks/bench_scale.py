@@ -57,7 +57,7 @@ from support.operator import OperatorProcess  # noqa: E402
 from devtools.localcluster import LocalCluster  # noqa: E402
 from modeltemplate_operator.api import kinds  # noqa: E402
 from modeltemplate_operator.api.validation import parse_manifest  # noqa: E402
-from modeltemplate_operator.controller.apply import Applier  # noqa: E402
+from modeltemplate_operator.controller.cluster import KubeCluster  # noqa: E402
 from modeltemplate_operator.controller.kube import APPLY_PATCH, MERGE_PATCH, request  # noqa: E402
 from modeltemplate_operator.observed import Observed  # noqa: E402
 from modeltemplate_operator.plan.config import OperatorConfig  # noqa: E402
@@ -92,7 +92,7 @@ def apply_template(api, manifest: dict) -> dict:
 
 def direct(api, namespace: str, count: int) -> tuple[float, int]:
     """Apply templates, their children and one status patch each; seconds and writes."""
-    applier = Applier(api, field_manager="bench-direct")
+    cluster = KubeCluster(api, field_manager="bench-direct")
     now = dt.datetime.now(dt.UTC).isoformat()
 
     def one(manifest: dict) -> int:
@@ -100,7 +100,7 @@ def direct(api, namespace: str, count: int) -> tuple[float, int]:
         plan = plan_for(parse_manifest(manifest | {"metadata": live["metadata"]}), CONFIG, False)
         children = render(plan)
         for child in children:
-            applier.apply(child)
+            cluster.apply(child)
         status = compute_status(live, plan, [], Observed(), now)
         path = TEMPLATE.path(namespace, manifest["metadata"]["name"]) + "/status"
         request(api, "PATCH", path, body={"status": status}, content_type=MERGE_PATCH)

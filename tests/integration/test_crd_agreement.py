@@ -20,7 +20,7 @@ from modeltemplate_operator import GROUP, PLURAL, VERSION
 from modeltemplate_operator.api import kinds
 from modeltemplate_operator.api.models import ModelTemplate
 from modeltemplate_operator.api.validation import parse_manifest, validate_manifest
-from modeltemplate_operator.controller.apply import FIELD_MANAGER
+from modeltemplate_operator.controller.cluster import FIELD_MANAGER
 from modeltemplate_operator.controller.kube import APPLY_PATCH, request
 from modeltemplate_operator.plan.config import OperatorConfig
 from modeltemplate_operator.plan.resolution import plan_for

@@ -20,6 +20,7 @@ from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 from support.tools import run
 
+from modeltemplate_operator.controller.cluster import KubeCluster
 from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.plan.config import OperatorConfig
 
@@ -127,7 +128,7 @@ def settled(cluster, namespace, name, ready: str) -> dict:
 # -- without an operator: the invalid stored spec (the reconciler is driven directly) -------------
 def test_invalid_stored_spec(cluster, cluster_prereqs, api_client, namespace, argo):
     apply(cluster, namespace, tiny_template("legacy"))
-    reconciler = Reconciler(api_client, OperatorConfig())
+    reconciler = Reconciler(KubeCluster(api_client), OperatorConfig())
     body = template(cluster, namespace, "legacy")
     # As if stored under an older, looser CRD: a spec the models refuse.
     stale = copy.deepcopy(body)

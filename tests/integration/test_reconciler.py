@@ -8,6 +8,7 @@ import json
 from support.k8s import get_json
 from support.manifests import tiny_template
 
+from modeltemplate_operator.controller.cluster import KubeCluster
 from modeltemplate_operator.controller.reconciler import Reconciler, Related
 from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
@@ -40,7 +41,7 @@ def test_invalid_stored_spec_is_reported_and_nothing_is_touched(
 ):
     # No operator process runs in this module: the reconciler is driven directly.
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(TEMPLATE))
-    reconciler = Reconciler(api_client, OperatorConfig())
+    reconciler = Reconciler(KubeCluster(api_client), OperatorConfig())
     body = get_json(cluster, "modeltemplate", "legacy", "-n", namespace)
     first = reconciler.reconcile(body, Related(children(cluster, namespace)))
     assert sorted(first.applied.applied) == [

@@ -1,4 +1,5 @@
-"""Generate the CustomResourceDefinitions (ModelTemplate, Model, FineTuningJob) from the pydantic models.
+"""Generate the CustomResourceDefinitions, one per owner kind (:data:`.kinds.OWNERS`), from the
+pydantic models.
 
     python -m modeltemplate_operator.api.crdgen crds/      # writes crds/<group>_<plural>.yaml each
 

@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from ..api import kinds
 from ..api.models import QuantityError, parse_quantity
 from .caches import cached
-from .kube import APPLY_PATCH, MERGE_PATCH, is_transient, request, status_message
+from .cluster import Cluster
+from .kube import is_transient, status_message
 from .metrics import CHILD_PRUNES, CHILD_WRITES
 
-FIELD_MANAGER = "modeltemplate-operator"
 log = logging.getLogger(__name__)
 
 
@@ -100,40 +99,13 @@ class Applier:
 
     The cache lags behind the operator's own writes by a watch event; until it shows a write,
     the write is remembered, so a reconcile in that window does not apply (or delete) the same
-    object again. Thread-safe per owner: callers serialise reconciles of one template.
+    object again. Thread-safe per owner: callers serialise reconciles of one template. Its
+    writes go through ``cluster`` (:class:`~.cluster.Cluster`).
     """
 
-    def __init__(self, api: ApiClient, field_manager: str = FIELD_MANAGER):
-        self.api = api
-        self.field_manager = field_manager
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
         self._writes: dict[tuple[str, str, str, str], _Write] = {}
-
-    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply ``obj``; the object as the API server stored it."""
-        meta = obj["metadata"]
-        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
-        query = [("fieldManager", self.field_manager), ("force", "true")]
-        return request(self.api, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
-
-    def replace_lists(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply never removes what another manager added to a list we render (an
-        env var, a volume, a toleration someone slipped in): a merge patch of the spec replaces
-        every rendered list wholesale, and leaves maps merged."""
-        meta = obj["metadata"]
-        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
-        query = [("fieldManager", self.field_manager)]
-        body = {"spec": obj["spec"]}
-        log.info("%s/%s had foreign list entries: replaced", obj["kind"], meta["name"])
-        return request(self.api, "PATCH", path, body=body, query=query, content_type=MERGE_PATCH)
-
-    def delete(self, obj: Mapping[str, Any]) -> None:
-        meta = obj["metadata"]
-        path = kinds.for_object(obj).path(meta["namespace"], meta["name"])
-        try:
-            request(self.api, "DELETE", path, body={"propagationPolicy": "Background"})
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
 
     def forget(self, owner_uid: str) -> None:
         """Drop what is remembered of a deleted template's children."""
@@ -174,14 +146,14 @@ class Applier:
                 continue
             name = f"{obj['kind']}/{obj['metadata']['name']}"
             try:
-                stored = self.apply(obj)
+                stored = self.cluster.apply(obj)
             except ApiException as exc:
                 if is_transient(exc):
                     raise
                 if exc.status == 422 and obj["kind"] == "Job" and "immutable" in (exc.body or ""):
                     # A Job's pod template cannot change: delete it; its deletion event brings
                     # the next reconcile, which creates the new one.
-                    self.delete(obj)
+                    self.cluster.delete(obj)
                     CHILD_PRUNES.labels(obj["kind"]).inc()
                     self._writes[write_key] = _Write(None, _version(current))
                     pruned.append(name)
@@ -190,7 +162,11 @@ class Applier:
                     f"{name}: {status_message(exc)}", namespace_terminating=_terminating(exc)
                 ) from None
             if not is_subset(obj, stored):
-                stored = self.replace_lists(obj)
+                # Server-side apply never removes what another manager added to a list we
+                # render (an env var, a volume, a toleration someone slipped in): the spec's
+                # lists are replaced wholesale, its maps left merged.
+                log.info("%s had foreign list entries: replaced", name)
+                stored = self.cluster.replace_lists(obj)
             CHILD_WRITES.labels(obj["kind"]).inc()
             # Kept as the watch cache keeps it (no managedFields, only the status read).
             stored = cached(kinds.for_object(obj), stored)
@@ -205,7 +181,7 @@ class Applier:
             if self._in_flight(write_key, obj) is not None:
                 pending.append(f"{obj['kind']}/{obj['metadata']['name']}")
                 continue
-            self.delete(obj)
+            self.cluster.delete(obj)
             CHILD_PRUNES.labels(obj["kind"]).inc()
             self._writes[write_key] = _Write(None, _version(obj))
             pruned.append(f"{obj['kind']}/{obj['metadata']['name']}")

@@ -1,12 +1,13 @@
 """Kopf wiring: watch caches and watch events in, :class:`~.runtime.Runtime` calls, nothing else.
 
-Owners (templates, models) and their children are kept in Kopf indices (in-memory watch caches
-keyed by ``(owner kind, namespace, owner name)``), so a reconcile reads nothing from the API
-server and a converged object writes nothing. Events only queue the owner's key; the runtime's
+Owners (each kind of ``kinds.OWNERS``) and their children are kept in Kopf indices (in-memory
+watch caches keyed by ``(owner kind, namespace, owner name)``), so a reconcile reads nothing from
+the API server and a converged object writes nothing. The real API calls are wired here: the
+runtime's reconciler is given a :class:`~.cluster.KubeCluster`. Events only queue the owner's key; the runtime's
 workers reconcile queued keys from the latest cached state. An owner's change also queues the
 owners naming it (an index per owner kind of the owners its objects name: a template's models).
 
-A full resync happens at every start (the initial listing delivers every template). There is no
+A full resync happens at every start (the initial listing delivers every owner). There is no
 periodic timer: Kopf timers put a finalizer on every object, and a change of a template or of
 any child already arrives as an event.
 """
@@ -22,6 +23,7 @@ import kopf
 from ..api import kinds
 from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL
 from .caches import cached
+from .cluster import KubeCluster
 from .reconciler import Reconciler
 from .runtime import (
     Key,
@@ -49,7 +51,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)
     # Shared by every handler (each gets a shallow copy of this memo).
     keda = await asyncio.to_thread(keda_crd_installed, api)
-    memo.runtime = Runtime(Reconciler(api, config, keda_installed=keda), config.workers)
+    memo.runtime = Runtime(
+        Reconciler(KubeCluster(api), config, keda_installed=keda), config.workers
+    )
     log.info("configuration: %s", config)
 
 

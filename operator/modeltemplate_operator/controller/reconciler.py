@@ -1,7 +1,8 @@
-"""One reconcile of one owner (template, model, fine-tuning job): parse -> plan -> render ->
+"""One reconcile of one owner (of each kind of :data:`.kinds.OWNERS`): parse -> plan -> render ->
 apply -> status.
 
-The only place that ties the pure layers to the API server. The runtime calls
+The only place that ties the pure layers to the API server, through the :class:`~.cluster.Cluster`
+it is given. The runtime calls
 :meth:`Reconciler.reconcile_owner` with the owner and what it reads besides (:class:`Related`:
 its children and pods, the owners it names, those naming it), all as the watch caches last saw
 them; each owner kind's reconcile is registered with :func:`reconciles`.
@@ -17,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -44,7 +44,8 @@ from ..status.conditions import compute_status, job_stuck, model_status, transit
 from . import metrics
 from .apply import Applier, ApplyRejected, ApplyResult
 from .caches import cached
-from .kube import MERGE_PATCH, is_transient, request, status_message
+from .cluster import EVENT, Cluster
+from .kube import is_transient, status_message
 from .workqueue import Backoff
 
 log = logging.getLogger(__name__)
@@ -161,15 +162,29 @@ def _key(body: Mapping[str, Any]) -> tuple[str, str, str]:
     return (body["kind"], meta["namespace"], meta["name"])
 
 
-def _now() -> str:
+def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class Reconciler:
-    def __init__(self, api: ApiClient, config: OperatorConfig, keda_installed: bool = False):
-        self.api = api
+    """Reconciles owners of every kind; what it reads and writes beyond the watch caches goes
+    through ``cluster`` (:class:`~.cluster.Cluster`), and it reads the time from ``now`` (status
+    timestamps) and ``monotonic`` (how long to wait), so each decision can be tested alone."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        config: OperatorConfig,
+        keda_installed: bool = False,
+        *,
+        now: Callable[[], str] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.cluster = cluster
         self.config = config
-        self.applier = Applier(api)
+        self.now = now
+        self.monotonic = monotonic
+        self.applier = Applier(cluster)
         #: Is KEDA's ScaledObject CRD served? Kept current by the CRD watch of the handlers.
         self.keda_installed = keda_installed
         #: Namespaces the API server said are being deleted, until when to leave them alone.
@@ -237,7 +252,7 @@ class Reconciler:
             observed,
             planned,
             finish=lambda status: model_status(
-                status, template, body.get("status"), _now(), waiting_for=turn.waiting_for
+                status, template, body.get("status"), self.now(), waiting_for=turn.waiting_for
             ),
         )
 
@@ -256,7 +271,7 @@ class Reconciler:
             body,
             related.observed,
             lambda: self._deployment_plan(body, model, template),
-            finish=lambda status: model_status(status, template, body.get("status"), _now()),
+            finish=lambda status: model_status(status, template, body.get("status"), self.now()),
         )
 
     @reconciles(kinds.FINE_TUNING_JOB)
@@ -271,14 +286,14 @@ class Reconciler:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
-        if self._terminating.get(meta["namespace"], 0.0) > time.monotonic():
+        if self._terminating.get(meta["namespace"], 0.0) > self.monotonic():
             return Outcome(None, False, retry=TERMINATING)
         # The status last written when the cache lags: a run just finished stays finished.
         previous = {
             k: v for k, v in (self._latest(body).get("status") or {}).items() if k != "kopf"
         }
         body = {**body, "status": previous}
-        now = _now()
+        now = self.now()
         try:
             job = FineTuningJob.model_validate(_manifest(kinds.FINE_TUNING_JOB, body))
         except ValidationError as exc:
@@ -340,7 +355,7 @@ class Reconciler:
                 body = {**body, "status": previous}
                 if rejected.namespace_terminating:
                     self._finish(body, previous, None)
-                    self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
+                    self._terminating[meta["namespace"]] = self.monotonic() + TERMINATING.first
                     return Outcome(None, False, retry=TERMINATING)
                 phase = fts.Phase(FineTuningPhase.PENDING, "ApplyFailed", str(rejected))
                 status = fts.fine_tuning_status(body, phase, now, extra=extra)
@@ -379,16 +394,11 @@ class Reconciler:
         needs already)."""
         meta = body["metadata"]
         log.debug("Job %s/%s not in the cache: asking the API server", meta["namespace"], name)
-        found = request(
-            self.api,
-            "GET",
-            kinds.JOB.path(meta["namespace"]),
-            query=[("fieldSelector", f"metadata.name={name}")],
-        )
+        found = self.cluster.list(kinds.JOB, meta["namespace"], f"metadata.name={name}")
         return next(
             (
                 cached(kinds.JOB, j)
-                for j in found.get("items") or []
+                for j in found
                 if any(
                     r.get("uid") == meta["uid"] for r in j["metadata"].get("ownerReferences") or []
                 )
@@ -411,13 +421,7 @@ class Reconciler:
             meta["name"],
         )
         selector = f"involvedObject.uid={meta['uid']},reason=FailedCreate"
-        found = request(
-            self.api,
-            "GET",
-            f"/api/v1/namespaces/{meta['namespace']}/events",
-            query=[("fieldSelector", selector)],
-        )
-        return list(found.get("items") or [])
+        return self.cluster.list(EVENT, meta["namespace"], selector)
 
     @staticmethod
     def _stuck_retry(
@@ -487,9 +491,8 @@ class Reconciler:
         if dataset is None or dataset.config_map is None:
             return None
         ref = dataset.config_map
-        path = kinds.CONFIG_MAP.path(job.metadata.namespace or "", ref.name)
         try:
-            found = request(self.api, "GET", path)
+            found = self.cluster.get(kinds.CONFIG_MAP, job.metadata.namespace or "", ref.name)
         except ApiException as exc:
             if exc.status == 404:
                 return ft.DatasetRows(error=f"ConfigMap {ref.name!r} not found", missing=True)
@@ -521,7 +524,7 @@ class Reconciler:
         assert manifest is not None
         namespace = job.metadata.namespace or ""
         try:
-            created = request(self.api, "POST", kinds.MODEL.path(namespace), body=manifest)
+            created = self.cluster.create(kinds.MODEL, namespace, manifest)
             uid = created["metadata"]["uid"]
         except ApiException as exc:
             if exc.status != 409:
@@ -550,7 +553,7 @@ class Reconciler:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return None
-        if self._terminating.get(meta["namespace"], 0.0) > time.monotonic():
+        if self._terminating.get(meta["namespace"], 0.0) > self.monotonic():
             return Outcome(None, False, retry=TERMINATING)
         outcome = self._reconcile(body, observed, planned(), finish)
         log.debug(
@@ -640,12 +643,12 @@ class Reconciler:
         meta = body["metadata"]
         if isinstance(plan, Waiting):
             # Its workload stays as it is; the status describes it as the cache shows it.
-            status = compute_status(dict(body), plan.plan, [], observed, _now())
+            status = compute_status(dict(body), plan.plan, [], observed, self.now())
             return self._finish(body, finish(status), None)
         if isinstance(plan, Unplanned):
             # Nothing is rendered and existing children stay as they are.
             status = compute_status(
-                dict(body), None, plan.errors, Observed(), _now(), invalid_reason=plan.reason
+                dict(body), None, plan.errors, Observed(), self.now(), invalid_reason=plan.reason
             )
             return self._finish(body, finish(status), None)
         plan = with_rollout(plan, observed)
@@ -654,10 +657,10 @@ class Reconciler:
         except ApplyRejected as rejected:
             if rejected.namespace_terminating:
                 log.debug("namespace %s is being deleted: %s", meta["namespace"], rejected)
-                self._terminating[meta["namespace"]] = time.monotonic() + TERMINATING.first
+                self._terminating[meta["namespace"]] = self.monotonic() + TERMINATING.first
                 return Outcome(None, False, retry=TERMINATING)
             status = compute_status(
-                dict(body), plan, [], observed, _now(), apply_error=str(rejected)
+                dict(body), plan, [], observed, self.now(), apply_error=str(rejected)
             )
             return self._finish(body, finish(status), None, retry=REFUSED)
         if result.wrote:
@@ -674,7 +677,7 @@ class Reconciler:
         now_observed = Observed(objects=result.children, pods=observed.pods)
         job, pods = now_observed.job, list(observed.pods)
         now_observed.events = self._refusals(job, pods)  # a BATCH Job without pods only
-        status = compute_status(dict(body), plan, [], now_observed, _now())
+        status = compute_status(dict(body), plan, [], now_observed, self.now())
         retry = self._stuck_retry(job, pods, now_observed.events)
         return self._finish(body, finish(status), result, retry=retry)
 
@@ -688,8 +691,8 @@ class Reconciler:
             deployment.get("metadata") or {}
         ).get("generation", 0)
         if result.wrote or result.pending or behind:
-            since = self._settling.setdefault(key, time.monotonic())
-            if time.monotonic() - since < SETTLE.first:
+            since = self._settling.setdefault(key, self.monotonic())
+            if self.monotonic() - since < SETTLE.first:
                 return True
         self._settling.pop(key, None)
         return False
@@ -721,17 +724,9 @@ class Reconciler:
             self._post_event(body, since, event_type, reason, message)
         written, written_status = False, None
         if status != old:
-            patch = merge_patch(old, status)
-            path = (
-                kinds.OWNER_BY_KIND[body["kind"]].path(meta["namespace"], meta["name"]) + "/status"
-            )
-            request(
-                self.api,
-                "PATCH",
-                path,
-                body={"status": patch},
-                content_type=MERGE_PATCH,
-                decode=False,
+            owner = kinds.OWNER_BY_KIND[body["kind"]]
+            self.cluster.patch_status(
+                owner, meta["namespace"], meta["name"], merge_patch(old, status)
             )
             metrics.STATUS_WRITES.inc()
             if self.on_status_written is not None:
@@ -769,8 +764,7 @@ class Reconciler:
             "reportingComponent": "modeltemplate-operator",
         }
         try:
-            path = f"/api/v1/namespaces/{meta['namespace']}/events"
-            request(self.api, "POST", path, body=event, decode=False)
+            self.cluster.post_event(meta["namespace"], event)
         except ApiException as exc:  # an event is never worth failing a reconcile for
             if exc.status == 409:
                 return  # posted by an earlier attempt whose status write did not happen

@@ -1,6 +1,6 @@
 """The operator's runtime: from "this object may need work" to a reconcile, and back on retry.
 
-Watch events put an owner's key (a template's, a model's, a fine-tuning job's) on a
+Watch events put an owner's key (of any kind of :data:`.kinds.OWNERS`) on a
 :class:`~.workqueue.WorkQueue`;
 :data:`WORKERS` workers take keys off it, read the owner (a model: and its template) and its
 children from the watch caches (Kopf indices) and
@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -119,15 +120,37 @@ SETTLE_WINDOW = 1.0
 TRIM_AFTER = 5.0
 
 
-class Runtime:
-    """The work queue, its workers and the watch caches they read; one per operator process."""
+@dataclass(frozen=True)
+class Step:
+    """What one reconcile of a queued key decided: ``result`` (for the metrics: ``ok``,
+    ``retry``, ``settling``, ``gone``, ``error``), when the key comes back by itself (seconds;
+    None: only on its next event) and the keys woken because its status changed."""
 
-    def __init__(self, reconciler: Reconciler, workers: int = WORKERS):
+    result: str
+    again_in: float | None = None
+    woken: tuple[Key, ...] = ()
+
+
+class Runtime:
+    """The work queue, its workers and the watch caches they read; one per operator process.
+
+    Its I/O is what it is given: the ``reconciler`` (anything with ``reconcile_owner``,
+    ``forget``, ``on_status_written`` and ``keda_installed``; the operator's does the API
+    calls) and the watch caches (Kopf's indices, handed in with every event, or ``indices``).
+    With ``workers=0`` no worker runs: each queued key is reconciled by :meth:`process`.
+    """
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        workers: int = WORKERS,
+        indices: dict[str, Any] | None = None,
+    ):
         self.reconciler = reconciler
         self.queue = WorkQueue(on_wait=metrics.QUEUE_WAIT.observe)
         metrics.QUEUE_DEPTH.set_function(lambda: len(self.queue))
         metrics.RETRIES_PENDING.set_function(lambda: self.queue.retries_pending)
-        self._indices: dict[str, Any] = {}
+        self._indices: dict[str, Any] = indices if indices is not None else {}
         self._seen = Seen()
         self._settling: set[Key] = set()
         #: Keys to queue after a reconcile: a model's status changed, so its template (which
@@ -136,13 +159,16 @@ class Runtime:
         self._active = 0
         self._trim: asyncio.TimerHandle | None = None
         reconciler.on_status_written = self._expect_status
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="reconcile")
+        self._executor = (
+            ThreadPoolExecutor(workers, thread_name_prefix="reconcile") if workers else None
+        )
         self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
 
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def event(
         self,
@@ -198,34 +224,45 @@ class Runtime:
         return list(self._indices[index_name(kind)].get(key, []))
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
-            self._active += 1
-            retry, result, start = None, "error", time.monotonic()
-            try:
-                retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
-                for dependent in self._dependents.pop(key, ()):
-                    self.enqueue(dependent, self._indices)
-            except Exception:
-                log.exception("reconcile of %s %s/%s failed", *key)
-            settling = result == "settling"
-            # Events that came during a settling reconcile are gathered like later ones.
-            self.queue.done(key, again_after=SETTLE_WINDOW if settling else None)
-            metrics.RECONCILES.labels(result).inc()
-            metrics.RECONCILE_DURATION.observe(time.monotonic() - start)
-            self._active -= 1
-            self._trim_when_idle(loop)
-            if settling:
-                self._settling.add(key)
-                self.queue.add_after(key, retry.first)  # unless an event comes first
-                continue
-            self._settling.discard(key)
-            if retry is None:
-                self.queue.forget(key)
-            else:
-                delay = self.queue.retry(key, retry)
-                log.debug("reconcile of %s %s/%s again in %.0f s", *key, delay)
+            await self.process(key)
+
+    async def process(self, key: Key) -> Step:
+        """Reconcile ``key`` (taken off the queue) in a worker thread, then act on what it
+        returned: come back after its backoff, or when its children settle, or only on its next
+        event; wake those its status change concerns."""
+        loop = asyncio.get_running_loop()
+        self._active += 1
+        retry, result, start = None, "error", time.monotonic()
+        woken: tuple[Key, ...] = ()
+        try:
+            retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
+            woken = tuple(self._dependents.pop(key, ()))
+            for dependent in woken:
+                self.enqueue(dependent, self._indices)
+        except Exception:
+            log.exception("reconcile of %s %s/%s failed", *key)
+        settling = result == "settling"
+        # Events that came during a settling reconcile are gathered like later ones.
+        self.queue.done(key, again_after=SETTLE_WINDOW if settling else None)
+        metrics.RECONCILES.labels(result).inc()
+        metrics.RECONCILE_DURATION.observe(time.monotonic() - start)
+        self._active -= 1
+        self._trim_when_idle(loop)
+        again_in = None
+        if settling:
+            self._settling.add(key)
+            again_in = retry.first
+            self.queue.add_after(key, again_in)  # unless an event comes first
+            return Step(result, again_in, woken)
+        self._settling.discard(key)
+        if retry is None:
+            self.queue.forget(key)
+        else:
+            again_in = self.queue.retry(key, retry)
+            log.debug("reconcile of %s %s/%s again in %.0f s", *key, again_in)
+        return Step(result, again_in, woken)
 
     def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._trim is not None:

@@ -232,17 +232,9 @@ class Forwarder:
     async def readyz(self) -> web.Response:
         if self.draining:
             return _error(503, "draining", "the forwarder is shutting down")
-        ok = await self.upstream_healthy()
-        if ok:
+        if await self.health.healthy():
             return _error_ok({"status": "ready"})
-        return _error(
-            503,
-            "upstream_not_ready",
-            f"model container's healthcheck {self.config.healthcheck_route} did not answer 200",
-        )
-
-    async def upstream_healthy(self) -> bool:
-        return await self.health.healthy()
+        return _error(503, "upstream_not_ready", self.health.not_ready_message)
 
     def _health_changed(self, ok: bool) -> None:
         self.metrics.upstream_ready = 1 if ok else 0

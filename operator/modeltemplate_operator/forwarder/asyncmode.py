@@ -40,7 +40,7 @@ from .. import contract as c
 from ..tasks import protocol as t
 from .config import Config
 from .health import UpstreamHealth
-from .metrics import CONTENT_TYPE, LATENCY_BUCKETS, _Histogram
+from .metrics import CONTENT_TYPE, LATENCY_BUCKETS, Histogram
 from .server import listen
 from .upstream import UpstreamError, UpstreamPool, UpstreamTimeout, UpstreamUnavailable
 
@@ -73,7 +73,7 @@ class AsyncForwarder:
         self.broker_up = False
         self.queue_depth = 0
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
-        self.durations = _Histogram(LATENCY_BUCKETS)
+        self.durations = Histogram(LATENCY_BUCKETS)
         self._slot_freed = asyncio.Event()
         self.health = UpstreamHealth(config, _log_readiness)
         self._group_ready = False
@@ -178,13 +178,9 @@ class AsyncForwarder:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self.stopping:
             return web.json_response({"status": "draining"}, status=503)
-        if not await self.upstream_healthy():
+        if not await self.health.healthy():
             return web.json_response(
-                {
-                    "status": "upstream_not_ready",
-                    "message": f"model container's healthcheck {self.config.healthcheck_route} "
-                    "did not answer 200",
-                },
+                {"status": "upstream_not_ready", "message": self.health.not_ready_message},
                 status=503,
             )
         if not self.broker_up:
@@ -199,14 +195,6 @@ class AsyncForwarder:
         return web.Response(
             body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE}
         )
-
-    # -- main's health --------------------------------------------------------------------
-    async def upstream_healthy(self) -> bool:
-        return await self.health.healthy()
-
-    @property
-    def upstream_ready(self) -> bool:
-        return self.health.ok
 
     # -- consuming ------------------------------------------------------------------------
     async def _ensure_group(self) -> None:
@@ -231,7 +219,7 @@ class AsyncForwarder:
         backoff = 0.1
         while not self.stopping:
             try:
-                if not await self.upstream_healthy():
+                if not await self.health.healthy():
                     await asyncio.sleep(max(cfg.health_cache_seconds, 0.2))
                     continue
                 free = cfg.per_worker - len(self.inflight)
@@ -464,7 +452,7 @@ class _Collector:
         yield GaugeMetricFamily(
             "modeltemplate_forwarder_upstream_ready",
             "1 when the model container's healthcheck route last answered 200.",
-            value=1 if f.upstream_ready else 0,
+            value=1 if f.health.ok else 0,
         )
         yield GaugeMetricFamily(
             "modeltemplate_forwarder_broker_up",

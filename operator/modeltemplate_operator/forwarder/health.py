@@ -26,6 +26,11 @@ class UpstreamHealth:
         self._checked_at = -1e9
         self._task: asyncio.Future | None = None
 
+    @property
+    def not_ready_message(self) -> str:
+        """What ``/readyz`` says while ``main`` is not healthy."""
+        return f"model container's healthcheck {self.config.healthcheck_route} did not answer 200"
+
     def forget(self) -> None:
         """Ask ``main`` again at the next call (e.g. after a task failed to reach it)."""
         self._checked_at = -1e9

@@ -58,7 +58,10 @@ LATENCY_BUCKETS = (
 TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class _Histogram:
+class Histogram:
+    """Cumulative buckets of observed values (the sync forwarder's routes and the async
+    forwarder's tasks)."""
+
     __slots__ = ("bounds", "counts", "total", "count")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
@@ -91,8 +94,8 @@ class ForwarderMetrics:
         self._last = time.monotonic()
         self.upstream_ready = 0
         self.requests: dict[tuple[str, int], int] = {}
-        self.latency: dict[str, _Histogram] = {}
-        self.ttfb: dict[str, _Histogram] = {}
+        self.latency: dict[str, Histogram] = {}
+        self.ttfb: dict[str, Histogram] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         self.registry.register(ProcessCollector(registry=None))
@@ -116,13 +119,13 @@ class ForwarderMetrics:
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.latency.get(route)
         if hist is None:
-            hist = self.latency[route] = _Histogram(LATENCY_BUCKETS)
+            hist = self.latency[route] = Histogram(LATENCY_BUCKETS)
         hist.observe(duration)
 
     def observe_ttfb(self, route: str, seconds: float) -> None:
         hist = self.ttfb.get(route)
         if hist is None:
-            hist = self.ttfb[route] = _Histogram(TTFB_BUCKETS)
+            hist = self.ttfb[route] = Histogram(TTFB_BUCKETS)
         hist.observe(seconds)
 
     # -- scrape ---------------------------------------------------------------------------

@@ -1,16 +1,23 @@
 """The runtime's decisions from the watch caches, table-driven: what a reconcile reads besides
-the owner (its related owners) and who looks again after a change (its dependents).
+the owner (its related owners), who looks again after a change (its dependents), and what
+follows a reconcile (its key back after a backoff, or when its children settle, or not).
 
-The caches are Kopf indices (plain mappings here, as Kopf hands them to the handlers); the
-runtime's work queue and workers play no part in these decisions.
+The caches are Kopf indices (plain mappings here, as Kopf hands them to the handlers), the
+reconciler a scripted stand-in; the runtime runs without workers, each key reconciled by
+``Runtime.process`` as a worker would.
 """
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
+from support.fake_cluster import api_error
 
 from modeltemplate_operator.api import kinds
-from modeltemplate_operator.controller.runtime import Runtime, index_name, refs_index_name
+from modeltemplate_operator.controller.reconciler import REFUSED, SETTLE, Outcome
+from modeltemplate_operator.controller.runtime import Runtime, Step, index_name, refs_index_name
 
 pytestmark = pytest.mark.unit
 NS = "team-a"
@@ -33,8 +40,8 @@ def waiting(name: str, template: str) -> dict:
     return owner(kinds.MODEL, name, status, templateRef={"name": template})
 
 
-def runtime_over(*bodies: dict) -> Runtime:
-    """A runtime whose caches hold ``bodies`` (and no children)."""
+def indices_over(*bodies: dict) -> dict[str, dict]:
+    """Kopf's indices holding ``bodies`` (and no children)."""
     indices: dict[str, dict] = {index_name(k): {} for k in (*kinds.OWNERS, *kinds.WATCHED)}
     for k in kinds.OWNERS:
         indices[refs_index_name(k)] = {}
@@ -46,9 +53,12 @@ def runtime_over(*bodies: dict) -> Runtime:
             if ref.name_in(body):
                 named = (ref.kind, NS, ref.name_in(body))
                 indices[refs_index_name(kind)].setdefault(named, []).append(key[2])
-    runtime = Runtime.__new__(Runtime)  # no queue, no workers: only the decisions
-    runtime._indices = indices
-    return runtime
+    return indices
+
+
+def runtime_over(*bodies: dict, reconciler: object | None = None) -> Runtime:
+    """A runtime without workers whose caches hold ``bodies``."""
+    return Runtime(reconciler or SimpleNamespace(), workers=0, indices=indices_over(*bodies))
 
 
 T = kinds.MODEL_TEMPLATE.kind
@@ -154,3 +164,99 @@ def test_related_of_a_deployment_reaches_the_template_through_its_model():
     assert related.refs[M]["metadata"]["name"] == "a"
     assert related.refs[T]["metadata"]["name"] == "vllm"
     assert related.siblings == []
+
+
+# -- after a reconcile: when the key comes back, and who is woken --------------------------------
+class Scripted:
+    """A reconciler answering each reconcile with the next of ``answers`` (an Outcome, None, or
+    an exception it raises)."""
+
+    keda_installed = False
+    on_status_written = None
+
+    def __init__(self, answers: list) -> None:
+        self.answers = list(answers)
+        self.reconciled: list[tuple[str, str, str]] = []
+
+    def reconcile_owner(self, body, related):
+        self.reconciled.append((body["kind"], NS, body["metadata"]["name"]))
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def forget(self, body) -> None:
+        pass
+
+
+def written(**kw) -> Outcome:
+    return Outcome(None, status_written=True, **kw)
+
+
+OK = Outcome(None, status_written=False)
+SETTLING = Outcome(None, False, retry=SETTLE, settling=True)
+
+
+@pytest.mark.parametrize(
+    "key, answers, steps",
+    [
+        ((T, NS, "vllm"), [None], [Step("ok")]),
+        ((T, NS, "vllm"), [OK], [Step("ok")]),
+        # refused children: the long backoff, doubling; a success starts it again
+        (
+            (T, NS, "vllm"),
+            [Outcome(None, True, retry=REFUSED)] * 2 + [OK, Outcome(None, True, retry=REFUSED)],
+            [Step("retry", 10.0), Step("retry", 20.0), Step("ok"), Step("retry", 10.0)],
+        ),
+        # a failed call (transient): at once, on the short backoff
+        (
+            (M, NS, "a"),
+            [api_error(503), api_error(429), OK],
+            [Step("retry", 1.0), Step("retry", 2.0), Step("ok")],
+        ),
+        # a failure no retry heals: logged, not retried (the next event brings it back)
+        ((M, NS, "a"), [api_error(403), ValueError("bug")], [Step("error"), Step("error")]),
+        ((T, NS, "vllm"), [SETTLING], [Step("settling", SETTLE.first)]),
+        # a model's status changed: its template counts it, a sibling waits for its turn
+        ((M, NS, "a"), [written()], [Step("ok", None, ((T, NS, "vllm"), (M, NS, "b")))]),
+        ((M, NS, "c"), [written()], [Step("ok", None, ((T, NS, "other"),))]),
+        # nobody reads a template's status
+        ((T, NS, "vllm"), [written()], [Step("ok")]),
+        ((T, NS, "gone"), [], [Step("gone")]),
+    ],
+    ids=[
+        "deleting",
+        "converged",
+        "refused",
+        "transient",
+        "terminal",
+        "settling",
+        "model status woke its template and a waiting sibling",
+        "model of a missing template",
+        "template status",
+        "gone from the cache",
+    ],
+)
+def test_what_follows_a_reconcile(key, answers, steps):
+    reconciler = Scripted(answers)
+    runtime = runtime_over(*CACHE, reconciler=reconciler)
+
+    async def run() -> list[Step]:
+        return [await runtime.process(key) for _ in steps]
+
+    assert asyncio.run(run()) == steps
+    assert reconciler.answers == []  # each answer was asked for
+    last = steps[-1]
+    assert runtime.queue.retries_pending == (last.again_in is not None)
+    assert len(runtime.queue) == len(last.woken)
+
+
+def test_a_reconcile_is_given_its_related_owners_from_the_registry():
+    reconciler = Scripted([OK])
+    runtime = runtime_over(*CACHE, reconciler=reconciler)
+    calls = []
+    reconciler.reconcile_owner = lambda body, related: calls.append(related) or OK
+    asyncio.run(runtime.process((D, NS, "a-large")))
+    [related] = calls
+    assert related.refs[M]["metadata"]["name"] == "a"
+    assert related.refs[T]["metadata"]["name"] == "vllm"
