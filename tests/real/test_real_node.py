@@ -113,7 +113,7 @@ def test_a_template_runs_on_the_real_node_and_answers_through_its_service(
     cluster,
     crd_installed,
     real_node,
-    image,
+    image,  # noqa: F811 - pytest fixture by name
     standin_image,
     tmp_path,  # noqa: F811
 ):
