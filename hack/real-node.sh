@@ -48,6 +48,8 @@ down() {
     done
   fi
   stop_pid "$dir/containerd.pid"
+  # whatever of this node still runs without its pid file (a set-up that failed half-way)
+  for pid in $(pgrep -f -- "--config $dir/" || true); do kill -9 "$pid" 2>/dev/null || true; done
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -address $dir/containerd.sock" 2>/dev/null || true
   [ -x "$bin/kube-proxy" ] && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
   ip link delete "$BRIDGE" 2>/dev/null || true

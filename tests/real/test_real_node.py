@@ -50,30 +50,35 @@ def standin_image(image) -> str:  # noqa: F811 - pytest fixture by name
 def real_node(cluster, image, standin_image, tmp_path_factory):  # noqa: F811
     work = tmp_path_factory.mktemp("real-node")
     script = str(REPO / "hack" / "real-node.sh")
+    node = work / "node"
     up = subprocess.run(
-        [script, "up", str(cluster.kubeconfig), str(work / "node"), image, standin_image],
+        [script, "up", str(cluster.kubeconfig), str(node), image, standin_image],
         capture_output=True,
         text=True,
         timeout=900,
     )
-    assert up.returncode == 0, up.stderr[-4000:]
-    deadline = time.monotonic() + 180  # the kubelet registers its Node first
-    while cluster.kubectl("get", "node", NODE, check=False).returncode != 0:
-        assert time.monotonic() < deadline, (work / "node" / "kubelet.log").read_text()[-3000:]
-        time.sleep(1)
-    cluster.kubectl("wait", "--for=condition=Ready", f"node/{NODE}", "--timeout=120s", timeout=130)
-    # the fake nodes take no new pods while this runs: the template's pod lands on the real one
-    fake = [
-        n["metadata"]["name"]
-        for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-        if n["metadata"]["name"] != NODE
-    ]
-    cluster.kubectl("cordon", *fake)
+    fake: list[str] = []
     try:
-        yield work / "node"
-    finally:
-        cluster.kubectl("uncordon", *fake)
-        subprocess.run([script, "down", str(work / "node")], capture_output=True, timeout=120)
+        assert up.returncode == 0, up.stderr[-4000:]
+        deadline = time.monotonic() + 180  # the kubelet registers its Node first
+        while cluster.kubectl("get", "node", NODE, check=False).returncode != 0:
+            assert time.monotonic() < deadline, (node / "kubelet.log").read_text()[-3000:]
+            time.sleep(1)
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", f"node/{NODE}", "--timeout=120s", timeout=130
+        )
+        # the fake nodes take no new pods while this runs: the template's pod lands here
+        fake = [
+            n["metadata"]["name"]
+            for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+            if n["metadata"]["name"] != NODE
+        ]
+        cluster.kubectl("cordon", *fake)
+        yield node
+    finally:  # also when the set-up failed: no node process outlives the test
+        if fake:
+            cluster.kubectl("uncordon", *fake)
+        subprocess.run([script, "down", str(node)], capture_output=True, timeout=120)
         cluster.kubectl("delete", "node", NODE, "--wait=false", check=False)
 
 
