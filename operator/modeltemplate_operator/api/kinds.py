@@ -283,6 +283,9 @@ MODEL_DEPLOYMENT = OwnerKind(
     printer_columns=tuple(MODEL_DEPLOYMENT_PRINTER_COLUMNS),
     refs=(Ref("modelRef", MODEL_KIND),),
 )
+#: The references the SGP API follows: a Model's (or a job's) template, a deployment's Model.
+TEMPLATE_REF = MODEL.refs[0]
+MODEL_REF = MODEL_DEPLOYMENT.refs[0]
 #: A run of a template's fine-tuning bundle; owns its Job and the ConfigMap of its configuration.
 FINE_TUNING_JOB = OwnerKind(
     GROUP,

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ... import API_VERSION, MODEL_DEPLOYMENT_KIND
-from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE
+from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_REF, MODEL_TEMPLATE, TEMPLATE_REF
 from ...api.validation import (
     ManifestInvalid,
     parse_deployment_manifest,
@@ -35,6 +35,7 @@ from ...api.validation import (
 from ...limits import truncate
 from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ...plan.instantiate import check_model, deployment_as_model
+from ...status.conditions import conditions_by_type
 from ..caller import Caller, CallerDep
 from ..calls import PageQuery, read_json
 from ..openapi import json_body
@@ -130,7 +131,7 @@ def _spec_changes(body: dict[str, Any]) -> dict[str, Any]:
 
 def _ready(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """SGP's status of an endpoint (READY, PENDING, FAILED) and what status says of it."""
-    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+    conditions = conditions_by_type(obj)
     ready, stalled = conditions.get("Ready") or {}, conditions.get("Stalled") or {}
     if ready.get("status") == "True":
         state = "READY"
@@ -186,7 +187,7 @@ async def _deployments_of(caller: Caller, models: list[dict[str, Any]]) -> list[
     extra = await caller.list(MODEL_DEPLOYMENT, namespaces) if namespaces else []
     items = [(order_key(m), deployment_to_sgp(m, m)) for m in models]
     for obj in extra:
-        ref = ((obj.get("spec") or {}).get("modelRef") or {}).get("name")
+        ref = MODEL_REF.name_in(obj) or ""
         model = by_model.get((obj["metadata"]["namespace"], ref))
         if model is not None:
             items.append((order_key(obj), deployment_to_sgp(obj, model)))
@@ -199,7 +200,7 @@ async def _find(caller: Caller, model_id: str, deployment_id: str) -> tuple[dict
     if deployment_id == model_id:
         return model, model
     obj = await caller.find(MODEL_DEPLOYMENT, deployment_id)
-    ref = ((obj.get("spec") or {}).get("modelRef") or {}).get("name")
+    ref = MODEL_REF.name_in(obj) or ""
     if (obj["metadata"]["namespace"], ref) != (model["metadata"]["namespace"], _model_name(model)):
         raise caller.not_found(MODEL_DEPLOYMENT, deployment_id)
     return model, obj
@@ -212,7 +213,7 @@ async def _check(caller: Caller, manifest: dict[str, Any], model: dict[str, Any]
     except ManifestInvalid as exc:
         raise validation_error([("", m) for m in exc.errors]) from None
     namespace = model["metadata"]["namespace"]
-    template_name = ((model.get("spec") or {}).get("templateRef") or {}).get("name", "")
+    template_name = TEMPLATE_REF.name_in(model) or ""
     template = await caller.kube(
         "GET", MODEL_TEMPLATE.path(namespace, template_name), what="model template"
     )

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
 from ... import API_VERSION
-from ...api.kinds import FINE_TUNING_JOB, MODEL_TEMPLATE
+from ...api.kinds import FINE_TUNING_JOB, MODEL_TEMPLATE, TEMPLATE_REF
 from ...api.models import FineTuningJob
 from ...api.validation import ManifestInvalid, parse_manifest
 from ...limits import truncate
@@ -259,7 +259,7 @@ def _template_ids(caller: Caller, namespace: str) -> dict[str, str]:
 
 def _to_sgp(caller: Caller, obj: dict[str, Any]) -> dict[str, Any]:
     ids = _template_ids(caller, obj["metadata"]["namespace"])
-    template = ((obj.get("spec") or {}).get("templateRef") or {}).get("name")
+    template = TEMPLATE_REF.name_in(obj) or ""
     return job_to_sgp(obj, base_model_id=ids.get(template or ""))
 
 

@@ -27,12 +27,13 @@ from ...api.convert import (
     model_manifest_to_sgp,
     sgp_model_path,
 )
-from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE
+from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_REF, MODEL_TEMPLATE, TEMPLATE_REF
 from ...api.models import ModelType
 from ...api.validation import ManifestInvalid, parse_manifest, parse_model_manifest
 from ...limits import truncate
 from ...observed import CREATED_BY_TYPE_ANNOTATION, CREATED_BY_USER_ANNOTATION
 from ...plan.instantiate import check_model
+from ...status.conditions import conditions_by_type
 from ..caller import Caller, CallerDep
 from ..calls import PageQuery
 from ..openapi import MAX_UNKNOWN_KEYS, json_body
@@ -111,10 +112,7 @@ def model_create_problems(body: Any) -> list[tuple[str, str]]:
 
 
 def is_ready(obj: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in ((obj.get("status") or {}).get("conditions") or [])
-    )
+    return conditions_by_type(obj).get("Ready", {}).get("status") == "True"
 
 
 def _model_message(message: str) -> tuple[str, str]:
@@ -171,7 +169,7 @@ async def serving_deployments(caller: Caller, namespaces: list[str] | None) -> d
     """(namespace, model name) -> its ModelDeployments that are Ready."""
     counts: dict[tuple, int] = {}
     for obj in await caller.list(MODEL_DEPLOYMENT, namespaces):
-        ref = ((obj.get("spec") or {}).get("modelRef") or {}).get("name")
+        ref = MODEL_REF.name_in(obj) or ""
         if is_ready(obj):
             key = (obj["metadata"]["namespace"], ref)
             counts[key] = counts.get(key, 0) + 1
@@ -184,7 +182,7 @@ def _key(model: dict) -> tuple[str, str]:
 
 def template_of(model: dict, templates: dict[tuple, dict]) -> dict | None:
     meta = model.get("metadata") or {}
-    ref = ((model.get("spec") or {}).get("templateRef") or {}).get("name")
+    ref = TEMPLATE_REF.name_in(model) or ""
     return templates.get((meta.get("namespace"), ref))
 
 

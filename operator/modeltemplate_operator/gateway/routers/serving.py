@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_TEMPLATE
+from ...api.kinds import MODEL, MODEL_DEPLOYMENT, MODEL_REF, MODEL_TEMPLATE, TEMPLATE_REF
 from ...api.parameters import ParameterSchema
 from ...api.validation import (
     ManifestInvalid,
@@ -27,6 +27,7 @@ from ...api.validation import (
 from ...limits import MAX_API_BODY_BYTES
 from ...plan.instantiate import apply_overrides, deployment_as_model
 from ...serving import Call, ServingError, Target, serve
+from ...status.conditions import conditions_by_type
 from ...tasks import queue as taskqueue
 from ..caller import Caller, CallerDep
 from ..calls import read_json
@@ -58,8 +59,7 @@ def target_of(
         model_type = str(runs.spec.model_type or spec.model_type)
     else:
         model_type = str(spec.model_type)
-    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
-    ready = conditions.get("Ready") or {}
+    ready = conditions_by_type(obj).get("Ready") or {}
     meta = obj["metadata"]
     return Target(
         namespace=meta["namespace"],
@@ -75,7 +75,7 @@ def target_of(
 
 
 async def _template_of(caller: Caller, model: dict[str, Any]) -> dict[str, Any]:
-    name = ((model.get("spec") or {}).get("templateRef") or {}).get("name", "")
+    name = TEMPLATE_REF.name_in(model) or ""
     return await caller.kube(
         "GET", MODEL_TEMPLATE.path(model["metadata"]["namespace"], name), what="model template"
     )
@@ -99,8 +99,8 @@ async def _from_caches(caller: Caller, deployment_id: str) -> tuple[dict, dict, 
     await caller.access.visible(caller.token, namespace, "get", not_found.detail, kind)
     model = obj
     if kind is MODEL_DEPLOYMENT:
-        model = gateway.models.named(namespace, _ref(obj, "modelRef"))
-    template = model and gateway.store.named(namespace, _ref(model, "templateRef"))
+        model = gateway.models.named(namespace, (MODEL_REF.name_in(obj) or ""))
+    template = model and gateway.store.named(namespace, (TEMPLATE_REF.name_in(model) or ""))
     if model is None or template is None:
         return None
     return obj, model, template.obj
@@ -108,10 +108,6 @@ async def _from_caches(caller: Caller, deployment_id: str) -> tuple[dict, dict, 
 
 def _sgp_name(obj: dict[str, Any]) -> str | None:
     return (obj["metadata"].get("annotations") or {}).get(SGP_NAME_ANNOTATION)
-
-
-def _ref(obj: dict[str, Any], field: str) -> str:
-    return ((obj.get("spec") or {}).get(field) or {}).get("name", "")
 
 
 async def _deployment(caller: Caller, deployment_id: str) -> tuple[dict, dict | None, dict]:
@@ -127,7 +123,7 @@ async def _deployment(caller: Caller, deployment_id: str) -> tuple[dict, dict | 
             raise
         model = await caller.find(MODEL, deployment_id)
         return model, model, await _template_of(caller, model)
-    ref = ((obj.get("spec") or {}).get("modelRef") or {}).get("name", "")
+    ref = MODEL_REF.name_in(obj) or ""
     model = await caller.kube("GET", MODEL.path(obj["metadata"]["namespace"], ref), what="model")
     return obj, model, await _template_of(caller, model)
 
@@ -337,7 +333,7 @@ async def model_usage(
             names = [own] + [
                 d["metadata"]["name"]
                 for d in gateway.deployments.all()
-                if d["metadata"]["namespace"] == namespace and _ref(d, "modelRef") == own
+                if d["metadata"]["namespace"] == namespace and MODEL_REF.name_in(d) == own
             ]
             endpoints = [f"{namespace}/{name}" for name in names]
             return _usage(caller, endpoints, start_date, end_date, chunks)
