@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 SMOKE = {
-    "bench_scale.py": (["--templates", "10"], ["restart: resync", "peak RSS", "target"]),
+    "bench_scale.py": (
+        ["--templates", "10", "--models", "2x3", "--rollout", "4"],
+        ["restart: resync", "new template handled", "peak RSS", "reconciles per model", "target"],
+    ),
     "bench_gateway.py": (
         ["--templates", "20", "--requests", "50", "--seconds", "1", "--serving-requests", "50"],
         ["gateway p99 / API server p99", "gateway peak RSS", "gateway adds p50", "first event"],

@@ -10,6 +10,7 @@ from modeltemplate_operator.plan.rollout import (
     Claims,
     ModelState,
     max_unavailable,
+    next_in_line,
     summary,
     turn,
 )
@@ -35,7 +36,7 @@ def test_one_model_at_a_time_in_name_order():
     # a arrived but is not Ready yet: nobody else moves.
     models = [state("a", 2, ready=False), state("b", 1), state("c", 1)]
     waiting = turn("b", 2, models, 1)
-    assert not waiting.move and "a" in waiting.waiting_for
+    assert not waiting.move and "at most 1 " in waiting.waiting_for
     # a Ready on the new generation: b's turn, then c's.
     models = [state("a", 2), state("b", 1), state("c", 1)]
     assert turn("b", 2, models, 1).move and not turn("c", 2, models, 1).move
@@ -110,3 +111,27 @@ def test_model_state_reads_the_status_for_the_models_own_generation():
 def test_max_unavailable_from_the_annotation_or_the_setting(annotation, expected):
     meta = {"annotations": {MAX_UNAVAILABLE_ANNOTATION: annotation}} if annotation else {}
     assert max_unavailable({"metadata": meta}, 1) == expected
+
+
+def body(name, waiting=True):
+    status = "False" if waiting else "True"
+    return {
+        "metadata": {"name": name},
+        "status": {"conditions": [{"type": "UpToDate", "status": status}]},
+    }
+
+
+def test_a_step_of_the_wave_wakes_only_who_may_take_the_slot():
+    family = [body(n) for n in "edcb"] + [body("a", waiting=False)]
+    assert next_in_line(family, "a", 1) == ["b"]
+    assert next_in_line(family, "a", 2) == ["b", "c"]
+    assert next_in_line(family, "b", 2) == ["c", "d"]  # never itself
+    assert next_in_line([body("a", waiting=False)], "b", 3) == []
+
+
+def test_the_waiting_message_holds_still_while_others_move():
+    """The message is in the waiting models' status: one that changed at every step would
+    rewrite every waiting model's status at every step of the wave."""
+    one = turn("c", 2, [state("a", 2, ready=False), state("b", 1), state("c", 1)], 1)
+    two = turn("c", 2, [state("a", 2), state("b", 2, ready=False), state("c", 1)], 1)
+    assert not one.move and not two.move and one.waiting_for == two.waiting_for

@@ -172,7 +172,7 @@ class Scripted:
     an exception it raises)."""
 
     keda_installed = False
-    on_status_written = None
+    on_status_write = None
 
     def __init__(self, answers: list) -> None:
         self.answers = list(answers)
@@ -260,3 +260,54 @@ def test_a_reconcile_is_given_its_related_owners_from_the_registry():
     [related] = calls
     assert related.refs[M]["metadata"]["name"] == "a"
     assert related.refs[T]["metadata"]["name"] == "vllm"
+
+
+def converged(body: dict) -> dict:
+    return {**body, "status": {"observedGeneration": body["metadata"]["generation"]}}
+
+
+def test_a_restart_listing_waits_behind_new_and_changed_owners():
+    """First sight of owners that look converged (a restart's initial listing, the template's
+    models with it) goes to the resync lane; a new owner, or a listed one that changed, is
+    taken first."""
+
+    async def scenario():
+        listed = [converged(owner(kinds.MODEL_TEMPLATE, n)) for n in ("old-1", "old-2")]
+        model = converged(owner(kinds.MODEL, "m", templateRef={"name": "old-1"}))
+        new = owner(kinds.MODEL_TEMPLATE, "new")  # no status yet
+        indices = indices_over(*listed, model, new)
+        rt = runtime_over(*listed, model, new)
+        added = {"type": None}
+        for body in [*listed, model, new]:
+            rt.owner_event(kinds.OWNER_BY_KIND[body["kind"]], added, body, indices)
+        changed = {**listed[1], "metadata": {**listed[1]["metadata"], "generation": 2}}
+        rt.owner_event(kinds.MODEL_TEMPLATE, {"type": "MODIFIED"}, changed, indices)
+        order = [await rt.queue.get() for _ in range(4)]
+        assert order == [(T, NS, "new"), (T, NS, "old-2"), (T, NS, "old-1"), (M, NS, "m")]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "observed_generation, queued_now", [(None, False), (1, False), (2, True), (3, True)]
+)
+def test_a_settling_owner_comes_back_at_once_when_its_deployment_caught_up(
+    observed_generation, queued_now
+):
+    """Children settling: their events are gathered for ``SETTLE_WINDOW``, unless the
+    Deployment's controller has seen the last write (then nothing more is coming that the
+    status waits for: a rollout step is not held back by the window)."""
+
+    async def scenario():
+        runtime = runtime_over(*CACHE, reconciler=Scripted([SETTLING]))
+        key = (T, NS, "vllm")
+        await runtime.process(key)  # settling: back in SETTLE.first, unless an event comes
+        deployment = {
+            "metadata": {"name": "vllm", "namespace": NS, "generation": 2},
+            "status": {"observedGeneration": observed_generation} if observed_generation else {},
+        }
+        runtime.event(kinds.DEPLOYMENT, {"type": "MODIFIED"}, deployment, key, runtime._indices)
+        return len(runtime.queue), runtime.queue.retries_pending
+
+    queued, later = asyncio.run(scenario())
+    assert (queued, later) == ((1, 0) if queued_now else (0, 1))

@@ -9,6 +9,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def nothing_to_take(q: WorkQueue) -> bool:
+    try:
+        await asyncio.wait_for(q.get(), 0.01)
+    except TimeoutError:
+        return True
+    return False
+
+
 def test_a_waiting_key_is_queued_once():
     async def scenario():
         q = WorkQueue()
@@ -27,11 +35,11 @@ def test_a_key_added_while_active_comes_back_once_after_done():
         key = await q.get()
         q.add("a")
         q.add("a")
-        assert q._queue.empty()  # not handed out while active
+        assert await nothing_to_take(q)  # not handed out while active
         q.done(key)
         assert await q.get() == "a"
         q.done("a")
-        assert len(q) == 0 and q._queue.empty()
+        assert len(q) == 0 and await nothing_to_take(q)
 
     run(scenario())
 
@@ -105,5 +113,39 @@ def test_a_key_is_active_from_get_to_done():
         assert q.is_active("a")
         q.done("a")
         assert not q.is_active("a")
+
+    run(scenario())
+
+
+def test_resync_keys_wait_behind_every_other_key():
+    async def scenario():
+        q = WorkQueue()
+        for key in ["old-1", "old-2", "old-3"]:
+            q.add(key, resync=True)
+        q.add("new")
+        q.add("old-2")  # an event of its own: to the front lane
+        q.add("old-3", resync=True)  # already waiting: stays where it is
+        assert len(q) == 4
+        assert [await q.get() for _ in range(4)] == ["new", "old-2", "old-1", "old-3"]
+        assert await nothing_to_take(q)
+
+    run(scenario())
+
+
+def test_a_worker_waiting_for_a_key_is_woken_by_either_lane():
+    async def scenario():
+        q = WorkQueue()
+        waiting = asyncio.create_task(q.get())
+        await asyncio.sleep(0)
+        q.add("old", resync=True)
+        assert await asyncio.wait_for(waiting, 1) == "old"
+        cancelled = asyncio.create_task(q.get())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        second = asyncio.create_task(q.get())
+        await asyncio.sleep(0)
+        q.add("next")
+        assert await asyncio.wait_for(second, 1) == "next"
 
     run(scenario())

@@ -90,5 +90,8 @@ class Seen:
     def forget(self, key: Hashable) -> None:
         self._prints.pop(key, None)
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._prints
+
     def __len__(self) -> int:
         return len(self._prints)

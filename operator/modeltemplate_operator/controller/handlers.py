@@ -52,7 +52,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Shared by every handler (each gets a shallow copy of this memo).
     keda = await asyncio.to_thread(keda_crd_installed, api)
     memo.runtime = Runtime(
-        Reconciler(KubeCluster(api), config, keda_installed=keda), config.workers
+        Reconciler(KubeCluster(api), config, keda_installed=keda),
+        config.workers,
+        rollout_limit=config.model_rollout_max_unavailable,
     )
     log.info("configuration: %s", config)
 
@@ -109,17 +111,9 @@ for _kind in kinds.WATCHED:
 
 
 # -- owners: every watch event queues the object (and a template's models) -----------------------
-def _owner_event(owner: kinds.Kind):
-    async def handler(event, body, namespace, name, memo: kopf.Memo, **indices):
-        key = (owner.kind, namespace, name)
-        if event.get("type") == "DELETED":
-            memo.runtime.forget(key, body)  # children go by garbage collection
-            changed = True
-        else:
-            changed = memo.runtime.event(owner, event, body, key, indices)
-        if changed:
-            for dependent in memo.runtime.dependents(key, body, indices):
-                memo.runtime.enqueue(dependent, indices)
+def _owner_event(owner: kinds.OwnerKind):
+    async def handler(event, body, memo: kopf.Memo, **indices):
+        memo.runtime.owner_event(owner, event, body, indices)
 
     return handler
 

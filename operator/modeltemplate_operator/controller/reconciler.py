@@ -192,7 +192,7 @@ class Reconciler:
         #: Last status written per owner, until the watch cache shows it.
         self._statuses: dict[tuple[str, str, str], dict[str, Any]] = {}
         #: Told (template, status) as soon as a status patch is accepted.
-        self.on_status_written: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None
+        self.on_status_write: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None
         #: Since when an owner's status has waited for its children to settle.
         self._settling: dict[tuple[str, str, str], float] = {}
         #: Models moving to their template's new generation, not yet shown by the cache.
@@ -725,12 +725,13 @@ class Reconciler:
         written, written_status = False, None
         if status != old:
             owner = kinds.OWNER_BY_KIND[body["kind"]]
+            if self.on_status_write is not None:
+                # Before the patch: its watch event may come back before the patch call returns.
+                self.on_status_write(body, status)
             self.cluster.patch_status(
                 owner, meta["namespace"], meta["name"], merge_patch(old, status)
             )
             metrics.STATUS_WRITES.inc()
-            if self.on_status_written is not None:
-                self.on_status_written(body, status)
             self._statuses[key] = status
             written, written_status = True, status
         metrics.READY_REASONS.set(key, _ready_reason(status))

@@ -131,11 +131,31 @@ class Step:
     woken: tuple[Key, ...] = ()
 
 
+def looks_converged(kind: kinds.Kind, body: dict[str, Any]) -> bool:
+    """Whether an object seen for the first time needs no early look: a child (its owner's own
+    events say whether the owner changed), or an owner whose status describes its generation."""
+    if kind.kind not in kinds.OWNER_BY_KIND:
+        return True
+    meta, status = body["metadata"], body.get("status") or {}
+    return not meta.get("deletionTimestamp") and status.get("observedGeneration") == meta.get(
+        "generation"
+    )
+
+
+def caught_up(kind: kinds.Kind, body: dict[str, Any]) -> bool:
+    """A Deployment whose controller has seen its latest spec: the end of the burst of events
+    that follows a write of it (a rollout step of a model waits for exactly this)."""
+    if kind is not kinds.DEPLOYMENT:
+        return False
+    meta, status = body["metadata"], body.get("status") or {}
+    return status.get("observedGeneration", 0) >= meta.get("generation", 0)
+
+
 class Runtime:
     """The work queue, its workers and the watch caches they read; one per operator process.
 
     Its I/O is what it is given: the ``reconciler`` (anything with ``reconcile_owner``,
-    ``forget``, ``on_status_written`` and ``keda_installed``; the operator's does the API
+    ``forget``, ``on_status_write`` and ``keda_installed``; the operator's does the API
     calls) and the watch caches (Kopf's indices, handed in with every event, or ``indices``).
     With ``workers=0`` no worker runs: each queued key is reconciled by :meth:`process`.
     """
@@ -145,8 +165,12 @@ class Runtime:
         reconciler: Reconciler,
         workers: int = WORKERS,
         indices: dict[str, Any] | None = None,
+        *,
+        rollout_limit: int = 1,
     ):
         self.reconciler = reconciler
+        #: Models of one template moving at once, unless the template says otherwise.
+        self.rollout_limit = rollout_limit
         self.queue = WorkQueue(on_wait=metrics.QUEUE_WAIT.observe)
         metrics.QUEUE_DEPTH.set_function(lambda: len(self.queue))
         metrics.RETRIES_PENDING.set_function(lambda: self.queue.retries_pending)
@@ -158,7 +182,7 @@ class Runtime:
         self._dependents: dict[Key, list[Key]] = {}
         self._active = 0
         self._trim: asyncio.TimerHandle | None = None
-        reconciler.on_status_written = self._expect_status
+        reconciler.on_status_write = self._expect_status
         self._executor = (
             ThreadPoolExecutor(workers, thread_name_prefix="reconcile") if workers else None
         )
@@ -179,28 +203,60 @@ class Runtime:
         indices: dict[str, Any],
     ) -> bool:
         """A watch event of an object of ``kind`` concerning the owner ``key``: queue the owner,
-        unless the event left unchanged everything a reconcile reads of the object (False)."""
+        unless the event left unchanged everything a reconcile reads of the object (False). An
+        object this process sees for the first time that looks converged (a restart's initial
+        listing) queues it in the resync lane, behind every new or changed object."""
         metrics.WATCH_EVENTS.labels(kind.kind).inc()
         meta = body["metadata"]
         seen_key = (kind.kind, meta.get("namespace"), meta["name"])
+        resync = False
         if event.get("type") == "DELETED":
             self._seen.forget(seen_key)
-        elif not self._seen.changed(seen_key, cached(kind, body)):
-            metrics.EVENTS_IGNORED.labels(kind.kind).inc()
-            return False
-        self.enqueue(key, indices)
+        else:
+            first = seen_key not in self._seen
+            if not self._seen.changed(seen_key, cached(kind, body)):
+                metrics.EVENTS_IGNORED.labels(kind.kind).inc()
+                return False
+            resync = first and looks_converged(kind, body)
+        self.enqueue(key, indices, resync=resync, settled=caught_up(kind, body))
         return True
 
-    def enqueue(self, key: Key, indices: dict[str, Any]) -> None:
+    def owner_event(
+        self,
+        owner: kinds.OwnerKind,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        indices: dict[str, Any],
+    ) -> None:
+        """A watch event of an owner: queue it and those its change concerns (in its lane); a
+        deleted owner is forgotten (its children go by garbage collection)."""
+        meta = body["metadata"]
+        key = (owner.kind, meta.get("namespace"), meta["name"])
+        resync = False
+        if event.get("type") == "DELETED":
+            self.forget(key, body)
+        elif self.event(owner, event, body, key, indices):
+            resync = self.queue.waits_in_resync(key)
+        else:
+            return
+        for dependent in self.dependents(key, body, indices):
+            self.enqueue(dependent, indices, resync=resync)
+
+    def enqueue(
+        self, key: Key, indices: dict[str, Any], *, resync: bool = False, settled: bool = False
+    ) -> None:
+        """Queue ``key`` (in the resync lane with ``resync``). An owner whose children are
+        settling comes back after :data:`SETTLE_WINDOW`, unless the event says they ``settled``
+        (its Deployment's controller caught up with the last write)."""
         self._indices = indices  # the live indices, as every handler call receives them
-        if key in self._settling and not self.queue.is_active(key):
+        if key in self._settling and not self.queue.is_active(key) and not settled:
             # Its children are appearing and their controllers catching up: a burst of events
             # (created, then status) that one reconcile after the burst handles. (While it is
             # being reconciled, the queue marks it instead: a delayed return would be dropped
             # by the ``forget`` of a reconcile that succeeds.)
             self.queue.add_after(key, SETTLE_WINDOW)
         else:
-            self.queue.add(key)
+            self.queue.add(key, resync=resync)
 
     def enqueue_all(self, indices: dict[str, Any]) -> None:
         for owner in kinds.OWNERS:
@@ -273,7 +329,9 @@ class Runtime:
 
     def _expect_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         """Our status patch comes back as a watch event of the owner: nothing to do then.
-        Called by the reconciler (a worker thread) as soon as the patch is accepted."""
+        Called by the reconciler (a worker thread) just before the patch is sent. (Should the
+        patch fail, the retry of the reconcile writes it again; an event that differs from
+        this expectation is never ignored.)"""
         meta, owner = body["metadata"], kinds.OWNER_BY_KIND[body["kind"]]
         kept = {k: v for k, v in (body.get("status") or {}).items() if k == "kopf"}
         written = {**body, "status": {**kept, **status}}
@@ -359,11 +417,9 @@ class Runtime:
                 woken.append((ref.kind, namespace, named))
             if ref.staged:
                 family = self.referrers(ref.kind, namespace, named).get(kind, [])
-                woken += [
-                    (kind, namespace, m["metadata"]["name"])
-                    for m in family
-                    if m["metadata"]["name"] != name and rollout.is_waiting(m)
-                ]
+                staged_by = self._cached_owner((ref.kind, namespace, named)) or {}
+                limit = rollout.max_unavailable(staged_by, self.rollout_limit)
+                woken += [(kind, namespace, n) for n in rollout.next_in_line(family, name, limit)]
         return woken
 
     def _reconcile(self, key: Key) -> tuple[Backoff | None, str]:

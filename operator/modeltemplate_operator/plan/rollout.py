@@ -51,10 +51,22 @@ class ModelState:
 
 
 def is_waiting(body: Mapping[str, Any]) -> bool:
-    """Whether a model waits for its turn (``UpToDate=False``): only those need a look when a
-    sibling's status changes, so a quiet family of models costs nothing."""
+    """Whether a model waits for its turn (``UpToDate=False``)."""
     conditions = (body.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "UpToDate" and c.get("status") == "False" for c in conditions)
+
+
+def next_in_line(family: Iterable[Mapping[str, Any]], changed: str, limit: int) -> list[str]:
+    """The models of a family that may take a slot freed by the change of the model ``changed``:
+    the first ``limit`` waiting ones in name order (the wave's order), besides itself. Only they
+    need a look, so a step of the wave costs ``limit`` reconciles, not one per waiting model,
+    and a quiet family costs nothing. (A model allowed to move whose status does not show it yet
+    may still look waiting; it holds a slot then, and the eligible ones are still among the
+    first ``limit``.)"""
+    waiting = sorted(
+        m["metadata"]["name"] for m in family if m["metadata"]["name"] != changed and is_waiting(m)
+    )
+    return waiting[:limit]
 
 
 def max_unavailable(template: Mapping[str, Any], default: int) -> int:
@@ -109,9 +121,9 @@ def turn(
     slots = limit - len(busy)
     if name in outdated[: max(slots, 0)]:
         return Turn(True)
-    return Turn(
-        False, f"{len(busy)} of at most {limit} models rolling out: {', '.join(sorted(busy))}"
-    )
+    # One message for the whole wave (not the names of the moving ones): a waiting model's
+    # status changes when its turn comes, not at every step of the others.
+    return Turn(False, f"at most {limit} of the template's models roll out at a time")
 
 
 def summary(generation: int, models: Iterable[ModelState]) -> dict[str, Any]:
