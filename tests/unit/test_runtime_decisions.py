@@ -217,9 +217,10 @@ SETTLING = Outcome(None, False, retry=SETTLE, settling=True)
         # a failure no retry heals: logged, not retried (the next event brings it back)
         ((M, NS, "a"), [api_error(403), ValueError("bug")], [Step("error"), Step("error")]),
         ((T, NS, "vllm"), [SETTLING], [Step("settling", SETTLE.first)]),
-        # a model's status changed: its template counts it, a sibling waits for its turn
-        ((M, NS, "a"), [written()], [Step("ok", None, ((T, NS, "vllm"), (M, NS, "b")))]),
-        ((M, NS, "c"), [written()], [Step("ok", None, ((T, NS, "other"),))]),
+        # a model's status changed: its template counts it (within the recount window), a
+        # sibling waits for its turn (at once)
+        ((M, NS, "a"), [written()], [Step("ok", None, ((M, NS, "b"),), ((T, NS, "vllm"),))]),
+        ((M, NS, "c"), [written()], [Step("ok", None, (), ((T, NS, "other"),))]),
         # nobody reads a template's status
         ((T, NS, "vllm"), [written()], [Step("ok")]),
         ((T, NS, "gone"), [], [Step("gone")]),
@@ -247,7 +248,7 @@ def test_what_follows_a_reconcile(key, answers, steps):
     assert asyncio.run(run()) == steps
     assert reconciler.answers == []  # each answer was asked for
     last = steps[-1]
-    assert runtime.queue.retries_pending == (last.again_in is not None)
+    assert runtime.queue.retries_pending == (last.again_in is not None) + len(last.recounting)
     assert len(runtime.queue) == len(last.woken)
 
 
@@ -311,3 +312,15 @@ def test_a_settling_owner_comes_back_at_once_when_its_deployment_caught_up(
 
     queued, later = asyncio.run(scenario())
     assert (queued, later) == ((1, 0) if queued_now else (0, 1))
+
+
+def test_a_burst_of_model_changes_is_one_recount_of_their_template():
+    reconciler = Scripted([written(), written()])
+    runtime = runtime_over(*CACHE, reconciler=reconciler)
+
+    async def run() -> list[Step]:
+        return [await runtime.process((M, NS, name)) for name in ("a", "b")]
+
+    steps = asyncio.run(run())
+    assert [s.recounting for s in steps] == [((T, NS, "vllm"),)] * 2
+    assert runtime.queue.retries_pending == 1  # the template, once

@@ -116,6 +116,9 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 #: While a template's children settle, its events are gathered this long into one reconcile.
 SETTLE_WINDOW = 1.0
+#: An owner counting others (a template its models) recounts at most this long after one of
+#: them changed: a burst of changes (a thousand models coming up, a wave) is one recount.
+RECOUNT_WINDOW = 1.0
 #: The queue idle this long after work: memory freed by the burst goes back to the system.
 TRIM_AFTER = 5.0
 
@@ -124,11 +127,13 @@ TRIM_AFTER = 5.0
 class Step:
     """What one reconcile of a queued key decided: ``result`` (for the metrics: ``ok``,
     ``retry``, ``settling``, ``gone``, ``error``), when the key comes back by itself (seconds;
-    None: only on its next event) and the keys woken because its status changed."""
+    None: only on its next event) and the keys woken because its status changed: at once, or
+    (the owners counting it) within :data:`RECOUNT_WINDOW`."""
 
     result: str
     again_in: float | None = None
     woken: tuple[Key, ...] = ()
+    recounting: tuple[Key, ...] = ()
 
 
 def looks_converged(kind: kinds.Kind, body: dict[str, Any]) -> bool:
@@ -179,7 +184,7 @@ class Runtime:
         self._settling: set[Key] = set()
         #: Keys to queue after a reconcile: a model's status changed, so its template (which
         #: counts its models) and its siblings (which may wait for its rollout) look again.
-        self._dependents: dict[Key, list[Key]] = {}
+        self._dependents: dict[Key, tuple[list[Key], list[Key]]] = {}
         self._active = 0
         self._trim: asyncio.TimerHandle | None = None
         reconciler.on_status_write = self._expect_status
@@ -239,8 +244,28 @@ class Runtime:
             resync = self.queue.waits_in_resync(key)
         else:
             return
-        for dependent in self.dependents(key, body, indices):
-            self.enqueue(dependent, indices, resync=resync)
+        woken = self.dependents(key, body, indices)
+        if resync:  # the restart's listing: every one in its lane, recounts too
+            for dependent in woken:
+                self.enqueue(dependent, indices, resync=True)
+        else:
+            self._wake(*self._split(key, body, woken))
+
+    def _split(self, key: Key, body: dict[str, Any], woken: list[Key]) -> tuple[list, list]:
+        """The dependents of a change of ``key`` to wake at once, and those only counting it."""
+        _, namespace, _ = key
+        counting = {
+            (ref.kind, namespace, ref.name_in(body))
+            for ref in kinds.OWNER_BY_KIND[key[0]].refs
+            if ref.counted
+        }
+        return [k for k in woken if k not in counting], [k for k in woken if k in counting]
+
+    def _wake(self, now: list[Key], recount: list[Key]) -> None:
+        for dependent in now:
+            self.enqueue(dependent, self._indices)
+        for dependent in recount:
+            self.queue.add_after(dependent, RECOUNT_WINDOW)  # the earliest pending return wins
 
     def enqueue(
         self, key: Key, indices: dict[str, Any], *, resync: bool = False, settled: bool = False
@@ -291,12 +316,12 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._active += 1
         retry, result, start = None, "error", time.monotonic()
-        woken: tuple[Key, ...] = ()
+        woken, recounting = (), ()
         try:
             retry, result = await loop.run_in_executor(self._executor, self._reconcile, key)
-            woken = tuple(self._dependents.pop(key, ()))
-            for dependent in woken:
-                self.enqueue(dependent, self._indices)
+            now, recount = self._dependents.pop(key, ((), ()))
+            woken, recounting = tuple(now), tuple(recount)
+            self._wake(now, recount)
         except Exception:
             log.exception("reconcile of %s %s/%s failed", *key)
         settling = result == "settling"
@@ -311,14 +336,14 @@ class Runtime:
             self._settling.add(key)
             again_in = retry.first
             self.queue.add_after(key, again_in)  # unless an event comes first
-            return Step(result, again_in, woken)
+            return Step(result, again_in, woken, recounting)
         self._settling.discard(key)
         if retry is None:
             self.queue.forget(key)
         else:
             again_in = self.queue.retry(key, retry)
             log.debug("reconcile of %s %s/%s again in %.0f s", *key, again_in)
-        return Step(result, again_in, woken)
+        return Step(result, again_in, woken, recounting)
 
     def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._trim is not None:
@@ -432,7 +457,8 @@ class Runtime:
             outcome = self.reconciler.reconcile_owner(body, self.related(key, body))
             if outcome is not None and outcome.status_written:
                 # Its status changed: those counting it, or waiting for its turn, look again.
-                self._dependents[key] = self.dependents(key, body, status_only=True)
+                woken = self.dependents(key, body, status_only=True)
+                self._dependents[key] = self._split(key, body, woken)
         except Exception as exc:
             if not is_transient(exc):
                 raise
