@@ -53,3 +53,28 @@ def test_prune_cuts_exactly_at_the_limit():
     value = json.loads("[" * 70 + "]" * 70)
     pruned = decoding.prune(value, 64)
     assert not depth_exceeds(pruned, 64) and depth_exceeds(pruned, 63)
+
+
+@pytest.mark.parametrize(
+    "url, bounded",
+    [
+        ("https://k:6443/api/v1/namespaces/a/pods?watch=false", True),
+        ("https://k:6443/apis/apps/v1/deployments", True),
+        ("https://k:6443/apis/policy/v1/namespaces/a/poddisruptionbudgets", True),
+        ("https://k:6443/apis/launch.modelops.dev/v1alpha1/models", False),
+        ("https://k:6443/apis/apiextensions.k8s.io/v1/customresourcedefinitions", False),
+        ("https://k:6443/apis/keda.sh/v1alpha1/scaledobjects", False),
+        ("https://k:6443/apis", False),
+    ],
+)
+def test_lists_of_kubernetes_own_kinds_skip_the_depth_measure(url, bounded):
+    assert decoding.schema_bounds_depth(url) is bounded
+
+
+@pytest.mark.parametrize("levels", [10, 9_000])
+def test_text_said_to_be_bounded_that_is_not_is_still_cut(levels):
+    """Should a list said to be bounded nest past orjson's limit after all, the checked path
+    decodes it: wrong bookkeeping costs time, never the operator."""
+    event = decoding.loads(_model(levels), schema_bounded=True)
+    assert event["object"]["metadata"]["name"] == "poison"
+    assert not depth_exceeds(event, 1_100)

@@ -119,7 +119,8 @@ def install() -> None:
             logger=logger,
         )
         async with response:
-            return decoding.loads(await response.read())
+            data = await response.read()
+        return decoding.loads(data, schema_bounded=decoding.schema_bounds_depth(url))
 
     get._decodes_safely = True  # type: ignore[attr-defined]
     api.get = get
