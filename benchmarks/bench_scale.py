@@ -1,7 +1,7 @@
-"""Operator convergence vs the API server accepting the same writes: ``make bench-scale``.
+"""Operator convergence, restart and rollout vs the API server's own work: ``make bench-scale``.
 
 On one fresh local control plane, for each size N of the run (``--templates 1000`` or a curve,
-``--curve 100,300,1000``), in namespaces of their own:
+``--curve 100,1000,3000,10000``), in namespaces of their own:
 
 1. direct   — N ModelTemplates, every child the operator would render for them and one status
               patch per template are written straight to the API server by 32 threads (per
@@ -9,19 +9,34 @@ On one fresh local control plane, for each size N of the run (``--templates 1000
               The time to accept them all is the floor any operator pays.
 2. operator — an operator watching only its namespace is started, N templates are applied by
               the same 32 threads, and the clock stops when a watch has seen every status
-              describe its template's generation and a list finds every child. The figures per template (reconciles, API
-              requests by verb, watch events by kind, status and child writes) are read from
-              the operator's own Prometheus metrics (``--metrics-port``); CPU from /proc, peak
-              RSS from VmHWM, RSS at rest 10 s after convergence.
+              describe its template's generation and a list finds every child. The figures per
+              template (reconciles, API requests by verb, watch events by kind, status and child
+              writes) are read from the operator's own Prometheus metrics (``--metrics-port``);
+              CPU from /proc, peak RSS from VmHWM, RSS at rest 10 s after convergence.
+              ``--repeat 3`` converges N more templates twice more (fresh namespace, fresh
+              operator) and prints how far the CPU per template strays from its mean.
 3. restart  — a second operator process over the N converged templates: the time until every
-              template was reconciled once, its writes (0 expected) and its CPU.
+              template was reconciled once, its writes (0 expected) and its CPU; once the resync
+              has begun, one new template is applied and the time until its status is written
+              is measured (the resync lane keeps it from waiting behind the N).
+
+Then, once per run (``--models TxM``, ``--rollout R``; 0 leaves a part out):
+
+4. models   — T templates and M models of each applied at once: time until every template
+              counts its models Ready; CPU, reconciles and status writes per model.
+5. rollout  — one template with R/10 models, then one with R: the template's image changes and
+              the wave goes through its models one at a time (the default ``maxUnavailable``);
+              time, reconciles, status writes and CPU per model, and how the two sizes compare
+              (a rollout step must not grow with its family).
 
 Templates have zero workers: no pods are scheduled, the run measures the operator's own work.
-``--profile`` samples the operator with py-spy during phases 2 and 3 and writes the flat profiles
-(own and total samples per function) to ``benchmarks/results/profile[-restart]-N.txt``. A curve is printed as
-a table and drawn to ``benchmarks/results/scaling.png``. Ratios come from one run.
+``--profile`` samples the operator with py-spy during phases 2 and 3 and writes the flat
+profiles (own and total samples per function) to ``benchmarks/results/profile[-restart]-N.txt``.
+A curve is printed as a table and drawn to ``benchmarks/results/scaling.png``. Ratios come
+from one run.
 
-Usage: python benchmarks/bench_scale.py [--templates N | --curve N,N,...] [--profile]
+Usage: python benchmarks/bench_scale.py [--templates N | --curve N,N,...] [--repeat K]
+       [--models TxM] [--rollout R] [--profile]
 """
 
 from __future__ import annotations
@@ -364,34 +379,48 @@ class Point:
     #: written, and how many of the resync's reconciles were done when it was applied.
     new_during_resync_s: float = 0
     new_applied_after: float = 0
+    #: The operator's CPU to converge the N templates, in each run (``--repeat``).
+    cpu_runs: list[float] = field(default_factory=list)
 
 
-def run_point(cluster: LocalCluster, api, n: int, profile: bool) -> Point:
+def run_point(cluster: LocalCluster, api, n: int, profile: bool, repeat: int = 1) -> Point:
     point = Point(n)
     cluster.kubectl("create", "namespace", f"direct-{n}")
-    cluster.kubectl("create", "namespace", f"op-{n}")
     point.direct_s, point.direct_writes = direct(api, f"direct-{n}", n)
     quiet(api, f"direct-{n}")  # the controllers finish the direct objects before the clock starts
+    converge(cluster, api, point, f"op-{n}", profile)
+    for i in range(2, repeat + 1):  # the same again in a namespace of its own: is it stable?
+        again = Point(n)
+        converge(cluster, api, again, f"op-{n}-run{i}", profile=False)
+        point.cpu_runs.append(again.cpu_s)
+    restart(cluster, api, point, f"op-{n}", profile)
+    return point
 
-    operator = Operator(cluster, f"op-{n}", f"bench-scale-operator-{n}.log")
+
+def converge(cluster: LocalCluster, api, point: Point, namespace: str, profile: bool) -> None:
+    """Phase 2: an operator converging ``point.n`` new templates in ``namespace``."""
+    n = point.n
+    cluster.kubectl("create", "namespace", namespace)
+    operator = Operator(cluster, namespace, f"bench-scale-operator-{namespace}.log")
     point.start_rss = proc_status(operator.pid, "VmRSS")
     profiler = Profiler(operator.pid, RESULTS / f"profile-{n}.txt") if profile else None
     cpu0 = cpu_seconds(operator.pid)
-    watch = StatusWatch(api, f"op-{n}")
+    watch = StatusWatch(api, namespace)
     watch.start()
     watch.ready.wait(60)
     start = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:  # as fast as the direct phase writes them
-        list(pool.map(lambda m: apply_template(api, m), templates("op", n, f"op-{n}")))
+        list(pool.map(lambda m: apply_template(api, m), templates("op", n, namespace)))
     point.templates_s = time.monotonic() - start
     try:
-        while len(watch.done) < n or not children_exist(api, f"op-{n}", n):
+        while len(watch.done) < n or not children_exist(api, namespace, n):
             if time.monotonic() - start > 1800:
                 raise SystemExit(f"operator: {n} templates not converged after 30 min")
             time.sleep(0.2 if len(watch.done) < n else 1)
         point.operator_s = time.monotonic() - start
         watch.stopped = True
         point.cpu_s = cpu_seconds(operator.pid) - cpu0
+        point.cpu_runs.append(point.cpu_s)
         if profiler:
             print(profiler.stop())
             profiler = None
@@ -404,7 +433,11 @@ def run_point(cluster: LocalCluster, api, n: int, profile: bool) -> Point:
             profiler.stop()
         operator.stop()
 
-    operator = Operator(cluster, f"op-{n}", f"bench-scale-restart-{n}.log")
+
+def restart(cluster: LocalCluster, api, point: Point, namespace: str, profile: bool) -> None:
+    """Phase 3: a second operator over the converged templates of ``namespace``."""
+    n = point.n
+    operator = Operator(cluster, namespace, f"bench-scale-restart-{n}.log")
     profiler = Profiler(operator.pid, RESULTS / f"profile-restart-{n}.txt") if profile else None
     newcomer = None
     try:
@@ -413,7 +446,7 @@ def run_point(cluster: LocalCluster, api, n: int, profile: bool) -> Point:
             done = total(m, "modeltemplate_operator_reconciles_total")
             if newcomer is None and done >= 1:  # the resync has begun: a user applies one more
                 point.new_applied_after = done
-                newcomer = Newcomer(api, templates("new", 1, f"op-{n}")[0])
+                newcomer = Newcomer(api, templates("new", 1, namespace)[0])
             if done >= n and total(m, "modeltemplate_operator_workqueue_depth") == 0:
                 break
             if time.monotonic() - operator.started > 600:
@@ -437,7 +470,6 @@ def run_point(cluster: LocalCluster, api, n: int, profile: bool) -> Point:
         if profiler:
             profiler.stop()
         operator.stop()
-    return point
 
 
 @dataclass
@@ -636,9 +668,16 @@ def report(p: Point) -> None:
         f"{p.operator_s:.1f} s / {p.direct_s:.1f} s")  # fmt: skip
     row("operator CPU per template", f"{1000 * p.cpu_s / n:.1f} ms", "<= 20 ms", 1000 * p.cpu_s / n <= 20,
         f"{p.cpu_s:.1f} s CPU / {n}")  # fmt: skip
+    if len(p.cpu_runs) > 1:
+        runs = [1000 * c / n for c in p.cpu_runs]
+        mean = sum(runs) / len(runs)
+        spread = max(abs(r - mean) for r in runs) / mean
+        row(f"CPU per template, {len(runs)} runs", f"±{100 * spread:.0f} %", "<= ±25 %",
+            spread <= 0.25, f"{', '.join(f'{r:.1f}' for r in runs)} ms; mean {mean:.1f} ms")  # fmt: skip
     row("peak RSS", f"{p.peak_rss / 2**20:.0f} MB", "<= 150 MB", p.peak_rss <= 150 * 2**20)
     row("RSS at rest", f"{p.rest_rss / 2**20:.0f} MB", "<= 120 MB", p.rest_rss <= 120 * 2**20,
-        f"10 s after convergence; {p.start_rss / 2**20:.0f} MB when started, before any template")  # fmt: skip
+        f"10 s after convergence; {p.start_rss / 2**20:.0f} MB when started, before any template; "
+        f"{per_thousand_mb(p):.0f} MB per 1,000 templates")  # fmt: skip
     row(
         "status writes per template",
         f"{status / n:.2f}",
@@ -677,19 +716,22 @@ def report(p: Point) -> None:
 
 def curve(points: list[Point]) -> None:
     print(
-        "\n| templates | direct s | operator s | ratio | CPU s | CPU ms/template | peak RSS MB | rest RSS MB |"
+        "\n| templates | direct s | operator s | ratio | CPU ms/template | peak RSS MB "
+        "| rest RSS MB | MB per 1,000 | restart s | s per 1,000 | restart CPU s | new template s |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in points:
-        print(f"| {p.n} | {p.direct_s:.1f} | {p.operator_s:.1f} | {p.operator_s / p.direct_s:.2f} | "
-              f"{p.cpu_s:.1f} | {1000 * p.cpu_s / p.n:.1f} | {p.peak_rss / 2**20:.0f} | {p.rest_rss / 2**20:.0f} |")  # fmt: skip
+        print(f"| {p.n} | {p.direct_s:.1f} | {p.operator_s:.1f} | {p.operator_s / p.direct_s:.2f} "
+              f"| {1000 * p.cpu_s / p.n:.1f} | {p.peak_rss / 2**20:.0f} | {p.rest_rss / 2**20:.0f} "
+              f"| {per_thousand_mb(p):.0f} | {p.restart_s:.1f} | {1000 * p.restart_s / p.n:.1f} "
+              f"| {p.restart_cpu_s:.1f} | {p.new_during_resync_s:.2f} |")  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ns = [p.n for p in points]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     axes[0].plot(ns, [p.direct_s for p in points], "o-", label="direct apply")
     axes[0].plot(ns, [p.operator_s for p in points], "o-", label="operator")
     axes[0].set(title="convergence", xlabel="templates", ylabel="seconds")
@@ -700,15 +742,26 @@ def curve(points: list[Point]) -> None:
     axes[1].legend()
     axes[2].plot(ns, [p.peak_rss / 2**20 for p in points], "o-", label="peak")
     axes[2].plot(ns, [p.rest_rss / 2**20 for p in points], "o-", label="at rest")
-    axes[2].axhline(150, color="grey", ls="--", label="peak target")
     axes[2].set(title="operator RSS", xlabel="templates", ylabel="MB", ylim=(0, None))
     axes[2].legend()
+    axes[3].plot(ns, [p.restart_s for p in points], "o-", label="resync")
+    axes[3].plot(ns, [p.restart_cpu_s for p in points], "o-", label="CPU")
+    axes[3].plot(ns, [5 * n / 1000 for n in ns], color="grey", ls="--", label="5 s per 1,000")
+    axes[3].set(title="restart", xlabel="templates", ylabel="seconds", ylim=(0, None))
+    axes[3].legend()
     for ax in axes:
         ax.set_xscale("log")
+    axes[3].set_yscale("log")
+    axes[3].set_ylim(0.1, None)
     fig.tight_layout()
     out = RESULTS / "scaling.png"
     fig.savefig(out, dpi=90)
     print(f"\ncurve drawn to {out.relative_to(REPO)}")
+
+
+def per_thousand_mb(p: Point) -> float:
+    """RSS at rest over the operator's own at start, per 1,000 templates."""
+    return (p.rest_rss - p.start_rss) / 2**20 * 1000 / p.n
 
 
 def main() -> int:
@@ -718,6 +771,7 @@ def main() -> int:
     parser.add_argument("--templates", type=int, default=1000)
     parser.add_argument("--curve", default="", help="sizes, e.g. 100,300,1000,3000")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of each point")
+    parser.add_argument("--repeat", type=int, default=1, help="converge each size this often")
     parser.add_argument("--models", default="100x10", help="templates x models each (0: none)")
     parser.add_argument("--rollout", type=int, default=200, help="models of the changed template")
     args = parser.parse_args()
@@ -734,7 +788,7 @@ def main() -> int:
         api.configuration.connection_pool_maxsize = THREADS
         points = []
         for n in sizes:
-            points.append(run_point(cluster, api, n, args.profile))
+            points.append(run_point(cluster, api, n, args.profile, args.repeat))
             report(points[-1])
         if len(points) > 1:
             curve(points)

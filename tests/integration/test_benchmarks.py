@@ -18,8 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 SMOKE = {
     "bench_scale.py": (
-        ["--templates", "10", "--models", "2x3", "--rollout", "4"],
-        ["restart: resync", "new template handled", "peak RSS", "reconciles per model", "target"],
+        ["--templates", "10", "--repeat", "2", "--models", "2x3", "--rollout", "4"],
+        [
+            "restart: resync",
+            "new template handled",
+            "CPU per template, 2 runs",
+            "peak RSS",
+            "reconciles per model",
+            "CPU per model, 4 / 2",
+        ],
     ),
     "bench_gateway.py": (
         ["--templates", "20", "--requests", "50", "--seconds", "1", "--serving-requests", "50"],
