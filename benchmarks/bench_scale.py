@@ -46,6 +46,7 @@ import collections
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -779,6 +780,7 @@ def main() -> int:
     sizes = [int(s) for s in args.curve.split(",") if s] or [args.templates]
     RESULTS.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(root=REPO / ".local-cluster" / f"bench-scale-{os.getpid()}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the cluster goes too
     try:
         cluster.up()
         crds = sorted(f for f in (REPO / "crds").glob("*.yaml") if f.name != "kustomization.yaml")
