@@ -306,11 +306,11 @@ class History:
         at most, over the whole history. The versions are put in the order the API server
         wrote them: the resourceVersions of one etcd are its revision numbers (opaque to
         clients in general; this test runs its own etcd)."""
-        moving, most = set(), 0
+        moving, arrived, most = set(), set(), 0
         for obj in sorted(self.objects, key=lambda o: int(o["metadata"]["resourceVersion"])):
             name = obj["metadata"]["name"]
-            if name not in names:
-                continue
+            if name not in names or name in arrived:
+                continue  # arrived: its Deployment's later versions are not a move
             if obj["kind"] == "Deployment":
                 if obj["spec"]["template"]["spec"]["containers"][0]["image"] == image:
                     moving.add(name)
@@ -318,6 +318,7 @@ class History:
                 obj
             ).get("status") == "True":
                 moving.discard(name)
+                arrived.add(name)
             most = max(most, len(moving))
         return most
 

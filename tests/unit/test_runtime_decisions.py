@@ -324,3 +324,21 @@ def test_a_burst_of_model_changes_is_one_recount_of_their_template():
     steps = asyncio.run(run())
     assert [s.recounting for s in steps] == [((T, NS, "vllm"),)] * 2
     assert runtime.queue.retries_pending == 1  # the template, once
+
+
+def test_a_recount_asked_for_while_the_template_is_being_reconciled_is_not_lost():
+    """The template's running reconcile may have counted before the model changed: it comes
+    back right after, even though that reconcile succeeds (and a success drops pending
+    returns)."""
+
+    async def scenario():
+        runtime = runtime_over(*CACHE, reconciler=Scripted([OK]))
+        template = (T, NS, "vllm")
+        runtime.queue.add(template)
+        assert await runtime.queue.get() == template  # being reconciled
+        runtime._wake([], [template])  # a model's status changed meanwhile
+        runtime.queue.done(template)
+        runtime.queue.forget(template)  # that reconcile succeeded
+        return len(runtime.queue)
+
+    assert asyncio.run(scenario()) == 1

@@ -265,7 +265,13 @@ class Runtime:
         for dependent in now:
             self.enqueue(dependent, self._indices)
         for dependent in recount:
-            self.queue.add_after(dependent, RECOUNT_WINDOW)  # the earliest pending return wins
+            if self.queue.is_active(dependent):
+                # Its reconcile may have read the cache before this change: marked, it runs
+                # again right after (a delayed return would be dropped by the ``forget`` of a
+                # reconcile that succeeds).
+                self.queue.add(dependent)
+            else:
+                self.queue.add_after(dependent, RECOUNT_WINDOW)  # the earliest return wins
 
     def enqueue(
         self, key: Key, indices: dict[str, Any], *, resync: bool = False, settled: bool = False
