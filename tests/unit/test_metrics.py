@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from modeltemplate_operator.controller import metrics
 from modeltemplate_operator.forwarder.metrics import ForwarderMetrics
+from modeltemplate_operator.gateway.metrics import GatewayMetrics
+from modeltemplate_operator.serving.usage import Usage
 
 pytestmark = pytest.mark.unit
 
@@ -19,16 +22,20 @@ DASHBOARD = DEPLOY / "grafana" / "modeltemplate-operator.json"
 METRIC_NAME = re.compile(r"\b((?:modeltemplate_\w+|process_\w+))\b")
 
 
-def test_templates_are_counted_by_their_latest_ready_reason():
+def test_owners_are_counted_by_kind_and_their_latest_ready_reason():
     reasons = metrics.ReadyReasons()
-    reasons.set(("ns", "a"), "WorkersReady")
-    reasons.set(("ns", "b"), "WorkersNotReady")
-    reasons.set(("ns", "b"), "WorkersReady")
-    reasons.set(("ns", "c"), "InvalidSpec")
-    reasons.set(("ns", "c"), None)  # deleted
-    assert reasons.counts() == {"WorkersReady": 2}
+    reasons.set(("ModelTemplate", "ns", "a"), "WorkersReady")
+    reasons.set(("ModelTemplate", "ns", "b"), "WorkersNotReady")
+    reasons.set(("ModelTemplate", "ns", "b"), "WorkersReady")
+    reasons.set(("ModelTemplate", "ns", "c"), "InvalidSpec")
+    reasons.set(("ModelTemplate", "ns", "c"), None)  # deleted
+    reasons.set(("Model", "ns", "a"), "WorkersReady")  # a model named like a template
+    assert reasons.counts() == {("ModelTemplate", "WorkersReady"): 2, ("Model", "WorkersReady"): 1}
     (family,) = reasons.collect()
-    assert [(s.labels, s.value) for s in family.samples] == [({"reason": "WorkersReady"}, 2)]
+    assert [(s.labels, s.value) for s in family.samples] == [
+        ({"kind": "Model", "reason": "WorkersReady"}, 1),
+        ({"kind": "ModelTemplate", "reason": "WorkersReady"}, 2),
+    ]
 
 
 def test_the_registry_exports_every_documented_series():
@@ -41,11 +48,18 @@ def test_the_registry_exports_every_documented_series():
 
 def _exported() -> set[str]:
     forwarder = ForwarderMetrics(per_worker=1)
-    return metrics.names() | metrics.names(forwarder.registry)
+    return metrics.names() | metrics.names(forwarder.registry) | _gateway_names()
+
+
+def _gateway_names() -> set[str]:
+    """What a gateway's registry exports (a gateway over no cluster: nothing is asked)."""
+    gateway = SimpleNamespace(usage=Usage(), access=SimpleNamespace(on_review=None), watchers=[])
+    GatewayMetrics(gateway)
+    return metrics.names(gateway.usage.registry)
 
 
 def _queries(dashboard: dict) -> list[str]:
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     return exprs + [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
 
 
@@ -54,13 +68,19 @@ def test_the_dashboard_queries_only_metrics_the_code_exports():
     used = {name for q in _queries(dashboard) for name in METRIC_NAME.findall(q)}
     assert used, "no metric found in the dashboard"
     assert sorted(used - _exported()) == []
-    # It covers what operators watch: the queue, latency, errors, reasons, the forwarders.
+    # It covers what operators watch: the queue, latency, errors, reasons, the forwarders, the
+    # gateway.
     for needed in (
         "modeltemplate_operator_workqueue_depth",
         "modeltemplate_operator_reconcile_duration_seconds_bucket",
         "modeltemplate_operator_templates",
         "modeltemplate_forwarder_requests_in_flight",
         "modeltemplate_forwarder_request_duration_seconds_bucket",
+        "modeltemplate_gateway_requests_total",
+        "modeltemplate_gateway_request_seconds_bucket",
+        "modeltemplate_gateway_access_reviews_total",
+        "modeltemplate_gateway_cached_objects",
+        "modeltemplate_gateway_watch_event_age_seconds",
     ):
         assert needed in used, needed
 

@@ -17,7 +17,8 @@ benchmark reads its per-template figures from it. Exposed series:
   nothing a reconcile reads (caches.py), so queued nothing.
 - ``modeltemplate_operator_status_writes_total`` (counter).
 - ``modeltemplate_operator_child_writes_total{kind}``, ``..._child_prunes_total{kind}``.
-- ``modeltemplate_operator_templates{reason}`` (gauge): templates by their Ready reason.
+- ``modeltemplate_operator_templates{kind,reason}`` (gauge): owners of each kind
+  (``ModelTemplate``, ``Model``, ``ModelDeployment``, ``FineTuningJob``) by their Ready reason.
 - ``process_*``: the operator process (RSS, CPU, open fds).
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -44,31 +45,34 @@ WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class ReadyReasons:
-    """The Ready reason of every known template, exported as a count per reason at scrape."""
+    """The Ready reason of every known owner (keyed ``(kind, namespace, name)``), exported as
+    a count per kind and reason at scrape."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._reasons: dict[Hashable, str] = {}
+        self._reasons: dict[tuple[str, str, str], str] = {}
 
-    def set(self, key: Hashable, reason: str | None) -> None:
+    def set(self, key: tuple[str, str, str], reason: str | None) -> None:
         with self._lock:
             if reason is None:
                 self._reasons.pop(key, None)
             else:
                 self._reasons[key] = reason
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Owners by ``(kind, reason)``."""
         with self._lock:
-            return dict(Tally(self._reasons.values()))
+            return dict(Tally((key[0], reason) for key, reason in self._reasons.items()))
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             PREFIX + "templates",
-            "Templates by the reason of their Ready condition.",
-            labels=["reason"],
+            "Owners (templates, models, deployments, fine-tuning jobs) by kind and the reason "
+            "of their Ready condition.",
+            labels=["kind", "reason"],
         )
-        for reason, count in sorted(self.counts().items()):
-            family.add_metric([reason], count)
+        for (kind, reason), count in sorted(self.counts().items()):
+            family.add_metric([kind, reason], count)
         yield family
 
 
