@@ -563,3 +563,34 @@ def test_fine_tuning_phases(run: Run):
     assert [(s.get("phase"), ready_reason(s)) for s in cluster.statuses()] == run.phases
     assert cluster.events() == run.events
     assert cluster.reads == run.reads
+
+
+def test_one_log_line_per_transition_naming_the_object(caplog):
+    """A reconcile that writes children or moves the Ready condition logs one INFO line for
+    each, naming the object (kind, namespace, name; Kopf's JSON format writes ``object``); a
+    converged reconcile logs nothing at INFO."""
+    caplog.set_level("INFO", logger=rec.__name__)
+    cluster, clock = FakeCluster(), Clock()
+    reconciler = reconciler_over(cluster, clock)
+    body = template()
+    reconciler.reconcile_owner(body, Related())  # children written: settling
+    children = list(cluster.stored.values())
+    clock.t += SETTLE.first
+    outcome = reconciler.reconcile_owner(body, Related(Observed(objects=children)))
+    lines = [(r.getMessage(), r.k8s_ref) for r in caplog.records if r.levelname == "INFO"]
+    ref = {"apiVersion": body["apiVersion"], "kind": T, "name": "llm", "namespace": NS}
+    assert [line for line, _ in lines] == [
+        f"{T} {NS}/llm: applied ['Deployment/llm', 'Service/llm', 'PodDisruptionBudget/llm'] "
+        "pruned []",
+        f"{T} {NS}/llm: Ready -/- -> {ready_line(outcome.status)}",
+    ]
+    assert all({k: v for k, v in r.items() if k != "uid"} == ref for _, r in lines)
+    caplog.clear()
+    settled = {**body, "status": outcome.status}
+    reconciler.reconcile_owner(settled, Related(Observed(objects=children)))
+    assert [r for r in caplog.records if r.levelno >= 20] == []
+
+
+def ready_line(status: dict[str, Any]) -> str:
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    return f"{ready['status']}/{ready['reason']}: {ready['message']}"

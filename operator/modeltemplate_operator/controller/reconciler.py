@@ -373,9 +373,12 @@ class Reconciler:
                 raise
             if result.wrote:
                 log.info(
-                    "applied %s",
+                    "%s %s/%s: applied %s",
+                    body["kind"],
+                    meta["namespace"],
+                    meta["name"],
                     result.applied,
-                    extra={"namespace": meta["namespace"], "finetuningjob": meta["name"]},
+                    extra=object_ref(body),
                 )
             live_job = next((o for o in result.children if o.get("kind") == "Job"), None)
         extra["jobName"] = (live_job or {}).get("metadata", {}).get("name") or meta["name"]
@@ -665,10 +668,13 @@ class Reconciler:
             return self._finish(body, finish(status), None, retry=REFUSED)
         if result.wrote:
             log.info(
-                "applied %s pruned %s",
+                "%s %s/%s: applied %s pruned %s",
+                body["kind"],
+                meta["namespace"],
+                meta["name"],
                 result.applied,
                 result.pruned,
-                extra={"namespace": meta["namespace"], body["kind"].lower(): meta["name"]},
+                extra=object_ref(body),
             )
         if self._unsettled(_key(body), result, observed):
             return Outcome(result, False, retry=SETTLE, settling=True)
@@ -718,7 +724,7 @@ class Reconciler:
         # Events first, each named after the transition it reports: if the operator dies before
         # the status write, the next reconcile sees the same transition and finds its Event
         # posted (409) instead of losing it, or posting it twice.
-        left = _ready_condition(old)
+        left, reached = _ready_condition(old), _ready_condition(status)
         since = f"{left.get('reason')}@{left.get('lastTransitionTime')}"
         for event_type, reason, message in transition_events(old, status):
             self._post_event(body, since, event_type, reason, message)
@@ -732,6 +738,22 @@ class Reconciler:
                 owner, meta["namespace"], meta["name"], merge_patch(old, status)
             )
             metrics.STATUS_WRITES.inc()
+            if (left.get("status"), left.get("reason")) != (
+                reached.get("status"),
+                reached.get("reason"),
+            ):
+                log.info(
+                    "%s %s/%s: Ready %s/%s -> %s/%s: %s",
+                    body["kind"],
+                    meta["namespace"],
+                    meta["name"],
+                    left.get("status", "-"),
+                    left.get("reason", "-"),
+                    reached.get("status"),
+                    reached.get("reason"),
+                    reached.get("message", ""),
+                    extra=object_ref(body),
+                )
             self._statuses[key] = status
             written, written_status = True, status
         metrics.READY_REASONS.set(key, _ready_reason(status))
@@ -770,6 +792,21 @@ class Reconciler:
             if exc.status == 409:
                 return  # posted by an earlier attempt whose status write did not happen
             log.warning("could not post event %s: %s", reason, exc.reason)
+
+
+def object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Log ``extra`` naming the object: Kopf's JSON format writes it as the line's ``object``
+    (``{"apiVersion", "kind", "name", "namespace", "uid"}``), as for its own per-object lines."""
+    meta = body["metadata"]
+    return {
+        "k8s_ref": {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body["kind"],
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        }
+    }
 
 
 def _ready_reason(status: Mapping[str, Any]) -> str | None:
