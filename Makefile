@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: run help venv binaries tools image test-real test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
+.PHONY: run help venv binaries tools prereqs image test-real test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,13 +28,16 @@ tools: ## build (or reuse cached) helm, the kstatus program (hack/kstatus) and F
 	@hack/build-tools.sh kstatus >/dev/null
 	@hack/build-tools.sh kustomize-controller >/dev/null
 
-test: $(STAMP) binaries tools ## all unit and integration tests (starts its own local control plane)
+prereqs: ## the control plane and the tools, built side by side (each reused when cached)
+	@hack/build-all.sh
+
+test: $(STAMP) prereqs ## all unit and integration tests (starts its own local control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-integration: $(STAMP) binaries tools ## integration tests only
+integration: $(STAMP) prereqs ## integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 image: ## the image, built with podman on a Debian base made here (no Docker, no registry) and checked
@@ -86,7 +89,7 @@ bench-forwarder: $(STAMP) ## forwarder vs direct benchmark (prints ratios)
 bench-async: $(STAMP) ## ASYNC: one async forwarder vs calling main directly (tasks/s, latency overhead)
 	$(PY) benchmarks/bench_async.py $(BENCH_ARGS)
 
-bench-scale: $(STAMP) binaries ## 1000 templates: operator convergence vs direct apply, peak RSS
+bench-scale: $(STAMP) binaries ## 1000 templates: convergence vs direct apply, restart, RSS; 100x10 models; a 200-model rollout
 	$(PY) benchmarks/bench_scale.py $(BENCH_ARGS)
 
 bench-gateway: $(STAMP) binaries ## SGP gateway vs API server: list of 1000 templates (latency, req/s, RSS)

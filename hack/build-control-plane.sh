@@ -77,15 +77,22 @@ go mod tidy >&2
 ver_pkg=k8s.io/component-base/version
 ldflags="-s -w -X ${ver_pkg}.gitVersion=${KUBE_VERSION} -X ${ver_pkg}.gitMajor=1 -X ${ver_pkg}.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2) -X ${ver_pkg}.gitTreeState=clean -X ${ver_pkg}.buildDate=1970-01-01T00:00:00Z"
 ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=${KUBE_VERSION}"
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  log "building $cmd ${KUBE_VERSION}"
-  go build -trimpath -ldflags "$ldflags" -o "$bin_dir.partial/$cmd" "k8s.io/kubernetes/cmd/$cmd" >&2
-done
-log "building etcd (the version kubernetes ${KUBE_VERSION} pins)"
-go build -trimpath -ldflags "-s -w" -o "$bin_dir.partial/etcd" go.etcd.io/etcd/server/v3 >&2
-
-log "installing kwok ${KWOK_VERSION}"
-GOBIN="$bin_dir.partial" GOFLAGS= go install -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" >&2
+# kwok (its own module) and etcd build beside the four Kubernetes commands, which share one
+# go build: one action graph, so their common packages compile once and the links overlap.
+log "installing kwok ${KWOK_VERSION} and building etcd (the version kubernetes ${KUBE_VERSION} pins), in the background"
+GOBIN="$bin_dir.partial" GOFLAGS= go install -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION}" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" >&2 &
+kwok_pid=$!
+go build -trimpath -ldflags "-s -w" -o "$bin_dir.partial/etcd" go.etcd.io/etcd/server/v3 >&2 &
+etcd_pid=$!
+log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl ${KUBE_VERSION}"
+go build -trimpath -ldflags "$ldflags" -o "$bin_dir.partial/" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl >&2
+log "the Kubernetes commands are built"
+wait "$etcd_pid" || { log "etcd failed to build"; exit 1; }
+log "etcd is built"
+wait "$kwok_pid" || { log "kwok failed to install"; exit 1; }
+log "kwok is installed"
 
 rm -rf "$bin_dir"
 mv "$bin_dir.partial" "$bin_dir"

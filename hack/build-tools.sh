@@ -17,9 +17,9 @@ source "$here/versions.env"
 
 cache_root="${MODELTEMPLATE_CACHE_DIR:-$HOME/.cache/modeltemplate-operator}"
 # Each step is stamped with the seconds since the build began (cold builds: where the time goes).
-log() { echo "[build-tools +${SECONDS}s] $*" >&2; }
-
 tool="${1:-}"
+log() { echo "[build-tools ${tool} +${SECONDS}s] $*" >&2; }
+
 case "$tool" in
   helm)
     version="$HELM_VERSION"
