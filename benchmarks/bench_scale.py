@@ -675,8 +675,13 @@ def report(p: Point) -> None:
         spread = max(abs(r - mean) for r in runs) / mean
         row(f"CPU per template, {len(runs)} runs", f"±{100 * spread:.0f} %", "<= ±25 %",
             spread <= 0.25, f"{', '.join(f'{r:.1f}' for r in runs)} ms; mean {mean:.1f} ms")  # fmt: skip
-    row("peak RSS", f"{p.peak_rss / 2**20:.0f} MB", "<= 150 MB", p.peak_rss <= 150 * 2**20)
-    row("RSS at rest", f"{p.rest_rss / 2**20:.0f} MB", "<= 120 MB", p.rest_rss <= 120 * 2**20,
+    # The RSS targets are those of 1,000 templates; a larger size is held to growing flat per
+    # 1,000 (the curve's table), so it is printed there without a mark.
+    scaled = n <= 1000
+    row("peak RSS", f"{p.peak_rss / 2**20:.0f} MB", "<= 150 MB" if scaled else "(at 1,000)",
+        p.peak_rss <= 150 * 2**20 if scaled else None)  # fmt: skip
+    row("RSS at rest", f"{p.rest_rss / 2**20:.0f} MB", "<= 120 MB" if scaled else "(at 1,000)",
+        p.rest_rss <= 120 * 2**20 if scaled else None,
         f"10 s after convergence; {p.start_rss / 2**20:.0f} MB when started, before any template; "
         f"{per_thousand_mb(p):.0f} MB per 1,000 templates")  # fmt: skip
     row(
