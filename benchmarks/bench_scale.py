@@ -425,7 +425,8 @@ def converge(cluster: LocalCluster, api, point: Point, namespace: str, profile: 
         if profiler:
             print(profiler.stop())
             profiler = None
-        time.sleep(10)  # late events land in the figures; the idle runtime trims its heap
+        # Late events land in the figures; the idle runtime trims its heap (TRIM_AFTER: 5 s).
+        time.sleep(pause(10, n))
         point.metrics = operator.metrics()
         point.peak_rss = proc_status(operator.pid, "VmHWM")
         point.rest_rss = proc_status(operator.pid, "VmRSS")
@@ -459,7 +460,7 @@ def restart(cluster: LocalCluster, api, point: Point, namespace: str, profile: b
         if profiler:
             profiler.stop()
             profiler = None
-        time.sleep(5)  # anything written late is counted
+        time.sleep(pause(5, n))  # anything written late is counted
         m = operator.metrics()
         verbs = by_label(m, "modeltemplate_operator_api_requests_total", "verb")
         point.restart_writes = sum(verbs.get(v, 0) for v in WRITE_VERBS)
@@ -515,6 +516,11 @@ def converge_families(api, namespace: str, n_templates: int, per_template: int) 
     return time.monotonic() - start
 
 
+def pause(seconds: float, objects: int) -> float:
+    """A wait for late events: ``seconds`` at full size, a second and a half at a smoke size (past the recount window)."""
+    return min(seconds, 1.5 + objects / 100)
+
+
 def wait_until(met: Callable[[], bool], what: str, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while not met():
@@ -536,7 +542,7 @@ def converge_models(cluster, api, n_templates: int, per_template: int) -> Famili
         cpu0 = cpu_seconds(operator.pid)
         f.converge_s = converge_families(api, namespace, n_templates, per_template)
         f.cpu_s = cpu_seconds(operator.pid) - cpu0
-        time.sleep(5)  # late events land in the figures
+        time.sleep(pause(5, n_templates * per_template))  # late events land in the figures
         f.metrics = operator.metrics()
         f.rest_rss = proc_status(operator.pid, "VmRSS")
     finally:
@@ -552,7 +558,7 @@ def roll_wave(cluster, api, n_models: int) -> Wave:
     try:
         converge_families(api, namespace, 1, n_models)
         (template,) = templates("fam", 1, namespace)
-        time.sleep(3)  # the recounts and late events of the convergence are over
+        time.sleep(pause(3, n_models))  # the recounts and late events of the convergence are over
         before, cpu0 = operator.metrics(), cpu_seconds(operator.pid)
         watch = StatusWatch(api, namespace, counts_ready_models(n_models))
         watch.start()
@@ -565,7 +571,7 @@ def roll_wave(cluster, api, n_models: int) -> Wave:
         wave.seconds = time.monotonic() - start
         wave.cpu_s = cpu_seconds(operator.pid) - cpu0
         watch.stopped = True
-        time.sleep(3)
+        time.sleep(pause(3, n_models))
         wave.metrics = delta(operator.metrics(), before)
     finally:
         operator.stop()
