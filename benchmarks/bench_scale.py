@@ -114,7 +114,7 @@ def models_of(template: str, count: int, namespace: str) -> list[dict]:
     ]
 
 
-def apply_template(api, manifest: dict) -> dict:
+def apply_owner(api, manifest: dict) -> dict:
     kind = kinds.OWNER_BY_KIND[manifest["kind"]]
     path = kind.path(manifest["metadata"]["namespace"], manifest["metadata"]["name"])
     query = [("fieldManager", "bench-user"), ("force", "true")]
@@ -127,7 +127,7 @@ def direct(api, namespace: str, count: int) -> tuple[float, int]:
     now = dt.datetime.now(dt.UTC).isoformat()
 
     def one(manifest: dict) -> int:
-        live = apply_template(api, manifest)
+        live = apply_owner(api, manifest)
         plan = plan_for(parse_manifest(manifest | {"metadata": live["metadata"]}), CONFIG, False)
         children = render(plan)
         for child in children:
@@ -302,7 +302,7 @@ class Newcomer(threading.Thread):
         super().__init__(daemon=True)
         self.api, self.manifest = api, manifest
         self.applied = time.monotonic()
-        apply_template(api, manifest)
+        apply_owner(api, manifest)
         self.seconds = float("nan")
         self.start()
 
@@ -411,7 +411,7 @@ def converge(cluster: LocalCluster, api, point: Point, namespace: str, profile: 
     watch.ready.wait(60)
     start = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:  # as fast as the direct phase writes them
-        list(pool.map(lambda m: apply_template(api, m), templates("op", n, namespace)))
+        list(pool.map(lambda m: apply_owner(api, m), templates("op", n, namespace)))
     point.templates_s = time.monotonic() - start
     try:
         while len(watch.done) < n or not children_exist(api, namespace, n):
@@ -506,11 +506,11 @@ def converge_families(api, namespace: str, n_templates: int, per_template: int) 
     start = time.monotonic()
     family = templates("fam", n_templates, namespace)
     with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(lambda m: apply_template(api, m), family))
+        list(pool.map(lambda m: apply_owner(api, m), family))
         models = [
             m for t in family for m in models_of(t["metadata"]["name"], per_template, namespace)
         ]
-        list(pool.map(lambda m: apply_template(api, m), models))
+        list(pool.map(lambda m: apply_owner(api, m), models))
     wait_until(lambda: len(watch.done) >= n_templates, "every template counting its models Ready")
     watch.stopped = True
     return time.monotonic() - start
@@ -565,7 +565,7 @@ def roll_wave(cluster, api, n_models: int) -> Wave:
         watch.ready.wait(60)
         template["spec"]["vendorConfiguration"]["bundleConfig"]["tag"] = "2"
         start = time.monotonic()
-        apply_template(api, template)
+        apply_owner(api, template)
         wait_until(lambda: not watch.done, "the template noticing its change", 60)
         wait_until(lambda: watch.done, "every model on the new generation, Ready")
         wave.seconds = time.monotonic() - start

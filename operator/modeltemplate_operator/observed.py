@@ -59,6 +59,13 @@ CREATED_BY_USER_ANNOTATION = "launch.modelops.dev/created-by-user-id"
 CREATED_BY_TYPE_ANNOTATION = "launch.modelops.dev/created-by-identity-type"
 
 
+def deployment_behind(deployment: Mapping[str, Any] | None) -> bool:
+    """Has the Deployment controller not seen the Deployment's latest spec yet?"""
+    deployment = deployment or {}
+    seen = (deployment.get("status") or {}).get("observedGeneration", 0)
+    return seen < (deployment.get("metadata") or {}).get("generation", 0)
+
+
 @dataclass
 class Observed:
     """A template's children and their pods, as the watch caches last saw them."""

@@ -31,6 +31,7 @@ from ..observed import (
     TEMPLATE_INVALID,
     TEMPLATE_MISSING,
     Observed,
+    deployment_behind,
 )
 from ..plan import finetuning as ft
 from ..plan import rollout
@@ -40,7 +41,13 @@ from ..plan.instantiate import check_model, deployment_as_model
 from ..plan.resolution import Plan, plan_for, plan_for_model
 from ..render import render, render_fine_tuning
 from ..status import finetuning as fts
-from ..status.conditions import compute_status, job_stuck, model_status, transition_events
+from ..status.conditions import (
+    compute_status,
+    job_stuck,
+    model_status,
+    ready_moved,
+    transition_events,
+)
 from . import metrics
 from .apply import Applier, ApplyRejected, ApplyResult
 from .caches import cached
@@ -692,11 +699,7 @@ class Reconciler:
     ) -> bool:
         """Would the status describe children about to change? Then it waits (at most
         ``SETTLE.first`` seconds): written once when they settle, not once per step."""
-        deployment = observed.deployment or {}
-        behind = (deployment.get("status") or {}).get("observedGeneration", 0) < (
-            deployment.get("metadata") or {}
-        ).get("generation", 0)
-        if result.wrote or result.pending or behind:
+        if result.wrote or result.pending or deployment_behind(observed.deployment):
             since = self._settling.setdefault(key, self.monotonic())
             if self.monotonic() - since < SETTLE.first:
                 return True
@@ -738,10 +741,7 @@ class Reconciler:
                 owner, meta["namespace"], meta["name"], merge_patch(old, status)
             )
             metrics.STATUS_WRITES.inc()
-            if (left.get("status"), left.get("reason")) != (
-                reached.get("status"),
-                reached.get("reason"),
-            ):
+            if ready_moved(left, reached):
                 log.info(
                     "%s %s/%s: Ready %s/%s -> %s/%s: %s",
                     body["kind"],

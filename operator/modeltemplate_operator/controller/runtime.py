@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
 from ..api import kinds
-from ..observed import Observed
+from ..observed import Observed, deployment_behind
 from ..plan import rollout
 from . import allocator, metrics
 from .caches import Seen, cached
@@ -150,10 +150,7 @@ def looks_converged(kind: kinds.Kind, body: dict[str, Any]) -> bool:
 def caught_up(kind: kinds.Kind, body: dict[str, Any]) -> bool:
     """A Deployment whose controller has seen its latest spec: the end of the burst of events
     that follows a write of it (a rollout step of a model waits for exactly this)."""
-    if kind is not kinds.DEPLOYMENT:
-        return False
-    meta, status = body["metadata"], body.get("status") or {}
-    return status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    return kind is kinds.DEPLOYMENT and not deployment_behind(body)
 
 
 class Runtime:
@@ -244,12 +241,7 @@ class Runtime:
             resync = self.queue.waits_in_resync(key)
         else:
             return
-        woken = self.dependents(key, body, indices)
-        if resync:  # the restart's listing: every one in its lane, recounts too
-            for dependent in woken:
-                self.enqueue(dependent, indices, resync=True)
-        else:
-            self._wake(*self._split(key, body, woken))
+        self._wake(*self._split(key, body, self.dependents(key, body, indices)), resync=resync)
 
     def _split(self, key: Key, body: dict[str, Any], woken: list[Key]) -> tuple[list, list]:
         """The dependents of a change of ``key`` to wake at once, and those only counting it."""
@@ -261,7 +253,13 @@ class Runtime:
         }
         return [k for k in woken if k not in counting], [k for k in woken if k in counting]
 
-    def _wake(self, now: list[Key], recount: list[Key]) -> None:
+    def _wake(self, now: list[Key], recount: list[Key], *, resync: bool = False) -> None:
+        """Queue ``now`` at once and ``recount`` within RECOUNT_WINDOW — or, for a change seen
+        in a restart's listing (``resync``), every one of them in the resync lane."""
+        if resync:
+            for dependent in now + recount:
+                self.enqueue(dependent, self._indices, resync=True)
+            return
         for dependent in now:
             self.enqueue(dependent, self._indices)
         for dependent in recount:

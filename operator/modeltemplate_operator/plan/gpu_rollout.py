@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..observed import Observed
+from ..observed import Observed, deployment_behind
 from .resolution import Plan, Rollout, RolloutMode
 
 __all__ = ["HASH_LABEL", "decide", "with_rollout"]
@@ -106,7 +106,7 @@ def _rolling(observed: Observed) -> bool:
     spec, st = dep.get("spec") or {}, dep.get("status") or {}
     if len({_hash(p) for p in _live(observed.pods)}) > 1:
         return True
-    if st.get("observedGeneration", 0) < (dep.get("metadata") or {}).get("generation", 0):
+    if deployment_behind(dep):
         return True
     return st.get("updatedReplicas", 0) < spec.get("replicas", 1)
 

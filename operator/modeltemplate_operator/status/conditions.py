@@ -50,6 +50,7 @@ from ..observed import (
     STALLED_REASONS,
     WARNING_REASONS,
     Observed,
+    deployment_behind,
 )
 from ..plan.resolution import Plan, Rollout, RolloutMode, ScalingMode
 from ..tasks import protocol as tasks
@@ -157,7 +158,7 @@ def _deployment_verdict(observed: Observed, rollout: Rollout) -> Verdict:
             "ProgressDeadlineExceeded",
             progressing.get("message") or "the Deployment made no progress within its deadline",
         )
-    if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
+    if deployment_behind(dep):
         return Verdict(
             "False", "RollingOut", "the Deployment controller has not seen the latest spec yet"
         )
@@ -452,6 +453,14 @@ def endpoint_urls(plan: Plan) -> dict[str, str]:
     return urls
 
 
+def ready_moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Did the Ready condition change its status or reason (a transition, not a new message)?"""
+    return (before.get("status"), before.get("reason")) != (
+        after.get("status"),
+        after.get("reason"),
+    )
+
+
 def transition_events(
     old: dict[str, Any] | None, new: dict[str, Any]
 ) -> list[tuple[str, str, str]]:
@@ -461,7 +470,7 @@ def transition_events(
         return {c["type"]: c for c in (status or {}).get("conditions") or []}.get("Ready") or {}
 
     before, after = ready(old), ready(new)
-    if (before.get("status"), before.get("reason")) == (after.get("status"), after.get("reason")):
+    if not ready_moved(before, after):
         return []
     if after.get("status") == "True":
         return [("Normal", "Ready", after.get("message", ""))]
