@@ -21,6 +21,7 @@ from devtools.localcluster import LocalCluster
 from devtools.localcluster.cluster import pid_alive
 
 EXPECTED = {"Deployment", "Service", "PodDisruptionBudget"}  # of a fixed-worker SYNC template
+PEERING_LIFETIME = 10  # seconds; the replicas of the takeover experiment
 
 
 @pytest.fixture
@@ -263,8 +264,18 @@ def test_active_replica_killed_mid_burst(chaos_cluster, start_operator, namespac
     cluster = chaos_cluster
     # Start from an empty peering object, as a fresh install does (earlier entries expire late).
     cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
-    low = start_operator("--verbose", name="low", env={"MODELTEMPLATE_PEERING_PRIORITY": "100"})
-    high = start_operator("--verbose", name="high", env={"MODELTEMPLATE_PEERING_PRIORITY": "200"})
+
+    # Each replica's entry lives PEERING_LIFETIME s without renewal (Kopf's default is 60 s):
+    # the standby takes over that long after the kill.
+    def replica(name: str, priority: int):
+        env = {
+            "MODELTEMPLATE_PEERING_PRIORITY": str(priority),
+            "MODELTEMPLATE_PEERING_LIFETIME_SECONDS": str(PEERING_LIFETIME),
+        }
+        return start_operator("--verbose", name=name, env=env)
+
+    low = replica("low", 100)
+    high = replica("high", 200)
     high.wait_for_log(lambda log: "Resuming operations" in log, timeout=60)
     low.wait_for_log(
         lambda log: (
@@ -283,6 +294,7 @@ def test_active_replica_killed_mid_burst(chaos_cluster, start_operator, namespac
         timeout=120,
     )
     takeover = time.monotonic() - killed
+    assert takeover < PEERING_LIFETIME + 15, takeover  # the configured lifetime, not Kopf's 60 s
     took = wait_all_ready(cluster, namespace)
     record(
         "two replicas, the active one kill -9'd mid-burst",

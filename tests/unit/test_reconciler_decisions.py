@@ -20,12 +20,14 @@ from support.manifests import tiny_template
 from modeltemplate_operator.api import kinds
 from modeltemplate_operator.controller import reconciler as rec
 from modeltemplate_operator.controller.reconciler import (
+    JOB_WITHOUT_PODS,
     REFUSED,
     SETTLE,
     TERMINATING,
     Reconciler,
     Related,
 )
+from modeltemplate_operator.controller.workqueue import Backoff
 from modeltemplate_operator.observed import Observed
 from modeltemplate_operator.plan.config import OperatorConfig
 
@@ -487,6 +489,8 @@ class Run:
     events: list[tuple[str, str]] = field(default_factory=list)
     #: What was asked of the API server besides the caches.
     reads: list[tuple[str, str, str]] = field(default_factory=list)
+    #: When the run is looked at again without an event of its own.
+    retry: Backoff | None = None
 
 
 ASK_FOR_JOB = [("list", "Job", "metadata.name=tune")]
@@ -496,6 +500,7 @@ RUNS = [
         ftj(),
         writes=[("apply", "ConfigMap/tune"), ("apply", "Job/tune")],
         phases=[("Pending", "CreatingJob"), ("Pending", "Pending")],
+        retry=JOB_WITHOUT_PODS,
     ),
     Run(
         "running",
@@ -503,6 +508,14 @@ RUNS = [
         objects=[CONFIG_MAP, job({"active": 1})],
         pods=[pod("Running")],
         phases=[("Running", "Running")],
+    ),
+    Run(
+        "its Job without pods yet: its refusals read, looked at again soon",
+        ftj(MARKED),
+        objects=[CONFIG_MAP, job({})],
+        phases=[("Pending", "Pending")],
+        reads=[("list", "Event", "involvedObject.uid=job-uid,reason=FailedCreate")],
+        retry=JOB_WITHOUT_PODS,
     ),
     Run(
         "job lost: Failed JobLost, never created again",
@@ -558,11 +571,12 @@ def test_fine_tuning_phases(run: Run):
     related = Related(
         Observed(objects=run.objects, pods=run.pods), refs={T: finetunable(), M: None}
     )
-    reconciler_over(cluster).reconcile_owner(run.body, related)
+    outcome = reconciler_over(cluster).reconcile_owner(run.body, related)
     assert cluster.child_writes() == run.writes
     assert [(s.get("phase"), ready_reason(s)) for s in cluster.statuses()] == run.phases
     assert cluster.events() == run.events
     assert cluster.reads == run.reads
+    assert outcome.retry == run.retry
 
 
 def test_one_log_line_per_transition_naming_the_object(caplog):

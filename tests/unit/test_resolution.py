@@ -130,6 +130,20 @@ def test_config_file_and_environment_precedence():
     assert config.priority_class_high == "urgent"
     assert config.priority_class_default == "modeltemplate-default-priority"
     assert config.gpu_classes["nvidia-tesla-t4"].resource_name == "example.com/t4"
+    assert config.peering_lifetime_seconds == 60  # Kopf's default
+    assert (
+        OperatorConfig.from_sources(
+            {"peering": {"lifetimeSeconds": 20}}, {}
+        ).peering_lifetime_seconds
+        == 20
+    )
+    env = {"MODELTEMPLATE_PEERING_LIFETIME_SECONDS": "15"}
+    assert (
+        OperatorConfig.from_sources(
+            {"peering": {"lifetimeSeconds": 20}}, env
+        ).peering_lifetime_seconds
+        == 15
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,6 +162,11 @@ def test_config_file_and_environment_precedence():
             "gpuClasses.nvidia-tesla-t4: unknown keys labels",
         ),
         ({"gpuPresets": "launch"}, {}, "unknown configuration keys: gpuPresets"),
+        (
+            {},
+            {"MODELTEMPLATE_PEERING_LIFETIME_SECONDS": "2"},
+            "peering.lifetimeSeconds (2) must be an integer >= 5",
+        ),
     ],
 )
 def test_bad_configuration_names_the_setting(data, env, message):

@@ -53,6 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # 130 to 117 MB (bench-scale), the CPU unchanged.
     settings.queueing.idle_timeout = KOPF_WORKER_IDLE
     settings.persistence.diffbase_storage = NoDiffBase()  # no change handlers: no essences
+    settings.peering.lifetime = config.peering_lifetime_seconds  # how soon a standby takes over
     api = api_client(config.workers)
     if not settings.peering.standalone:
         await asyncio.to_thread(ensure_peering_object, api, settings.peering.name, config.namespace)

@@ -61,6 +61,9 @@ TEMPLATE = kinds.MODEL_TEMPLATE
 
 #: Refused children are retried on this backoff: fixing a quota sends the operator no event.
 REFUSED = Backoff(first=10.0, cap=300.0)
+#: A Job without pods is looked at again on this backoff: its controller's refusal (a
+#: ``FailedCreate`` Event, within a second or two of the Job) and a fixed quota wake no reconcile.
+JOB_WITHOUT_PODS = Backoff(first=2.0, cap=300.0)
 #: A namespace being deleted takes its templates with it: their reconciles wait this long
 #: (quietly: no write, no status, no Event) and find them gone, or the namespace made anew.
 TERMINATING = Backoff(first=30.0, cap=30.0)
@@ -439,9 +442,9 @@ class Reconciler:
         pods: list[Mapping[str, Any]],
         events: list[Mapping[str, Any]],
     ) -> Backoff | None:
-        """A Job without pods is looked at again on the refused backoff: its controller's
-        refusals (an Event) and a fixed quota wake no reconcile; its first pod does."""
-        return REFUSED if job_stuck(job, pods) and not events else None
+        """A Job without pods is looked at again (:data:`JOB_WITHOUT_PODS`) until its controller's
+        refusal is seen; its first pod wakes a reconcile of its own."""
+        return JOB_WITHOUT_PODS if job_stuck(job, pods) and not events else None
 
     def _fine_tuning_plan(
         self,

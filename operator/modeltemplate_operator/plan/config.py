@@ -29,6 +29,9 @@ MODELTEMPLATE_LOG_LEVEL           debug | info | warning | error (read by __main
 MODELTEMPLATE_WORKERS             templates reconciled at once (default 32)
 MODELTEMPLATE_METRICS_PORT        serve Prometheus metrics on this port (default: off)
 MODELTEMPLATE_PEERING_PRIORITY    this replica's peering priority (default: drawn at random)
+MODELTEMPLATE_PEERING_LIFETIME_SECONDS  how long a replica's peering entry stays valid without
+                                  renewal: a standby takes over this long after the active
+                                  replica dies (peering.lifetimeSeconds, default 60, at least 5)
 MODELTEMPLATE_MODEL_ROLLOUT_MAX_UNAVAILABLE  models of one template moving to its new generation
                                   at once (modelRollout.maxUnavailable, default 1)
 MODELTEMPLATE_FINE_TUNING_ACTIVE_DEADLINE_SECONDS  a fine-tuning Job's activeDeadlineSeconds
@@ -89,6 +92,7 @@ class OperatorConfig:
     log_format: str = "json"
     workers: int = 32
     model_rollout_max_unavailable: int = 1
+    peering_lifetime_seconds: int = 60
     broker_url: str = ""
     broker_password_secret: tuple[str, str] | None = None
     broker_result_ttl_seconds: int = 86400
@@ -122,6 +126,7 @@ class OperatorConfig:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ConfigError(f"modelRollout.maxUnavailable ({limit}) must be a positive integer")
         for name, value, low in (
+            ("peering.lifetimeSeconds", self.peering_lifetime_seconds, 5),
             ("fineTuning.activeDeadlineSeconds", self.fine_tuning_active_deadline_seconds, 1),
             ("fineTuning.backoffLimit", self.fine_tuning_backoff_limit, 0),
         ):
@@ -150,6 +155,7 @@ class OperatorConfig:
             "keda",
             "clusterDomain",
             "modelRollout",
+            "peering",
             "broker",
             "fineTuning",
         }
@@ -177,6 +183,7 @@ class OperatorConfig:
             "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
             "cluster_domain": data.get("clusterDomain"),
             "model_rollout_max_unavailable": (data.get("modelRollout") or {}).get("maxUnavailable"),
+            "peering_lifetime_seconds": (data.get("peering") or {}).get("lifetimeSeconds"),
             "broker_url": broker.get("url"),
             "broker_password_secret": _secret_ref(broker.get("passwordSecret")),
             "broker_result_ttl_seconds": broker.get("resultTtlSeconds"),
@@ -208,6 +215,7 @@ class OperatorConfig:
         for attr in (
             "workers",
             "model_rollout_max_unavailable",
+            "peering_lifetime_seconds",
             "broker_result_ttl_seconds",
             "broker_visibility_timeout_seconds",
             "fine_tuning_active_deadline_seconds",
