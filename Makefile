@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
 PYTEST_ARGS ?=
+# Test processes side by side (pytest-xdist; each with its own control plane, a test file's tests
+# in one process). The suite mostly waits on the API server and the operator: 4 on 2 cores.
+# TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 4
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run help venv binaries tools prereqs image test-real test unit integration chaos lint fmt cluster-up cluster-down cluster-status demo crds kind-up kind-down crds bench-forwarder bench-scale bench-gateway bench-async
 
@@ -32,13 +37,13 @@ prereqs: ## the control plane and the tools, built side by side (each reused whe
 	@hack/build-all.sh
 
 test: $(STAMP) prereqs ## all unit and integration tests (starts its own local control plane)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 unit: $(STAMP) ## unit tests only
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PYTEST) -m unit $(PYTEST_ARGS)
 
 integration: $(STAMP) prereqs ## integration tests only
-	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+	$(PYTEST) -m integration $(PYTEST_ARGS)
 
 image: ## the image, built with podman on a Debian base made here (no Docker, no registry) and checked
 	@hack/build-image.sh

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import tables
 
 from devtools.localcluster import ExistingCluster, LocalCluster
 from devtools.localcluster.cluster import pid_alive
@@ -41,6 +42,23 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
         elif not item.get_closest_marker("integration"):
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_sessionfinish(session):
+    """A worker of a parallel run hands its tables' rows to the controlling process."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tables"] = tables.dump()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    tables.merge(getattr(node, "workeroutput", {}).get("tables", {}))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if getattr(config, "workeroutput", None) is None:  # printed once, by the controller
+        tables.write_all(ARTIFACTS, terminalreporter.write_line)
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +93,8 @@ def _clean_stale_sessions() -> None:
 
 
 def _keep_logs(local: LocalCluster) -> None:
-    target = ARTIFACTS / "control-plane-logs"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # each worker of a parallel run has its own
+    target = ARTIFACTS / ("control-plane-logs" + (f"-{worker}" if worker else ""))
     shutil.rmtree(target, ignore_errors=True)
     if local.logs.exists():
         shutil.copytree(local.logs, target)

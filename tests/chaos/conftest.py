@@ -1,8 +1,8 @@
-"""The chaos suite's own control plane (it kills its components) and its table of results.
+"""The chaos suite's own control plane (it kills its components) and its operator processes.
 
-Every experiment records rows of experiment -> invariant -> result; the table is printed at the
-end of the run and written to test-artifacts/chaos.md. ``CHAOS_TEMPLATES`` sets the burst size
-(``make test``: 60, ``make chaos``: 200).
+Every experiment records rows of experiment -> invariant -> result (chaoskit.record); the table
+is printed at the end of the run and written to test-artifacts/chaos.md. ``CHAOS_TEMPLATES``
+sets the burst size (``make test``: 60, ``make chaos``: 200).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from chaoskit import ROWS, TEMPLATES
 from support.operator import OperatorProcess
 
 from devtools.localcluster import LocalCluster
@@ -54,20 +53,3 @@ def start_operator(chaos_cluster, request):
     yield start
     for proc in started:
         proc.stop()
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not ROWS:
-        return
-    header = ("experiment", "invariant", "result")
-    widths = [max(len(row[i]) for row in [header, *ROWS]) for i in range(3)]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    lines = [line(header), line(["-" * w for w in widths]), *map(line, ROWS)]
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "chaos.md").write_text("\n".join(lines) + "\n")
-    terminalreporter.write_sep("=", f"chaos: {TEMPLATES}-template bursts")
-    for text in lines:
-        terminalreporter.write_line(text)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import tables
 from support.procfs import rss_mb
 from test_gateway import ACCESS_TTL, Account, _tiny, gateway  # noqa: F401 - the fixture
 
@@ -35,7 +36,9 @@ MiB = 1024 * 1024
 #: The resource routes that take a body (the task route reads its body once the endpoint is
 #: found, through the same reader: tests/integration/test_gateway_tasks.py).
 POSTS = ("/v4/model-templates", "/v4/models", "/v4/fine-tuning-jobs")
-ROWS: list[tuple[str, str, str]] = []
+ROWS = tables.table(
+    "hostile-gateway", "the gateway under a hostile caller", ("attack", "answer", "gateway RSS")
+)
 
 
 def stream_body(total: int, chunk: int = MiB):
@@ -97,7 +100,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     # 1. Bodies before the key (reproduced: 100 MiB -> RSS 90 -> 283 MiB; 4 x 300 MB -> 2.18 GiB)
     answer = post_raw(gateway, POSTS[0], "garbage", stream_body(100 * MiB))
     assert answer.status_code == 401
-    ROWS.append(("100 MiB body, garbage key", short(answer), f"{rss_mb(pid, 'VmHWM'):.0f} MB"))
+    ROWS.add(("100 MiB body, garbage key", short(answer), f"{rss_mb(pid, 'VmHWM'):.0f} MB"))
     answers: list[httpx.Response] = []
     threads = [
         threading.Thread(
@@ -112,7 +115,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     for t in threads:
         t.join(120)
     assert [a.status_code for a in answers] == [401] * 4
-    ROWS.append(
+    ROWS.add(
         ("4 x 300 MB bodies at once, garbage key", "401 x 4", f"{rss_mb(pid, 'VmHWM'):.0f} MB")
     )
 
@@ -124,7 +127,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         "content-type: application/json\r\ncontent-length: 300000000\r\n\r\n",
     )
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
-    ROWS.append(
+    ROWS.add(
         (
             "Content-Length 300 MB, valid key, no body sent",
             f"413 unread, in {time.monotonic() - started:.1f} s",
@@ -135,7 +138,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         4, lambda: post_raw(gateway, POSTS[0], key, stream_body(300 * 1000 * 1000))
     )
     assert [a.status_code for a in answers] == [413] * 4, [short(a) for a in answers]
-    ROWS.append(
+    ROWS.add(
         (
             "4 x 300 MB chunked bodies at once, valid key",
             f"413 x 4: {answers[0].text[:50]}",
@@ -152,7 +155,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         answers = concurrently(4, lambda p=path: post_raw(gateway, p, key, many, headers))
         assert [a.status_code for a in answers] == [422] * 4, [short(a) for a in answers]
         assert all(len(a.content) < 20_000 for a in answers), [len(a.content) for a in answers]
-    ROWS.append(
+    ROWS.add(
         (
             "4 x 3 MiB bodies of unknown keys at once, valid key, templates and models",
             f"422 x 4 each, {len(answers[0].content)} bytes",
@@ -173,7 +176,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     answer_text = read_until_closed(head, 10)
     assert answer_text.startswith("HTTP/1.1 431"), answer_text[:200]
     assert sent < 100 * MiB, sent
-    ROWS.append(
+    ROWS.add(
         (
             "a header sent without end (up to 100 MiB)",
             f"431 after {MAX_HEAD_BYTES // 1024} KiB, closed ({sent // MiB} MiB sent)",
@@ -187,14 +190,14 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         answer = post_raw(gateway, path, key, deep, {"x-selected-account-id": attacker.name})
         assert answer.status_code == 422, (path, answer.text)
         assert "nests deeper than 64 levels" in answer.text
-    ROWS.append(("JSON nested 1,000 deep, each resource POST route", short(answer), "-"))
+    ROWS.add(("JSON nested 1,000 deep, each resource POST route", short(answer), "-"))
     assert post_raw(gateway, POSTS[0], "garbage", deep).status_code == 401  # the key first
 
     # 4. A 10 MB value: refused, the answer small (reproduced: 10.5 MB echoed back).
     body = json.dumps({**_tiny("big"), "account_id": attacker.name, "name": "x" * 2_500_000})
     answer = post_raw(gateway, POSTS[0], key, body)
     assert answer.status_code == 422 and len(answer.content) < 20_000, len(answer.content)
-    ROWS.append(
+    ROWS.add(
         (f"{len(body) // MiB} MB name", f"{answer.status_code}, {len(answer.content)} bytes", "-")
     )
 
@@ -208,7 +211,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     assert answer.status_code == 422
     quoted = answer.json()["detail"][0]["input"]
     assert len(quoted) < MAX_ECHO_CHARS + 30, len(quoted)
-    ROWS.append(("50,000-character page= value", short(answer)[:60] + "…", "-"))
+    ROWS.add(("50,000-character page= value", short(answer)[:60] + "…", "-"))
 
     # 4c. Another account's id answers as an unknown one (reproduced: 403 naming the account).
     with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
@@ -217,7 +220,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     assert hidden.status_code == unknown.status_code == 404
     assert victim.name not in hidden.text
     assert len(hidden.content) == len(unknown.content)
-    ROWS.append(("another account's template id", short(hidden), "-"))
+    ROWS.add(("another account's template id", short(hidden), "-"))
 
     # 5. An account that is not a DNS label never reaches a path (reproduced: a/pods?x= did).
     with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
@@ -225,14 +228,14 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
             "/v4/models", headers={"x-api-key": key, "x-selected-account-id": "a/pods?x="}
         )
     assert answer.status_code == 422 and "x-selected-account-id" in answer.text
-    ROWS.append(("x-selected-account-id: a/pods?x=", short(answer), "-"))
+    ROWS.add(("x-selected-account-id: a/pods?x=", short(answer), "-"))
 
     # 6. A fine-tuning create with a bad key: 401 whatever the body names (reproduced: 401 or
     # 422 depending on whether base_model_id existed).
     for base in ("00000000-0000-0000-0000-000000000000", "not-an-id"):
         answer = post_raw(gateway, POSTS[2], "garbage", json.dumps({"base_model_id": base}))
         assert answer.status_code == 401
-    ROWS.append(("fine-tuning create, bad key, any base_model_id", short(answer), "-"))
+    ROWS.add(("fine-tuning create, bad key, any base_model_id", short(answer), "-"))
 
     # 7. One new token, 200 requests at once: one access review, not 200 (single flight).
     fresh = cluster.kubectl("create", "token", "reader", "-n", attacker.name).stdout.strip()
@@ -261,7 +264,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     # the burst lasts, not one per request
     elapsed = time.monotonic() - burst_started
     assert reviews <= 2 * (1 + elapsed / ACCESS_TTL), (reviews, elapsed)
-    ROWS.append(
+    ROWS.add(
         (
             "200 concurrent requests, one new token",
             f"200 x 200, {reviews} access reviews in {elapsed:.1f} s (TTL {ACCESS_TTL} s)",
@@ -287,7 +290,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     for t in waits:
         t.join()
     assert all(closed[i] is not None for i in (0, 1)), closed
-    ROWS.append(
+    ROWS.add(
         (
             "new connection sending nothing; half a request head",
             f"closed after {closed[0]:.0f} s; {closed[1]:.0f} s",
@@ -299,9 +302,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     assert kept.recv(4096).startswith(b"HTTP/1.1 200")
     idle_for = closed_after(kept, IDLE_TIMEOUT_SECONDS + 10)
     assert idle_for is not None and idle_for < IDLE_TIMEOUT_SECONDS + 2, idle_for
-    ROWS.append(
-        ("keep-alive connection idle after an answer", f"closed after {idle_for:.1f} s", "-")
-    )
+    ROWS.add(("keep-alive connection idle after an answer", f"closed after {idle_for:.1f} s", "-"))
     started = time.monotonic()
     body_conn = socket.create_connection(("127.0.0.1", gateway.port))
     body_conn.sendall(
@@ -310,7 +311,7 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     )
     answer_text = read_until_closed(body_conn, BODY_TIMEOUT_SECONDS + 15)
     assert answer_text.startswith("HTTP/1.1 408"), answer_text[:200]
-    ROWS.append(("half a body, valid key", f"408 after {time.monotonic() - started:.0f} s", "-"))
+    ROWS.add(("half a body, valid key", f"408 after {time.monotonic() - started:.0f} s", "-"))
 
     stop.set()
     watcher.join(10)
@@ -319,14 +320,13 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     peak = rss_mb(pid, "VmHWM")
     assert peak < 200, peak  # its limit in deploy/ is 256Mi
     worst = max(latencies) * 1000
-    ROWS.append(
+    ROWS.add(
         (
             "another account's list, all along",
             f"{len(latencies)} x 200, worst {worst:.0f} ms",
             f"idle {idle_rss:.0f} MB, peak {peak:.0f} MB",
         )
     )
-    write_table()
 
 
 def concurrently(n: int, call) -> list:
@@ -394,13 +394,3 @@ def read_until_closed(sock: socket.socket, within: float) -> str:
     finally:
         sock.close()
     return data.decode(errors="replace")
-
-
-def write_table() -> None:
-    header = ("attack", "answer", "gateway RSS")
-    lines = ["| " + " | ".join(header) + " |", "|---|---|---|"]
-    lines += ["| " + " | ".join(row) + " |" for row in ROWS]
-    out = REPO / "test-artifacts" / "hostile-gateway.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
