@@ -277,6 +277,7 @@ class LocalCluster:
     def _start_components(self, deadline: float, *, only_dead: bool) -> None:
         """Start the components in order (with ``only_dead``, those not running), each waiting
         for what it needs; the nodes come back Ready once kwok runs again."""
+        (self.root / "kwok.yaml").touch()  # kwok exits at once when its --config is missing
         starts = {
             "etcd": (self._etcd_args, self._etcd_ready),
             "kube-apiserver": (self._apiserver_args, self._api_ready),
@@ -551,7 +552,6 @@ class LocalCluster:
         return status == 200 and body.strip() == b"ok"
 
     def _create_nodes(self) -> None:
-        (self.root / "kwok.yaml").touch()
         manifests = {"apiVersion": "v1", "kind": "List", "items": load_node_manifests()}
         self.kubectl(
             "apply",

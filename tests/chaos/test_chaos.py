@@ -14,10 +14,9 @@ from collections import Counter
 
 import pytest
 from chaoskit import TEMPLATES, record
-from support.k8s import apply_list, get_json, wait_for
+from support.k8s import apply_list, get_json, operator_writes, wait_for
 from support.manifests import tiny_template
 
-from devtools.localcluster import LocalCluster
 from devtools.localcluster.cluster import pid_alive
 
 EXPECTED = {"Deployment", "Service", "PodDisruptionBudget"}  # of a fixed-worker SYNC template
@@ -88,19 +87,6 @@ def managed_children(cluster, namespace: str) -> list[dict]:
     )["items"]
 
 
-def operator_writes(cluster: LocalCluster, offset: int) -> list[dict]:
-    with cluster.audit_log.open("rb") as f:
-        f.seek(offset)
-        lines = f.read().decode().splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
-    return [
-        e
-        for e in events
-        if e.get("userAgent", "").startswith("modeltemplate-operator/")
-        and e.get("stage") == "ResponseComplete"
-    ]
-
-
 def kill(pid: int) -> None:
     os.killpg(pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(pid), timeout=10, what=f"pid {pid} gone")
@@ -147,7 +133,7 @@ def test_operator_killed_mid_burst(chaos_cluster, start_operator, namespace):
 
     offset = cluster.audit_log.stat().st_size
     time.sleep(10)
-    writes = operator_writes(cluster, offset)
+    writes = operator_writes(cluster.audit_log, offset)
     assert writes == [], [w["requestURI"] for w in writes]
     record("", "no writes in the 10 s after convergence", "yes (0 writes)")
 

@@ -272,7 +272,14 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
         )
     )
 
-    # 8. Connections that send nothing, or half a head, or half a body, are closed.
+    # 8. Connections that send nothing, or half a head, or half a body, are closed (all opened
+    # at once: their timeouts run side by side).
+    started = time.monotonic()
+    body_conn = socket.create_connection(("127.0.0.1", gateway.port))
+    body_conn.sendall(
+        f"POST /v4/model-templates HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n"
+        "content-type: application/json\r\ncontent-length: 1000\r\n\r\n{".encode()
+    )
     idle = socket.create_connection(("127.0.0.1", gateway.port))
     half_head = socket.create_connection(("127.0.0.1", gateway.port))
     half_head.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -303,12 +310,6 @@ def test_a_hostile_caller_fails_alone(cluster, gateway, accounts):  # noqa: F811
     idle_for = closed_after(kept, IDLE_TIMEOUT_SECONDS + 10)
     assert idle_for is not None and idle_for < IDLE_TIMEOUT_SECONDS + 2, idle_for
     ROWS.add(("keep-alive connection idle after an answer", f"closed after {idle_for:.1f} s", "-"))
-    started = time.monotonic()
-    body_conn = socket.create_connection(("127.0.0.1", gateway.port))
-    body_conn.sendall(
-        f"POST /v4/model-templates HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n"
-        "content-type: application/json\r\ncontent-length: 1000\r\n\r\n{".encode()
-    )
     answer_text = read_until_closed(body_conn, BODY_TIMEOUT_SECONDS + 15)
     assert answer_text.startswith("HTTP/1.1 408"), answer_text[:200]
     ROWS.add(("half a body, valid key", f"408 after {time.monotonic() - started:.0f} s", "-"))

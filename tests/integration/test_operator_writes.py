@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.k8s import operator_writes
 from support.manifests import tiny_template
 from support.operator import OperatorProcess
 
@@ -15,7 +16,6 @@ from devtools.localcluster import LocalCluster
 
 TEMPLATES = 100
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-OPERATOR_AGENTS = ("modeltemplate-operator/", "kopf/")
 
 
 def tiny(name: str, index: int) -> dict:
@@ -23,14 +23,6 @@ def tiny(name: str, index: int) -> dict:
     return tiny_template(
         name, cpus="0.05", memory="64Mi", storage="256Mi", maxWorkers=3 if index % 2 == 0 else 1
     )
-
-
-def operator_writes(audit_log: Path, offset: int) -> list[dict]:
-    with audit_log.open("rb") as f:
-        f.seek(offset)
-        lines = f.read().decode().splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
-    return [e for e in events if e.get("userAgent", "").startswith(OPERATOR_AGENTS)]
 
 
 def wait_until_quiet(audit_log: Path, offset: int, seconds: float, timeout: float) -> None:

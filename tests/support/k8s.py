@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
+
+#: The user agents of the operator's requests: its own client, and Kopf's.
+OPERATOR_AGENTS = ("modeltemplate-operator/", "kopf/")
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
@@ -44,3 +48,18 @@ def apply_list(cluster, namespace: str, items: list[dict]) -> None:
     """``kubectl apply`` of several objects at once, as one List."""
     body = {"apiVersion": "v1", "kind": "List", "items": items}
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+def operator_writes(audit_log: Path, offset: int, namespace: str | None = None) -> list[dict]:
+    """The operator's requests in the API server's audit log (which records writes only) from
+    byte ``offset`` on; with ``namespace``, those to objects of that namespace."""
+    with audit_log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    return [
+        e
+        for e in events
+        if e.get("userAgent", "").startswith(OPERATOR_AGENTS)
+        and (namespace is None or (e.get("objectRef") or {}).get("namespace") == namespace)
+    ]
