@@ -162,6 +162,7 @@ def test_config_file_and_environment_precedence():
             "gpuClasses.nvidia-tesla-t4: unknown keys labels",
         ),
         ({"gpuPresets": "launch"}, {}, "unknown configuration keys: gpuPresets"),
+        ({"peering": {"lifetime": 10}}, {}, "peering: unknown keys lifetime"),
         (
             {},
             {"MODELTEMPLATE_PEERING_LIFETIME_SECONDS": "2"},

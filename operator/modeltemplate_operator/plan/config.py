@@ -169,6 +169,10 @@ class OperatorConfig:
         )
         if extra:
             raise ConfigError(f"broker: unknown keys {', '.join(extra)}")
+        peering = data.get("peering") or {}
+        extra = sorted(set(peering) - {"lifetimeSeconds"})
+        if extra:
+            raise ConfigError(f"peering: unknown keys {', '.join(extra)}")
         fine_tuning = data.get("fineTuning") or {}
         extra = sorted(set(fine_tuning) - {"activeDeadlineSeconds", "backoffLimit", "outputPrefix"})
         if extra:
@@ -183,7 +187,7 @@ class OperatorConfig:
             "keda_prometheus_url": (data.get("keda") or {}).get("prometheusUrl"),
             "cluster_domain": data.get("clusterDomain"),
             "model_rollout_max_unavailable": (data.get("modelRollout") or {}).get("maxUnavailable"),
-            "peering_lifetime_seconds": (data.get("peering") or {}).get("lifetimeSeconds"),
+            "peering_lifetime_seconds": peering.get("lifetimeSeconds"),
             "broker_url": broker.get("url"),
             "broker_password_secret": _secret_ref(broker.get("passwordSecret")),
             "broker_result_ttl_seconds": broker.get("resultTtlSeconds"),
