@@ -110,6 +110,7 @@ OPTIONAL = {
         "visibilityTimeoutSeconds": 30,
     },
     "fineTuning": {"activeDeadlineSeconds": 3600, "backoffLimit": 0, "outputPrefix": "s3://ft"},
+    "peering": {"lifetimeSeconds": 15},
     "priorityClasses": {
         "create": True,
         "high": {"name": "models-high", "value": 5000},
@@ -365,6 +366,7 @@ def test_every_optional_value_renders(tmp_path):
     assert config.fine_tuning_active_deadline_seconds == 3600
     assert config.fine_tuning_backoff_limit == 0
     assert config.fine_tuning_output_prefix == "s3://ft"
+    assert config.peering_lifetime_seconds == 15
     classes = {d["metadata"]["name"]: d["value"] for d in docs if d["kind"] == "PriorityClass"}
     assert classes == {"models-high": 5000, "models-default": 10}
     assert (config.priority_class_high, config.priority_class_default) == (
@@ -555,6 +557,7 @@ def test_notes_name_the_release_and_no_path_of_the_repository():
         ("broker.url=redis://:secret@redis:6379", "/broker/url"),
         ("broker.passwordSecret=redis-auth", "/broker/passwordSecret"),
         ("fineTuning.backoffLimit=-1", "/fineTuning/backoffLimit"),
+        ("peering.lifetimeSeconds=2", "/peering/lifetimeSeconds"),
         ("gateway.service.type=External", "/gateway/service/type"),
         ("gateway.replicas=3", "/gateway"),
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),

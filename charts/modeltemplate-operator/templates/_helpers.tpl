@@ -133,6 +133,11 @@ selects the pods of that Deployment.
 {{- if $fineTuning }}
 {{- $_ := set $config "fineTuning" $fineTuning }}
 {{- end }}
+{{- with .Values.peering }}
+{{- if not (kindIs "invalid" .lifetimeSeconds) }}
+{{- $_ := set $config "peering" (dict "lifetimeSeconds" .lifetimeSeconds) }}
+{{- end }}
+{{- end }}
 {{ toYaml $config }}
 {{- end }}
 
