@@ -49,3 +49,5 @@ def test_scale_to_zero_follows_keda_being_installed(cluster, operator, namespace
         lambda: (c := autoscaling(cluster, namespace)) and c["reason"] == "NoScaleToZero",
         what="back to one worker without KEDA",
     )
+    assert operator.proc.poll() is None, "the operator exited when KEDA's CRD went"
+

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 
+import kopf
 import pytest
 from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.clients import errors as kopf_errors
+from kopf._cogs.structs.references import Resource
 
 from modeltemplate_operator import decoding
 from modeltemplate_operator.controller import kopfadapt
@@ -25,14 +28,75 @@ def test_kopf_still_has_the_places_adapted():
     assert "json.loads(" in inspect.getsource(api.stream)
     assert "aiotoggles.ToggleSet(all)" in inspect.getsource(orchestration)
     assert "aiotoggles.ToggleSet(any)" in inspect.getsource(running)
+    assert "stream = continuous_watch(" in inspect.getsource(watching.infinite_watch)
+    kopf_watch = watching.continuous_watch
     try:
         kopfadapt.install()
         kopfadapt.install()  # idempotent
         assert api.get._decodes_safely
         assert api.json.loads is decoding.loads
         assert aiotoggles.ToggleSet is kopfadapt.CountingToggleSet
+        assert watching.continuous_watch._tolerates_gone
+        assert watching.continuous_watch is kopfadapt.tolerating_gone(watching.continuous_watch)
     finally:
         aiotoggles.ToggleSet = KOPF_TOGGLE_SET
+        watching.continuous_watch = kopf_watch
+
+
+def _gone_after(events: list, error: Exception):
+    """A stand-in for Kopf's ``continuous_watch``: ``events``, then ``error``; its calls counted."""
+    calls = []
+
+    async def continuous_watch(**kwargs):
+        calls.append(kwargs)
+        for event in events:
+            yield event
+        raise error
+
+    return continuous_watch, calls
+
+
+def _not_found() -> Exception:
+    return kopf_errors.APINotFoundError("404 page not found", status=404, headers={})
+
+
+def _watch_twice(monkeypatch, continuous_watch) -> list:
+    """Kopf's own ``infinite_watch`` loop, two (re)connections, over ``continuous_watch``."""
+    from kopf._cogs.clients import watching
+
+    monkeypatch.setattr(watching, "continuous_watch", continuous_watch)
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0
+
+    async def run():
+        resource = Resource(group="keda.sh", version="v1alpha1", plural="scaledobjects")
+        stream = watching.infinite_watch(
+            settings=settings, resource=resource, namespace=None, _iterations=2
+        )
+        return [event async for event in stream]
+
+    return asyncio.run(run())
+
+
+def test_a_watch_of_a_resource_gone_ends_its_stream_not_the_operator(monkeypatch):
+    """Reproduced first: the 404 of a watch whose CRD was deleted escapes Kopf's watch loop
+    (and so ends the operator); adapted, the stream ends and the loop connects again."""
+    monkeypatch.setattr(kopfadapt, "GONE_PAUSE", 0)
+    kopf_watch, _ = _gone_after([{"type": "ADDED"}], _not_found())
+    with pytest.raises(kopf_errors.APINotFoundError):
+        _watch_twice(monkeypatch, kopf_watch)
+
+    kopf_watch, calls = _gone_after([{"type": "ADDED"}], _not_found())
+    events = _watch_twice(monkeypatch, kopfadapt.tolerating_gone(kopf_watch))
+    assert events == [{"type": "ADDED"}] * 2 and len(calls) == 2
+
+
+def test_other_watch_errors_still_reach_kopf(monkeypatch):
+    kopf_watch, _ = _gone_after(
+        [], kopf_errors.APIForbiddenError("forbidden", status=403, headers={})
+    )
+    with pytest.raises(kopf_errors.APIForbiddenError):
+        _watch_twice(monkeypatch, kopfadapt.tolerating_gone(kopf_watch))
 
 
 async def _script(toggle_set) -> list[bool]:

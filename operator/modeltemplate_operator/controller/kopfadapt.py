@@ -1,7 +1,7 @@
-"""The two places where Kopf's own machinery was the limit, adapted at their root.
+"""The three places where Kopf's own machinery was the limit, adapted at their root.
 
 Kopf stays the operator's framework (startup, peering, probes, watches, indices, handlers); it
-has no setting for either of these, so :func:`install` replaces one small piece of each, before
+has no setting for any of these, so :func:`install` replaces one small piece of each, before
 the operator starts. ``tests/unit/test_kopfadapt.py`` holds Kopf to the places replaced, so a
 Kopf upgrade that moves them fails a test rather than an operator.
 
@@ -20,6 +20,13 @@ Kopf upgrade that moves them fails a test rather than an operator.
    counts the toggles that are on (its state is O(1)) and wakes the set's waiters only when its
    state changes; a toggle's own waiters are woken by the toggle.
 
+3. **A watch of a resource whose CRD was just deleted** (``kopf._cogs.clients.watching``):
+   Kopf's resource observer stops the watcher of a resource when it sees its CRD go, but the
+   watcher's own next list or watch request can get there first; its 404 then ends the whole
+   operator (``Multidimensional multitasker has failed: 404 page not found``; seen when KEDA's
+   CRD was deleted). :func:`tolerating_gone` ends that one stream instead, after a pause: the
+   observer stops the watcher, or, if the CRD is back, Kopf's loop watches again.
+
 Besides, one logging setting Kopf lacks: :class:`PerEventAtDebug` moves the lines Kopf writes
 at INFO for every watch event of every object ("Handler 'modeltemplates_event' succeeded.",
 "Indexer '...' succeeded.": two lines per event, thousands a minute on a busy cluster) to
@@ -29,13 +36,15 @@ every other line keep their level.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.clients import errors as kopf_errors
 
 from .. import decoding
 
@@ -100,11 +109,36 @@ class _CountedToggle(aiotoggles.Toggle):
             self._condition.notify_all()
 
 
+#: Seconds a watch that found its resource gone (404) waits before Kopf's loop tries again.
+GONE_PAUSE = 1.0
+log = logging.getLogger(__name__)
+
+
+def tolerating_gone(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
+    """Kopf's ``continuous_watch``, whose stream ends (after :data:`GONE_PAUSE`) rather than
+    fails when the API server no longer serves the resource."""
+    if getattr(continuous_watch, "_tolerates_gone", False):
+        return continuous_watch
+
+    async def watch(*, resource, **kwargs) -> AsyncIterator:
+        try:
+            async for event in continuous_watch(resource=resource, **kwargs):
+                yield event
+        except kopf_errors.APINotFoundError:
+            log.debug("%s is no longer served (its CRD deleted?); watching again later", resource)
+            await asyncio.sleep(GONE_PAUSE)
+
+    watch._tolerates_gone = True  # type: ignore[attr-defined]
+    return watch
+
+
 def install() -> None:
-    """Both adaptations; idempotent, called once before ``kopf.operator`` runs."""
-    from kopf._cogs.clients import api
+    """The three adaptations; idempotent, called once before ``kopf.operator`` runs."""
+    from kopf._cogs.clients import api, watching
 
     aiotoggles.ToggleSet = CountingToggleSet  # looked up when the operator builds its sets
+    # ``infinite_watch`` looks ``continuous_watch`` up in its module at every (re)connection.
+    watching.continuous_watch = tolerating_gone(watching.continuous_watch)
     if getattr(api.get, "_decodes_safely", False):
         return
 
