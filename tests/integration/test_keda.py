@@ -50,4 +50,3 @@ def test_scale_to_zero_follows_keda_being_installed(cluster, operator, namespace
         what="back to one worker without KEDA",
     )
     assert operator.proc.poll() is None, "the operator exited when KEDA's CRD went"
-
