@@ -19,7 +19,7 @@ KOPF_TOGGLE_SET = aiotoggles.ToggleSet
 
 
 def test_kopf_still_has_the_places_adapted():
-    """Kopf has no setting for either: an upgrade that moves these places fails here."""
+    """Kopf has no setting for any of them: an upgrade that moves these places fails here."""
     from kopf._cogs.clients import api, fetching, watching
     from kopf._core.reactor import orchestration, running
 
