@@ -25,6 +25,18 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
     # Peers registered by earlier runs (their entries live on until they expire) would outrank
     # both replicas; start from an empty peering object, as a fresh install does.
     cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
+    # Every kind served before the replicas start: a list the API server refuses while a CRD's
+    # storage (re)initializes is retried, and Kopf dispatches what it lists even when that lands
+    # after the replica paused (seen in a parallel run: the low replica reconciled one template).
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "get", "modeltemplates,models,modeldeployments,finetuningjobs", "-A", check=False
+            ).returncode
+            == 0
+        ),
+        what="the CRDs served",
+    )
     for proc in replicas.values():
         proc.log_path.unlink(missing_ok=True)
         proc.start()
