@@ -20,7 +20,7 @@ import pytest
 from support import tables
 
 from devtools.localcluster import ExistingCluster, LocalCluster
-from devtools.localcluster.cluster import pid_alive
+from devtools.localcluster.cluster import pid_alive, wait_established
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -137,7 +137,5 @@ def crd_installed(cluster):
         out = cluster.kubectl("create", "--dry-run=client", "-o", "json", "-f", str(f)).stdout
         doc = json.loads(out)
         names += [i["metadata"]["name"] for i in doc.get("items", [doc])]
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
-    )
+    wait_established(cluster, *names)
     return names

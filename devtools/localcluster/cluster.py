@@ -138,6 +138,23 @@ def run_kubectl(
     return proc
 
 
+def wait_established(cluster, *crds: str, timeout: float = 60) -> None:
+    """Until the CRDs named (all of them when none is) are Established, on any cluster with a
+    ``kubectl`` method. kubectl fails at once, instead of waiting, on a CRD the API server has
+    not given a status yet (``.status.conditions accessor error``, right after it is made): such
+    a CRD is asked about again."""
+    deadline = time.monotonic() + timeout
+    targets = [f"crd/{name}" for name in crds] or ["crd", "--all"]
+    while True:
+        args = ("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *targets)
+        done = cluster.kubectl(*args, check=False, timeout=timeout + 10)
+        if done.returncode == 0:
+            return
+        if "accessor error" not in done.stderr or time.monotonic() > deadline:
+            raise ClusterError(f"CRDs not established: {done.stderr.strip()}")
+        time.sleep(0.2)
+
+
 @dataclass
 class ExistingCluster:
     """A cluster someone else runs (kind, a dev cluster): only its kubeconfig is known."""
@@ -349,18 +366,8 @@ class LocalCluster:
         )
 
     def wait_crds_established(self, timeout: float = 60) -> None:
-        """Until every CRD is Established. kubectl fails at once, instead of waiting, on a CRD
-        the API server has not given a status yet (``.status.conditions accessor error``):
-        such a CRD is asked about again."""
-        deadline = time.monotonic() + timeout
-        while True:
-            args = ("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", "crd")
-            done = self.kubectl(*args, "--all", check=False, timeout=timeout + 10)
-            if done.returncode == 0:
-                return
-            if "accessor error" not in done.stderr or time.monotonic() > deadline:
-                raise ClusterError(f"CRDs not established: {done.stderr.strip()}")
-            time.sleep(0.2)
+        """Until every CRD is Established (:func:`wait_established`)."""
+        wait_established(self, timeout=timeout)
 
     # -- internals -----------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> None:

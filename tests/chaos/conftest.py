@@ -14,6 +14,7 @@ import pytest
 from support.operator import OperatorProcess
 
 from devtools.localcluster import LocalCluster
+from devtools.localcluster.cluster import wait_established
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,7 +31,7 @@ def chaos_cluster(tmp_path_factory):
         REPO / "deploy" / "base" / "kopf-peering-crds.yaml",
     ):
         local.kubectl("apply", "--server-side", "-f", str(path))
-    local.kubectl("wait", "--for=condition=Established", "crd/modeltemplates.launch.modelops.dev")
+    wait_established(local, "modeltemplates.launch.modelops.dev")
     yield local
     local.down()
     shutil.rmtree(local.root, ignore_errors=True)

@@ -21,6 +21,8 @@ from support.k8s import apply_list, wait_for
 from support.manifests import tiny_template
 from support.procfs import rss_mb
 
+from devtools.localcluster.cluster import wait_established
+
 REPO = Path(__file__).resolve().parents[2]
 VICTIM_TEMPLATES = 20
 WHERE = "spec.creationParameters"
@@ -36,9 +38,7 @@ def crds(chaos_cluster):
         chaos_cluster.kubectl(
             "apply", "--server-side", "-f", str(REPO / "crds" / f"launch.modelops.dev_{name}.yaml")
         )
-        chaos_cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}.launch.modelops.dev"
-        )
+        wait_established(chaos_cluster, f"{name}.launch.modelops.dev")
 
 
 def new_namespace(cluster, prefix: str) -> str:

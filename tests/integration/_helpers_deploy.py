@@ -74,12 +74,6 @@ def wait_for_samples(cluster, namespace: str, operator, timeout: float = 90) -> 
     return templates_in(cluster, namespace)
 
 
-def wait_established(cluster, *crds: str) -> None:
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{c}" for c in crds]
-    )
-
-
 PEERED_CRDS = ("modeltemplates.launch.modelops.dev", "clusterkopfpeerings.kopf.dev")
 
 

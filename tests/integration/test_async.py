@@ -15,6 +15,7 @@ from support.k8s import get_json, wait_for
 from support.manifests import KEDA_CRD
 from support.operator import OperatorProcess
 
+from devtools.localcluster.cluster import wait_established
 from devtools.redisserver import RedisServer
 from modeltemplate_operator.tasks import protocol as tasks
 
@@ -90,9 +91,7 @@ def test_async_sample_renders_the_async_workload_with_and_without_keda(
 
     cluster.kubectl("apply", "-f", "-", input=json.dumps(KEDA_CRD))
     try:
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh"
-        )
+        wait_established(cluster, "scaledobjects.keda.sh", timeout=30)
         so = wait_for(
             lambda: get_json(cluster, "scaledobjects", "-n", namespace)["items"],
             what="a ScaledObject",

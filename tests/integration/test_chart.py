@@ -33,13 +33,13 @@ from _helpers_deploy import (
     find,
     kustomize,
     service_account_kubeconfig,
-    wait_established,
     wait_for_samples,
 )
 from support.k8s import operator_writes
 from support.manifests import KEDA_CRD
 from support.tools import run
 
+from devtools.localcluster.cluster import wait_established
 from modeltemplate_operator.plan.config import OperatorConfig
 
 CHART = REPO / "charts" / "modeltemplate-operator"
@@ -856,9 +856,7 @@ def _operator(
 def operator(cluster, installed, tmp_path_factory):
     work = tmp_path_factory.mktemp("chart-operator")
     cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(KEDA_CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
-    )
+    wait_established(cluster, "scaledobjects.keda.sh")
     cluster.kubectl("create", "namespace", SAMPLE_NS, check=False)
     cluster.kubectl("delete", "clusterkopfpeering", RELEASE, "--ignore-not-found")
     holder = {"replicas": _operator(cluster, work, "operator")}

@@ -31,13 +31,13 @@ from _helpers_deploy import (
     ready_condition,
     service_account_kubeconfig,
     templates_in,
-    wait_established,
     wait_for,
     wait_for_samples,
     write_overlay,
 )
 from support.manifests import KEDA_CRD
 
+from devtools.localcluster.cluster import wait_established
 from modeltemplate_operator.api.crdgen import crd_filename
 from modeltemplate_operator.api.kinds import OWNERS
 from modeltemplate_operator.plan.config import OperatorConfig
@@ -485,9 +485,7 @@ def operator(cluster, deployed, rendered, tmp_path_factory):
     config_file.write_text(find(rendered, "ConfigMap")["data"]["config.yaml"])
     kubeconfig = service_account_kubeconfig(cluster, work / "kubeconfig")
     cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(KEDA_CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
-    )
+    wait_established(cluster, "scaledobjects.keda.sh")
     cluster.kubectl("create", "namespace", SAMPLE_NS, check=False)
     # No stale peers of earlier runs (they would pause this one until they expire); the
     # operator creates the peering object again at start-up, under its RBAC.

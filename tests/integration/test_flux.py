@@ -30,6 +30,8 @@ from support.k8s import get_json, wait_for
 from support.operator import OperatorProcess
 from support.tools import tool
 
+from devtools.localcluster.cluster import wait_established
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "deploy" / "samples").glob("*.yaml"))
 FLUX_EXAMPLE = REPO / "deploy" / "gitops" / "flux" / "modeltemplate-operator.yaml"
@@ -86,9 +88,7 @@ def kustomize_controller(cluster, cluster_prereqs):
     crds = sorted((binary.parent / "crds").glob("*.yaml"))
     cluster.kubectl("apply", "--server-side", *[f"-f={c}" for c in crds])
     names = [yaml.safe_load(c.read_text())["metadata"]["name"] for c in crds]
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names]
-    )
+    wait_established(cluster, *names)
     for namespace in (FLUX_NS, TARGET_NS, STALLED_NS):
         cluster.kubectl("create", "namespace", namespace)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -7,6 +7,8 @@ import json
 from support.k8s import get_json, wait_for
 from support.manifests import KEDA_CRD, tiny_template
 
+from devtools.localcluster.cluster import wait_established
+
 TEMPLATE = tiny_template("scale-to-zero", minWorkers=0, maxWorkers=5, perWorker=4)
 
 
@@ -27,9 +29,7 @@ def test_scale_to_zero_follows_keda_being_installed(cluster, operator, namespace
 
     cluster.kubectl("apply", "-f", "-", input=json.dumps(KEDA_CRD))
     try:
-        cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh"
-        )
+        wait_established(cluster, "scaledobjects.keda.sh", timeout=30)
         so = wait_for(
             lambda: get_json(cluster, "scaledobjects", "-n", namespace)["items"],
             what="a ScaledObject",

@@ -20,6 +20,8 @@ import pytest
 import yaml
 from integration._helpers_deploy import service_account_kubeconfig
 
+from devtools.localcluster.cluster import wait_established
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,8 +111,7 @@ def deployed(cluster, image, tmp_path_factory):
     """deploy/ applied (its in-cluster replicas scaled to 0: kwok runs no containers), then the
     operator and the gateway as containers of the image, each with its ServiceAccount's token."""
     cluster.kubectl("apply", "--server-side", "-k", str(DEPLOY))
-    for crd in ("modeltemplates.launch.modelops.dev", "clusterkopfpeerings.kopf.dev"):
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+    wait_established(cluster, "modeltemplates.launch.modelops.dev", "clusterkopfpeerings.kopf.dev")
     cluster.kubectl(
         "scale",
         "deployment/modeltemplate-operator",
