@@ -239,10 +239,17 @@ def test_flux_waits_for_every_template_to_be_ready(cluster, kustomize_controller
     operator.log_path.unlink(missing_ok=True)
     operator.start()
     try:
+        # Ready and the applied revision may reach the status in separate writes of the
+        # kustomize-controller (once seen: Ready=True without lastAppliedRevision yet).
         done = wait_for(
-            lambda: k if _ready(k := flux()).get("status") == "True" else None,
+            lambda: (
+                k
+                if _ready(k := flux()).get("status") == "True"
+                and k["status"].get("lastAppliedRevision")
+                else None
+            ),
             timeout=180,
-            what="the Kustomization to be Ready",
+            what="the Kustomization to be Ready with its revision applied",
         )
         became_ready = _ready(done)["lastTransitionTime"]
         templates = {
