@@ -34,15 +34,16 @@ ROLES = {"editor": "modeltemplate-editor", "reader": "modeltemplate-viewer"}
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster, crd_installed, operator, tmp_path_factory):
-    """The gateway process, authenticated as deploy/'s gateway ServiceAccount only."""
+def gateway(cluster, crd_installed, operator, tmp_path_factory, request):
+    """The gateway process, authenticated as deploy/'s gateway ServiceAccount only; a log per
+    test module (modules importing this fixture may run at once, in parallel processes)."""
     for name in ("namespace.yaml", "gateway-rbac.yaml", "user-roles.yaml"):
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "deploy" / "base" / name))
     work = tmp_path_factory.mktemp("gateway")
     kubeconfig = service_account_kubeconfig(
         cluster, work / "kubeconfig", service_account=GATEWAY_SA, namespace=GATEWAY_NS
     )
-    log = REPO / "test-artifacts" / "gateway.log"
+    log = REPO / "test-artifacts" / f"gateway-{request.module.__name__.rsplit('.', 1)[-1]}.log"
     log.unlink(missing_ok=True)
     proc = GatewayProcess(kubeconfig, log, f"--access-ttl={ACCESS_TTL}").start()
     try:
@@ -325,7 +326,9 @@ def test_gateway_runs_on_its_own_service_account_alone(cluster, gateway):
                 resource,
                 verb,
             )
-    log = gateway.log()
+    # Each watch cache logs its first listing (read once the three are there: the gateway may be
+    # answering before its log has them).
+    log = gateway.wait_for_log(lambda text: text.count("watch cache: ") >= 3, timeout=30)
     # A status 403, not the digits of a port (the server's random port once began with them).
     refused = re.search(r"\b403\b", log) or "forbidden" in log.lower()
     assert "watch cache:" in log and not refused, log
