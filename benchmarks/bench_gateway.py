@@ -54,6 +54,7 @@ from support.procfs import rss_mb  # noqa: E402
 
 from devtools.endpoints import start_forwarder, start_standin, stop, wait_ready, write_addresses  # noqa: E402
 from devtools.localcluster import LocalCluster  # noqa: E402
+from devtools.localcluster.cluster import wait_established  # noqa: E402
 
 NAMESPACE = "bench"
 LIMIT = 100
@@ -128,7 +129,7 @@ def setup(cluster: LocalCluster, n: int, work: Path) -> tuple[GatewayProcess, st
         )
     ]
     cluster.kubectl("apply", "--server-side", *[f"-f={f}" for f in files])
-    cluster.wait_crds_established()
+    wait_established(cluster)
     cluster.kubectl("create", "namespace", NAMESPACE)
     for start in range(0, n, 250):
         items = [tiny_template(f"t-{i:04d}") for i in range(start, min(n, start + 250))]

@@ -72,6 +72,7 @@ from support.manifests import tiny_template  # noqa: E402
 from support.operator import OperatorProcess  # noqa: E402
 
 from devtools.localcluster import LocalCluster  # noqa: E402
+from devtools.localcluster.cluster import wait_established  # noqa: E402
 from modeltemplate_operator.api import kinds  # noqa: E402
 from modeltemplate_operator.api.validation import parse_manifest  # noqa: E402
 from modeltemplate_operator.controller.cluster import KubeCluster  # noqa: E402
@@ -796,7 +797,7 @@ def main() -> int:
         cluster.up()
         crds = sorted(f for f in (REPO / "crds").glob("*.yaml") if f.name != "kustomization.yaml")
         cluster.kubectl("apply", "--server-side", *[f"-f={f}" for f in crds + PREREQS])
-        cluster.wait_crds_established()
+        wait_established(cluster)
         api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
         api.configuration.connection_pool_maxsize = THREADS
         points = []

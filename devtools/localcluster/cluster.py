@@ -365,10 +365,6 @@ class LocalCluster:
             timeout=timeout,
         )
 
-    def wait_crds_established(self, timeout: float = 60) -> None:
-        """Until every CRD is Established (:func:`wait_established`)."""
-        wait_established(self, timeout=timeout)
-
     # -- internals -----------------------------------------------------------
     def _start(self, name: str, args: list[str]) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child

@@ -23,7 +23,14 @@ import yaml
 from devtools import endpoints
 
 from . import async_demo
-from .cluster import REPO_ROOT, ClusterError, LocalCluster, spawn_module, stop_process
+from .cluster import (
+    REPO_ROOT,
+    ClusterError,
+    LocalCluster,
+    spawn_module,
+    stop_process,
+    wait_established,
+)
 
 NAMESPACE = "modeltemplate-demo"
 SAMPLES = REPO_ROOT / "deploy" / "samples"
@@ -42,7 +49,7 @@ def install_crds(cluster: LocalCluster) -> None:
     cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", *[f"-f={f}" for f in crds + CLUSTER_FILES]
     )
-    cluster.wait_crds_established()
+    wait_established(cluster)
 
 
 def _start(cluster: LocalCluster, pid_file: Path, log_name: str, *args: str) -> int:

@@ -19,7 +19,7 @@ import scale_gp
 from _helpers_deploy import service_account_kubeconfig
 from scale_gp import SGPClient
 from support.gateway import READ_ONLY, GatewayProcess, create_body, seed_examples
-from support.k8s import get_json, wait_for
+from support.k8s import audit_events, get_json, wait_for
 from support.manifests import tiny_template
 
 from modeltemplate_operator.api.convert import manifest_to_sgp
@@ -113,11 +113,9 @@ def _ready(cluster, namespace: str, name: str) -> None:
 def _writes_to(cluster, name: str) -> list[dict]:
     """Audit log entries of writes to the ModelTemplate ``name`` (the local control plane
     logs every write)."""
-    log = Path(cluster.audit_log)
-    events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     return [
         e
-        for e in events
+        for e in audit_events(cluster.audit_log)
         if (e.get("objectRef") or {}).get("resource") == "modeltemplates"
         and e["objectRef"].get("name") == name
     ]

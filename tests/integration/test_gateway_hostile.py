@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support import tables
+from support.k8s import audit_events
 from support.procfs import rss_mb
 from test_gateway import ACCESS_TTL, Account, _tiny, gateway  # noqa: F401 - the fixture
 
@@ -354,13 +355,9 @@ def raw_exchange(gw, head: str, within: float = 30) -> str:
 
 
 def reviews_since(cluster, offset: int, user: str) -> int:
-    with cluster.audit_log.open("rb") as f:
-        f.seek(offset)
-        lines = f.read().decode(errors="replace").splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
     return sum(
         1
-        for e in events
+        for e in audit_events(cluster.audit_log, offset)
         if e.get("stage") == "ResponseComplete"
         and e.get("user", {}).get("username") == user
         and e.get("objectRef", {}).get("resource")

@@ -4,12 +4,10 @@ created through the same client, written and read with the caller's token."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import scale_gp
 from scale_gp import SGPClient
-from support.k8s import get_json
+from support.k8s import audit_events, get_json
 from test_gateway import Account, _tiny, _writes_to, gateway  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -65,7 +63,7 @@ def test_create_get_list_delete(cluster, gateway, account, template):  # noqa: F
     # The write reached the API server as the caller.
     writes = [
         e
-        for e in _audit(cluster)
+        for e in audit_events(cluster.audit_log)
         if (e.get("objectRef") or {}).get("resource") == "models"
         and e["objectRef"].get("name") == "llama-8b"
         and e["verb"] == "create"
@@ -193,8 +191,3 @@ def test_conflict_bad_key_and_other_account(cluster, gateway, account, template)
             other.client(gateway).models.list(account_id=account.name)
     finally:
         cluster.kubectl("delete", "namespace", other.name, "--wait=false", check=False)
-
-
-def _audit(cluster) -> list[dict]:
-    with open(cluster.audit_log) as fh:
-        return [json.loads(line) for line in fh if line.strip()]

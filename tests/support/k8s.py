@@ -50,16 +50,21 @@ def apply_list(cluster, namespace: str, items: list[dict]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
 
 
+def audit_events(audit_log: Path | str, offset: int = 0) -> list[dict]:
+    """The events of the local control plane's audit log (writes, access reviews) from byte
+    ``offset`` on."""
+    with Path(audit_log).open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def operator_writes(audit_log: Path, offset: int, namespace: str | None = None) -> list[dict]:
     """The operator's requests in the API server's audit log (which records writes only) from
     byte ``offset`` on; with ``namespace``, those to objects of that namespace."""
-    with audit_log.open("rb") as f:
-        f.seek(offset)
-        lines = f.read().decode().splitlines()
-    events = [json.loads(line) for line in lines if line.strip()]
     return [
         e
-        for e in events
+        for e in audit_events(audit_log, offset)
         if e.get("userAgent", "").startswith(OPERATOR_AGENTS)
         and (namespace is None or (e.get("objectRef") or {}).get("namespace") == namespace)
     ]
