@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.join(ROOT, "operator"))
 import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from devtools.redisserver import RedisServer, free_port  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.redisserver import RedisServer  # noqa: E402
 from modeltemplate_operator.tasks import protocol as t  # noqa: E402
 from modeltemplate_operator.tasks import queue as taskqueue  # noqa: E402
 

@@ -30,6 +30,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # devtools/
+
+from devtools.ports import free_ports  # noqa: E402
+
 UPSTREAM_DELAY = 0.020
 PREDICT_BODY = json.dumps(
     {"prompt": "Tell me about GPUs", "model_request_parameters": {"max_tokens": 16}}
@@ -312,12 +316,6 @@ def _pct(values: list[float], p: float) -> float:
 # ------------------------------------------------------------------------------------------
 # orchestration
 # ------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port: int, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -385,7 +383,7 @@ def main() -> int:
     rounds = 1 if args.quick else args.rounds
     sse_rounds = 1 if args.quick else 2
 
-    up_port, fw_port = _free_port(), _free_port()
+    up_port, fw_port = free_ports(2)
     procs: list[subprocess.Popen] = []
     try:
         upstream = subprocess.Popen(

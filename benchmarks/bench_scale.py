@@ -47,7 +47,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -73,6 +72,7 @@ from support.operator import OperatorProcess  # noqa: E402
 
 from devtools.localcluster import LocalCluster  # noqa: E402
 from devtools.localcluster.cluster import wait_established  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
 from modeltemplate_operator.api import kinds  # noqa: E402
 from modeltemplate_operator.api.validation import parse_manifest  # noqa: E402
 from modeltemplate_operator.controller.cluster import KubeCluster  # noqa: E402
@@ -240,12 +240,6 @@ def proc_status(pid: int, field_name: str) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

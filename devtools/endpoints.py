@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from devtools.redisserver import free_port
+from devtools.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 FORWARDER = "http-forwarder"

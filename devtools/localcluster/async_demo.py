@@ -9,7 +9,8 @@ import json
 import time
 import urllib.request
 
-from devtools.redisserver import RedisServer, free_port
+from devtools.ports import free_port
+from devtools.redisserver import RedisServer
 from modeltemplate_operator.tasks import protocol as tasks
 
 from .cluster import ClusterError, LocalCluster, pid_alive, spawn_module

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from devtools.ports import free_ports
 
 from .nodes import load_node_manifests
 from .pki import CertificateAuthority, write_service_account_keys
@@ -42,12 +43,6 @@ def find_bin_dir() -> Path:
         [str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
     ).stdout.strip()
     return Path(out.splitlines()[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_process(pid: int, timeout: float = 15) -> None:
@@ -260,17 +255,8 @@ class LocalCluster:
         self.bin_dir = self.bin_dir or find_bin_dir()
         for d in ("pki", "data", "logs"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        self.ports = {
-            name: _free_port()
-            for name in (
-                "etcd",
-                "etcd_peer",
-                "apiserver",
-                "controller_manager",
-                "scheduler",
-                "kwok",
-            )
-        }
+        names = ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok")
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self._write_pki()
         try:
             self._start_components(deadline, only_dead=False)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 import time
 
@@ -14,13 +13,8 @@ import aiohttp
 from aiohttp import web
 from support.procfs import rss_mb  # noqa: F401 - the tests import it from here
 
+from devtools.ports import free_port
 from modeltemplate_operator.forwarder import Forwarder, parse_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(coro, timeout: float = 30.0):

@@ -18,7 +18,8 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
-from devtools.redisserver import RedisServer, free_port
+from devtools.ports import free_port
+from devtools.redisserver import RedisServer
 from modeltemplate_operator.tasks import protocol as t
 from modeltemplate_operator.tasks import queue as taskqueue
 

@@ -6,7 +6,9 @@ import asyncio
 
 import aiohttp
 import pytest
-from forwarder_testkit import Upstream, base, free_port, run, stack
+from forwarder_testkit import Upstream, base, run, stack
+
+from devtools.ports import free_port
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from forwarder_testkit import free_port, run
+from forwarder_testkit import run
 
 from devtools.endpoints import start_standin, stop, wait_http
+from devtools.ports import free_port
 from modeltemplate_operator.api.parameters import ParameterSchema
 from modeltemplate_operator.serving import Call, EndpointClient, ServingError, Target, serve
 

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -31,6 +30,7 @@ from support.operator import OperatorProcess
 from support.tools import tool
 
 from devtools.localcluster.cluster import wait_established
+from devtools.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "deploy" / "samples").glob("*.yaml"))
@@ -41,12 +41,6 @@ FLUX_NS = f"flux-{RUN}"
 TARGET_NS = f"flux-samples-{RUN}"
 STALLED_NS = f"flux-stalled-{RUN}"
 ASYNC_SAMPLE = "whisper-large-v3-async"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tarball() -> bytes:
@@ -97,7 +91,7 @@ def kustomize_controller(cluster, cluster_prereqs):
         [
             str(binary),
             "--metrics-addr=0",
-            f"--health-addr=127.0.0.1:{_free_port()}",
+            f"--health-addr=127.0.0.1:{free_port()}",
             "--feature-gates=ExternalArtifact=true",
             "--no-remote-bases=true",
             "--concurrent=2",

@@ -21,7 +21,8 @@ from support.manifests import tiny_template
 from support.operator import OperatorProcess
 from test_gateway import GATEWAY_NS, GATEWAY_SA, Account
 
-from devtools.redisserver import RedisServer, free_port
+from devtools.ports import free_port
+from devtools.redisserver import RedisServer
 from modeltemplate_operator.limits import MAX_DECODED_BODY_BYTES, MAX_TASK_PAYLOAD_BYTES
 from modeltemplate_operator.tasks import protocol as tasks
 

@@ -13,11 +13,11 @@ import time
 import urllib.request
 
 import pytest
-from support.gateway import free_port
 from support.k8s import apply_list
 from support.manifests import tiny_template
 
 from devtools.localcluster.pki import CertificateAuthority
+from devtools.ports import free_port
 from modeltemplate_operator.admission import PATH
 
 pytestmark = pytest.mark.integration

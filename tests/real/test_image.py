@@ -10,7 +10,6 @@ registry is reachable), so this suite needs root, podman and runc (the script in
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ import yaml
 from integration._helpers_deploy import service_account_kubeconfig
 
 from devtools.localcluster.cluster import wait_established
+from devtools.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +100,6 @@ def _readable(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def deployed(cluster, image, tmp_path_factory):
     """deploy/ applied (its in-cluster replicas scaled to 0: kwok runs no containers), then the
@@ -140,9 +134,9 @@ def deployed(cluster, image, tmp_path_factory):
         "modeltemplate-operator",
         {operator_kc: "/etc/mt/kubeconfig", config: "/etc/mt/config.yaml"},
         {"KUBECONFIG": "/etc/mt/kubeconfig", "MODELTEMPLATE_CONFIG_FILE": "/etc/mt/config.yaml"},
-        f"--liveness=http://127.0.0.1:{_free_port()}/healthz",
+        f"--liveness=http://127.0.0.1:{free_port()}/healthz",
     )
-    port = _free_port()
+    port = free_port()
     gateway = Container(
         "mt-gateway",
         image,

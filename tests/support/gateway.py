@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devtools.ports import free_port
 from support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,12 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "tests" / "data" / "sgp" / "model-templates-examples.json"
 #: Fields of an SGP template the server sets (not accepted by the client's create call).
 READ_ONLY = ("id", "created_at", "account_id", "created_by_user_id", "created_by_identity_type")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class GatewayProcess(OperatorProcess):
