@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from support.k8s import get_json, wait_for
+from support.k8s import apply_quota, get_json, wait_for
 from support.manifests import tiny_template
 from support.operator import OperatorProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namespace):
-    replicas = {
-        prio: OperatorProcess(
-            Path(cluster.kubeconfig),
-            ARTIFACTS / f"operator-peer-{prio}.log",
-            "--verbose",
-            env={"MODELTEMPLATE_PEERING_PRIORITY": str(prio)},
-        )
-        for prio in (100, 200)
-    }
+def _replicas(cluster, *priorities: int) -> dict[int, OperatorProcess]:
+    """Operator replicas with peering, each of a pinned priority (not started), over an empty
+    peering object and every kind served."""
     # Peers registered by earlier runs (their entries live on until they expire) would outrank
-    # both replicas; start from an empty peering object, as a fresh install does.
+    # the replicas; start from an empty peering object, as a fresh install does.
     cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
     # Every kind served before the replicas start: a list the API server refuses while a CRD's
     # storage (re)initializes is retried, and Kopf dispatches what it lists even when that lands
@@ -37,8 +31,21 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
         ),
         what="the CRDs served",
     )
+    replicas = {}
+    for prio in priorities:
+        replicas[prio] = OperatorProcess(
+            Path(cluster.kubeconfig),
+            ARTIFACTS / f"operator-peer-{prio}.log",
+            "--verbose",
+            env={"MODELTEMPLATE_PEERING_PRIORITY": str(prio)},
+        )
+        replicas[prio].log_path.unlink(missing_ok=True)
+    return replicas
+
+
+def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namespace):
+    replicas = _replicas(cluster, 100, 200)
     for proc in replicas.values():
-        proc.log_path.unlink(missing_ok=True)
         proc.start()
     try:
         low, high = replicas[100], replicas[200]
@@ -78,4 +85,34 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
         )
     finally:
         for proc in replicas.values():
+            proc.stop()
+
+
+def test_a_paused_replica_writes_nothing_until_it_resumes(cluster, cluster_prereqs, namespace):
+    """A replica retrying a refused template is paused by a replica of higher priority: its
+    retry comes due while paused and waits; once the other leaves, it resumes and retries."""
+    apply_quota(cluster, namespace, "no-deployments", {"count/deployments.apps": "0"})
+    low, high = _replicas(cluster, 100, 200).values()
+    retried = f"reconcile of ModelTemplate {namespace}/refused again in"
+    try:
+        low.start()
+        low.wait_for_log(lambda log: "Resuming operations" in log, timeout=60)
+        cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("refused"))
+        )
+        low.wait_for_log(lambda log: f"{retried} 10 s" in log)  # refused: again in 10 s
+        high.start()
+        pausing = "Pausing operations in favour of"
+        low.wait_for_log(lambda log: pausing in log)
+        high.wait_for_log(lambda log: retried in log)  # the other replica has the template
+        time.sleep(12)  # the low replica's retry came due meanwhile
+        since_pause = low.log().split(pausing, 1)[1]
+        assert "reconcile of " not in since_pause and "reconciled " not in since_pause
+
+        high.stop()
+        fresh = "caches listed again after the pause"
+        low.wait_for_log(lambda log: fresh in log.split(pausing, 1)[1], timeout=90)
+        low.wait_for_log(lambda log: retried in log.split(fresh, 1)[1])  # the key it held
+    finally:
+        for proc in (low, high):
             proc.stop()

@@ -21,6 +21,7 @@ KOPF_TOGGLE_SET = aiotoggles.ToggleSet
 def test_kopf_still_has_the_places_adapted():
     """Kopf has no setting for any of them: an upgrade that moves these places fails here."""
     from kopf._cogs.clients import api, fetching, watching
+    from kopf._core.engines import daemons
     from kopf._core.reactor import orchestration, running
 
     assert "api.get(" in inspect.getsource(fetching)
@@ -29,18 +30,28 @@ def test_kopf_still_has_the_places_adapted():
     assert "aiotoggles.ToggleSet(all)" in inspect.getsource(orchestration)
     assert "aiotoggles.ToggleSet(any)" in inspect.getsource(running)
     assert "stream = continuous_watch(" in inspect.getsource(watching.infinite_watch)
-    kopf_watch = watching.continuous_watch
+    assert "yield Bookmark.LISTED" in inspect.getsource(watching.continuous_watch)
+    assert "operator_paused=operator_paused" in _call_of("daemons.daemon_killer(", running)
+    kopf_watch, kopf_killer = watching.continuous_watch, daemons.daemon_killer
     try:
         kopfadapt.install()
         kopfadapt.install()  # idempotent
         assert api.get._decodes_safely
         assert api.json.loads is decoding.loads
         assert aiotoggles.ToggleSet is kopfadapt.CountingToggleSet
-        assert watching.continuous_watch._tolerates_gone
-        assert watching.continuous_watch is kopfadapt.tolerating_gone(watching.continuous_watch)
+        assert watching.continuous_watch._adapted
+        assert watching.continuous_watch is kopfadapt.adapted_watch(watching.continuous_watch)
+        assert daemons.daemon_killer is kopfadapt.tracking_pauses(daemons.daemon_killer)
     finally:
         aiotoggles.ToggleSet = KOPF_TOGGLE_SET
-        watching.continuous_watch = kopf_watch
+        watching.continuous_watch, daemons.daemon_killer = kopf_watch, kopf_killer
+
+
+def _call_of(call: str, module) -> str:
+    """The text of the first call ``call...)`` in ``module``'s source."""
+    source = inspect.getsource(module)
+    start = source.index(call)
+    return source[start : source.index(")))", start)]
 
 
 def _gone_after(events: list, error: Exception):
@@ -87,7 +98,7 @@ def test_a_watch_of_a_resource_gone_ends_its_stream_not_the_operator(monkeypatch
         _watch_twice(monkeypatch, kopf_watch)
 
     kopf_watch, calls = _gone_after([{"type": "ADDED"}], _not_found())
-    events = _watch_twice(monkeypatch, kopfadapt.tolerating_gone(kopf_watch))
+    events = _watch_twice(monkeypatch, kopfadapt.adapted_watch(kopf_watch))
     assert events == [{"type": "ADDED"}] * 2 and len(calls) == 2
 
 
@@ -96,7 +107,7 @@ def test_other_watch_errors_still_reach_kopf(monkeypatch):
         [], kopf_errors.APIForbiddenError("forbidden", status=403, headers={})
     )
     with pytest.raises(kopf_errors.APIForbiddenError):
-        _watch_twice(monkeypatch, kopfadapt.tolerating_gone(kopf_watch))
+        _watch_twice(monkeypatch, kopfadapt.adapted_watch(kopf_watch))
 
 
 async def _script(toggle_set) -> list[bool]:
@@ -178,3 +189,130 @@ def test_a_restart_wakes_the_waiters_once_not_once_per_object():
     print(f"{n} objects: predicate checks Kopf {kopf_checks}, counting {counting_checks}")
     assert counting_checks <= 5 * n  # its own bookkeeping included
     assert kopf_checks >= n * n
+
+
+def test_the_pause_flag_reaches_the_activity_as_kopf_starts_its_daemon_killer():
+    """``spawn_tasks`` builds the killer's coroutine with the flag: the activity has it then,
+    before any startup handler runs."""
+    from kopf._core.engines import daemons
+
+    async def run():
+        activity, kopf_activity = kopfadapt.Activity(), kopfadapt.ACTIVITY
+        kopfadapt.ACTIVITY = activity
+        try:
+            paused = kopfadapt.CountingToggleSet(any)
+            killer = kopfadapt.tracking_pauses(daemons.daemon_killer)
+            coro = killer(settings=kopf.OperatorSettings(), memories=None, operator_paused=paused)
+            assert activity.paused is paused and activity.is_active()
+            conflict = await paused.make_toggle(True, name="a peer of higher priority")
+            assert not activity.is_active()
+            await conflict.turn_to(False)
+            assert activity.is_active()
+            coro.close()  # never started
+        finally:
+            kopfadapt.ACTIVITY = kopf_activity
+
+    asyncio.run(run())
+
+
+def test_after_a_pause_the_activity_waits_for_every_watch_the_pause_closed_to_list_again(
+    monkeypatch,
+):
+    """Kopf's own ``infinite_watch`` and pause: a watch lists and streams; the pause closes it
+    (stale); on resume the replica is not active until that watch has listed again."""
+    from kopf._cogs.clients import watching
+
+    activity = kopfadapt.Activity()
+    monkeypatch.setattr(kopfadapt, "ACTIVITY", activity)
+    monkeypatch.setattr(watching, "continuous_watch", kopfadapt.adapted_watch(_listing_watch))
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0
+    resource = Resource(group="", version="v1", plural="pods")
+
+    async def run():
+        paused = kopfadapt.CountingToggleSet(any)
+        activity.paused = paused
+        conflict = await paused.make_toggle(False, name="peering")
+        lists = _LISTS.setdefault(resource, [])
+        stream = watching.infinite_watch(
+            settings=settings, resource=resource, namespace=None, operator_paused=paused
+        )
+        consumer = asyncio.create_task(_drain(stream))
+        await _until(lambda: len(lists) == 1)
+        lists[0].set()  # the first listing is done
+        await _until(activity.is_active)
+
+        await conflict.turn_to(True)  # peering pauses the replica: its watch closes
+        await _until(lambda: (resource, None) in activity.stale)
+        waiter = asyncio.create_task(activity.wait())
+        await conflict.turn_to(False)  # resumed: the watch lists again
+        await _until(lambda: len(lists) == 2)
+        await asyncio.sleep(0.05)
+        assert not waiter.done() and not activity.is_active()  # the caches are still stale
+        lists[1].set()
+        await asyncio.wait_for(waiter, 1)
+        assert activity.is_active()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def test_a_watch_whose_crd_went_during_the_pause_leaves_nothing_to_wait_for(monkeypatch):
+    """KEDA's CRD deleted while the replica was paused: its watch answers 404 after the resume
+    and lists nothing again; the replica does not wait for it."""
+    from kopf._cogs.clients import watching
+
+    activity = kopfadapt.Activity()
+    monkeypatch.setattr(kopfadapt, "ACTIVITY", activity)
+    monkeypatch.setattr(kopfadapt, "GONE_PAUSE", 0)
+    resource = Resource(group="keda.sh", version="v1alpha1", plural="scaledobjects")
+
+    async def closed_by_the_pause(**_):
+        yield watching.Bookmark.LISTED
+
+    async def run():
+        activity.paused = kopfadapt.CountingToggleSet(any)
+        conflict = await activity.paused.make_toggle(True, name="peering")
+        async for _ in kopfadapt.adapted_watch(closed_by_the_pause)(
+            resource=resource, namespace=None
+        ):
+            pass
+        await conflict.turn_to(False)
+        assert not activity.is_active()  # stale until it lists again
+        gone, _ = _gone_after([], _not_found())
+        async for _ in kopfadapt.adapted_watch(gone)(resource=resource, namespace=None):
+            pass
+        assert activity.is_active()
+
+    asyncio.run(run())
+
+
+#: The listings of ``_listing_watch``: an event per call, set to let that listing finish.
+_LISTS: dict = {}
+
+
+async def _listing_watch(*, resource, operator_pause_waiter, **_):
+    """A stand-in for Kopf's ``continuous_watch``: a listing (finished when the test says so),
+    then a stream that ends when the operator pauses."""
+    from kopf._cogs.clients import watching
+
+    done = asyncio.Event()
+    _LISTS[resource].append(done)
+    await done.wait()
+    yield {"type": None, "object": {"metadata": {"name": "p"}}}
+    yield watching.Bookmark.LISTED
+    await operator_pause_waiter
+
+
+async def _drain(stream) -> None:
+    async for _ in stream:
+        pass
+
+
+async def _until(predicate, timeout: float = 2.0) -> None:
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -342,3 +342,38 @@ def test_a_recount_asked_for_while_the_template_is_being_reconciled_is_not_lost(
         return len(runtime.queue)
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_paused_replica_holds_the_keys_it_has_and_reconciles_them_once_active():
+    """Peering paused this replica (a retry came due meanwhile): its worker reconciles nothing
+    until the replica is active again, then the key it held."""
+    from modeltemplate_operator.controller.kopfadapt import Activity, CountingToggleSet
+
+    async def run():
+        activity = Activity()
+        activity.paused = CountingToggleSet(any)
+        conflict = await activity.paused.make_toggle(True, name="a peer of higher priority")
+        reconciler = Scripted([OK])
+        runtime = Runtime(reconciler, workers=1, indices=indices_over(*CACHE), activity=activity)
+        try:
+            runtime.queue.add((T, NS, "vllm"))
+            await asyncio.sleep(0.2)
+            assert reconciler.reconciled == [] and runtime.queue.is_active((T, NS, "vllm"))
+            assert _active_gauge() == 0.0
+            await conflict.turn_to(False)
+            assert _active_gauge() == 1.0
+            for _ in range(200):
+                if reconciler.reconciled:
+                    break
+                await asyncio.sleep(0.01)
+            assert reconciler.reconciled == [(T, NS, "vllm")]
+        finally:
+            runtime.stop()
+
+    asyncio.run(run())
+
+
+def _active_gauge() -> float | None:
+    from modeltemplate_operator.controller import metrics
+
+    return metrics.REGISTRY.get_sample_value("modeltemplate_operator_active")

@@ -22,6 +22,7 @@ import kopf
 
 from ..api import kinds
 from ..api.kinds import INSTANCE_LABEL, MANAGED, MANAGED_BY, MANAGED_BY_LABEL
+from . import kopfadapt
 from .caches import cached
 from .cluster import KubeCluster
 from .reconciler import Reconciler
@@ -63,6 +64,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         Reconciler(KubeCluster(api), config, keda_installed=keda),
         config.workers,
         rollout_limit=config.model_rollout_max_unavailable,
+        activity=kopfadapt.ACTIVITY,
     )
     log.info("configuration: %s", config)
 

@@ -1,4 +1,4 @@
-"""The three places where Kopf's own machinery was the limit, adapted at their root.
+"""The four places where Kopf's own machinery was the limit, adapted at their root.
 
 Kopf stays the operator's framework (startup, peering, probes, watches, indices, handlers); it
 has no setting for any of these, so :func:`install` replaces one small piece of each, before
@@ -24,8 +24,17 @@ Kopf upgrade that moves them fails a test rather than an operator.
    Kopf's resource observer stops the watcher of a resource when it sees its CRD go, but the
    watcher's own next list or watch request can get there first; its 404 then ends the whole
    operator (``Multidimensional multitasker has failed: 404 page not found``; seen when KEDA's
-   CRD was deleted). :func:`tolerating_gone` ends that one stream instead, after a pause: the
+   CRD was deleted). :func:`adapted_watch` ends that one stream instead, after a pause: the
    observer stops the watcher, or, if the CRD is back, Kopf's loop watches again.
+
+4. **The pause of a standby replica** (``kopf._core.engines.daemons.daemon_killer``, the one
+   task Kopf hands its ``operator_paused`` flag to besides its watchers): when peering pauses a
+   replica, Kopf closes its watches and stops its daemons, but the runtime's workers are not
+   Kopf's: a paused replica went on reconciling what its queue held (retries after a refusal,
+   settling owners), from caches no longer watched, beside the replica that took over.
+   :data:`ACTIVITY` takes the flag from there, and learns from the watch streams which caches
+   the pause left behind; the workers take no key until the replica is active and every one of
+   those has listed again.
 
 Besides, one logging setting Kopf lacks: :class:`PerEventAtDebug` moves the lines Kopf writes
 at INFO for every watch event of every object ("Handler 'modeltemplates_event' succeeded.",
@@ -42,9 +51,11 @@ import logging
 import re
 import types
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import errors as kopf_errors
+from kopf._cogs.clients import watching
 
 from .. import decoding
 
@@ -114,31 +125,103 @@ GONE_PAUSE = 1.0
 log = logging.getLogger(__name__)
 
 
-def tolerating_gone(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
+class Activity:
+    """Whether this replica may act: Kopf has not paused it (peering), and every watch the
+    pause closed has listed again since, so the caches are as fresh as the new leader's.
+
+    Without Kopf's flag (before the operator starts, or in tests) it is always active.
+    """
+
+    def __init__(self) -> None:
+        self.paused: aiotoggles.ToggleSet | None = None
+        #: Watch streams, ``(resource, namespace)``, the pause ended, not listed again yet.
+        self.stale: set[Any] = set()
+        self._fresh = asyncio.Event()
+        self._fresh.set()
+
+    def is_active(self) -> bool:
+        return not self._is_paused() and not self.stale
+
+    def _is_paused(self) -> bool:
+        return self.paused is not None and self.paused.is_on()
+
+    async def wait(self) -> None:
+        """Return once the replica is active (at once when it is)."""
+        while not self.is_active():
+            if self._is_paused():
+                await self.paused.wait_for(False)  # type: ignore[union-attr]
+            else:
+                await self._fresh.wait()
+
+    def stream_ended(self, stream: Any) -> None:
+        """A watch ``stream`` ended by itself: by a pause, or to reconnect."""
+        if self._is_paused():
+            self.stale.add(stream)
+            self._fresh.clear()
+
+    def listed(self, stream: Any) -> None:
+        """``stream`` listed afresh (or is no longer watched: nothing of it to wait for)."""
+        self.stale.discard(stream)
+        if not self.stale and not self._fresh.is_set():
+            log.info("caches listed again after the pause: resuming the work queue")
+            self._fresh.set()
+
+
+#: The operator's one :class:`Activity` (Kopf runs one operator per process).
+ACTIVITY = Activity()
+
+
+def tracking_pauses(daemon_killer: Callable[..., Any]) -> Callable[..., Any]:
+    """Kopf's ``daemon_killer``, which also hands Kopf's pause flag to :data:`ACTIVITY`."""
+    if getattr(daemon_killer, "_tracks_pauses", False):
+        return daemon_killer
+
+    def killer(*, operator_paused: aiotoggles.ToggleSet, **kwargs: Any) -> Any:
+        ACTIVITY.paused = operator_paused
+        return daemon_killer(operator_paused=operator_paused, **kwargs)
+
+    killer._tracks_pauses = True  # type: ignore[attr-defined]
+    return killer
+
+
+def adapted_watch(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
     """Kopf's ``continuous_watch``, whose stream ends (after :data:`GONE_PAUSE`) rather than
-    fails when the API server no longer serves the resource."""
-    if getattr(continuous_watch, "_tolerates_gone", False):
+    fails when the API server no longer serves the resource, and which tells :data:`ACTIVITY`
+    when its listing is done and when it ends."""
+    if getattr(continuous_watch, "_adapted", False):
         return continuous_watch
 
-    async def watch(*, resource, **kwargs) -> AsyncIterator:
+    async def watch(*, resource, namespace, **kwargs) -> AsyncIterator:
+        stream = (resource, namespace)
         try:
-            async for event in continuous_watch(resource=resource, **kwargs):
+            async for event in continuous_watch(resource=resource, namespace=namespace, **kwargs):
+                if event is watching.Bookmark.LISTED:
+                    ACTIVITY.listed(stream)
                 yield event
         except kopf_errors.APINotFoundError:
+            ACTIVITY.listed(stream)  # nothing served: nothing stale
             log.debug("%s is no longer served (its CRD deleted?); watching again later", resource)
             await asyncio.sleep(GONE_PAUSE)
+        except BaseException:  # its watcher stopped (CRD deleted, operator exiting) or failed
+            ACTIVITY.listed(stream)
+            raise
+        else:
+            ACTIVITY.stream_ended(stream)
 
-    watch._tolerates_gone = True  # type: ignore[attr-defined]
+    watch._adapted = True  # type: ignore[attr-defined]
     return watch
 
 
 def install() -> None:
-    """The three adaptations; idempotent, called once before ``kopf.operator`` runs."""
-    from kopf._cogs.clients import api, watching
+    """The four adaptations; idempotent, called once before ``kopf.operator`` runs."""
+    from kopf._cogs.clients import api
+    from kopf._core.engines import daemons
 
     aiotoggles.ToggleSet = CountingToggleSet  # looked up when the operator builds its sets
     # ``infinite_watch`` looks ``continuous_watch`` up in its module at every (re)connection.
-    watching.continuous_watch = tolerating_gone(watching.continuous_watch)
+    watching.continuous_watch = adapted_watch(watching.continuous_watch)
+    # ``spawn_tasks`` looks ``daemon_killer`` up in its module when it starts the operator.
+    daemons.daemon_killer = tracking_pauses(daemons.daemon_killer)
     if getattr(api.get, "_decodes_safely", False):
         return
 

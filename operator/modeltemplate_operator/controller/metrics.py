@@ -92,6 +92,11 @@ QUEUE_WAIT = Histogram(
     buckets=WAIT_BUCKETS,
     registry=REGISTRY,
 )
+ACTIVE = Gauge(
+    PREFIX + "active",
+    "1 while this replica acts (peering chose it, its caches are fresh); 0 while it stands by.",
+    registry=REGISTRY,
+)
 RETRIES_PENDING = Gauge(
     PREFIX + "retries_pending", "Keys waiting for their retry backoff to end.", registry=REGISTRY
 )

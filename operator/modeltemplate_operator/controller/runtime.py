@@ -13,7 +13,9 @@ Both are the same mechanism, the queue's per-key backoff; an event in between re
 
 Leader election stays with Kopf peering: the non-active replicas pause their watches and
 handlers as a whole, which a ``coordination.k8s.io`` Lease would have us re-implement around
-Kopf's own watch loop; the peering object is created here when missing.
+Kopf's own watch loop; the peering object is created here when missing. The workers follow the
+same pause (:class:`~.kopfadapt.Activity`): a key taken is held until the replica is active and
+its caches listed again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..observed import Observed, deployment_behind
 from ..plan import rollout
 from . import allocator, metrics
 from .caches import Seen, cached
+from .kopfadapt import Activity
 from .kube import is_transient, request
 from .reconciler import Reconciler, Related
 from .workqueue import Backoff, WorkQueue
@@ -169,8 +172,12 @@ class Runtime:
         indices: dict[str, Any] | None = None,
         *,
         rollout_limit: int = 1,
+        activity: Activity | None = None,
     ):
         self.reconciler = reconciler
+        #: Whether this replica may act (peering); a worker holds the key it took until it may.
+        self.activity = activity or Activity()
+        metrics.ACTIVE.set_function(lambda: float(self.activity.is_active()))
         #: Models of one template moving at once, unless the template says otherwise.
         self.rollout_limit = rollout_limit
         self.queue = WorkQueue(on_wait=metrics.QUEUE_WAIT.observe)
@@ -311,6 +318,7 @@ class Runtime:
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
+            await self.activity.wait()  # a standby replica writes nothing
             await self.process(key)
 
     async def process(self, key: Key) -> Step:
