@@ -21,7 +21,8 @@ def _replicas(cluster, *priorities: int) -> dict[int, OperatorProcess]:
     cluster.kubectl("delete", "clusterkopfpeering", "modeltemplate-operator", "--ignore-not-found")
     # Every kind served before the replicas start: a list the API server refuses while a CRD's
     # storage (re)initializes is retried, and Kopf dispatches what it lists even when that lands
-    # after the replica paused (seen in a parallel run: the low replica reconciled one template).
+    # after the replica paused (its work queue holds it now; before, the low replica once
+    # reconciled a template so).
     wait_for(
         lambda: (
             cluster.kubectl(
