@@ -89,30 +89,41 @@ def test_only_the_highest_priority_replica_acts(cluster, cluster_prereqs, namesp
             proc.stop()
 
 
-def test_a_paused_replica_writes_nothing_until_it_resumes(cluster, cluster_prereqs, namespace):
-    """A replica retrying a refused template is paused by a replica of higher priority: its
-    retry comes due while paused and waits; once the other leaves, it resumes and retries."""
+def test_a_paused_replica_writes_nothing_and_resumes_where_the_leader_left(
+    cluster, cluster_prereqs, namespace
+):
+    """A replica retrying refused templates is paused by a replica of higher priority: its
+    retry comes due while paused and waits. One template is deleted meanwhile. Once the other
+    replica leaves, the first resumes: it learns of the deletion its watch missed, and retries
+    the template it held."""
     apply_quota(cluster, namespace, "no-deployments", {"count/deployments.apps": "0"})
     low, high = _replicas(cluster, 100, 200).values()
     retried = f"reconcile of ModelTemplate {namespace}/refused again in"
     try:
         low.start()
         low.wait_for_log(lambda log: "Resuming operations" in log, timeout=60)
-        cluster.kubectl(
-            "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template("refused"))
-        )
+        for name in ("refused", "gone"):
+            cluster.kubectl(
+                "apply", "-n", namespace, "-f", "-", input=json.dumps(tiny_template(name))
+            )
         low.wait_for_log(lambda log: f"{retried} 10 s" in log)  # refused: again in 10 s
+        low.wait_for_log(lambda log: f"ModelTemplate {namespace}/gone again in" in log)
         high.start()
         pausing = "Pausing operations in favour of"
         low.wait_for_log(lambda log: pausing in log)
         high.wait_for_log(lambda log: retried in log)  # the other replica has the template
-        time.sleep(12)  # the low replica's retry came due meanwhile
+        cluster.kubectl("delete", "modeltemplate", "gone", "-n", namespace, "--wait=true")
+        time.sleep(12)  # the low replica's retries came due meanwhile
         since_pause = low.log().split(pausing, 1)[1]
         assert "reconcile of " not in since_pause and "reconciled " not in since_pause
 
         high.stop()
         fresh = "caches listed again after the pause"
         low.wait_for_log(lambda log: fresh in log.split(pausing, 1)[1], timeout=90)
+        resumed = low.log().split(pausing, 1)[1]
+        # The deletion came while its watch was closed: the listing revealed it.
+        assert f"forgetting ModelTemplate {namespace}/gone: deleted" in resumed
+        assert "deleted while the watch was closed" in resumed
         low.wait_for_log(lambda log: retried in log.split(fresh, 1)[1])  # the key it held
     finally:
         for proc in (low, high):

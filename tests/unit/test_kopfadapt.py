@@ -316,3 +316,103 @@ async def _until(predicate, timeout: float = 2.0) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+def _pod(name: str) -> dict:
+    return {"metadata": {"namespace": "team-a", "name": name, "uid": f"uid-{name}", "labels": {}}}
+
+
+def _scripted_watch(scripts: list[list]):
+    """A stand-in for Kopf's ``continuous_watch``: its n-th (re)connection yields scripts[n]."""
+    calls = iter(scripts)
+
+    async def continuous_watch(**_):
+        for event in next(calls):
+            yield event
+
+    return continuous_watch
+
+
+def _watched(monkeypatch, scripts: list[list]) -> list:
+    """Every event Kopf's own ``infinite_watch`` yields over ``scripts``, adapted."""
+    from kopf._cogs.clients import watching
+
+    monkeypatch.setattr(kopfadapt, "ACTIVITY", kopfadapt.Activity())
+    monkeypatch.setattr(kopfadapt, "KNOWN", {})
+    monkeypatch.setattr(
+        watching, "continuous_watch", kopfadapt.adapted_watch(_scripted_watch(scripts))
+    )
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0
+
+    async def run():
+        pods = Resource(group="", version="v1", plural="pods", kind="Pod")
+        stream = watching.infinite_watch(
+            settings=settings, resource=pods, namespace="team-a", _iterations=len(scripts)
+        )
+        return [event async for event in stream]
+
+    return asyncio.run(run())
+
+
+def test_a_listing_delivers_the_deletions_it_reveals(monkeypatch):
+    """Objects absent from a (re)listing went while the watch was closed: each gets a DELETED
+    event, before the listing ends, with its last known identity; one whose deletion the watch
+    saw gets no second one."""
+    from kopf._cogs.clients.watching import Bookmark
+
+    a, b, c = _pod("a"), _pod("b"), _pod("c")
+    a["metadata"]["labels"] = {"app.kubernetes.io/instance": "llama"}
+    listing = [{"type": None, "object": o} for o in (a, b, c)]
+    events = _watched(
+        monkeypatch,
+        [
+            [*listing, Bookmark.LISTED, {"type": "DELETED", "object": c}],
+            [listing[0], Bookmark.LISTED],  # b went while the watch was closed
+            [Bookmark.LISTED],  # then a
+        ],
+    )
+    synthesized = [e for e in events if isinstance(e, dict) and e["type"] == "DELETED"][1:]
+    assert synthesized == [
+        {
+            "type": "DELETED",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"namespace": "team-a", "name": "b", "uid": "uid-b", "labels": {}},
+            },
+        },
+        {
+            "type": "DELETED",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "namespace": "team-a",
+                    "name": "a",
+                    "uid": "uid-a",
+                    "labels": {"app.kubernetes.io/instance": "llama"},
+                },
+            },
+        },
+    ]
+    # Each comes before its listing's end, as part of it.
+    assert (
+        events.index(synthesized[0]) < [i for i, e in enumerate(events) if e is Bookmark.LISTED][1]
+    )
+
+
+def test_a_listing_cut_short_reveals_nothing(monkeypatch):
+    """A listing that ended before its last page (a lost connection) proves no deletion."""
+    from kopf._cogs.clients.watching import Bookmark
+
+    a, b = _pod("a"), _pod("b")
+    events = _watched(
+        monkeypatch,
+        [
+            [{"type": None, "object": a}, {"type": None, "object": b}, Bookmark.LISTED],
+            [{"type": None, "object": a}],  # the connection dropped mid-listing
+            [{"type": None, "object": a}, {"type": None, "object": b}, Bookmark.LISTED],
+        ],
+    )
+    assert not [e for e in events if isinstance(e, dict) and e["type"] == "DELETED"]

@@ -1,4 +1,4 @@
-"""The four places where Kopf's own machinery was the limit, adapted at their root.
+"""The five places where Kopf's own machinery was the limit, adapted at their root.
 
 Kopf stays the operator's framework (startup, peering, probes, watches, indices, handlers); it
 has no setting for any of these, so :func:`install` replaces one small piece of each, before
@@ -35,6 +35,14 @@ Kopf upgrade that moves them fails a test rather than an operator.
    :data:`ACTIVITY` takes the flag from there, and learns from the watch streams which caches
    the pause left behind; the workers take no key until the replica is active and every one of
    those has listed again.
+
+5. **Deletions missed while a watch was closed** (the same ``continuous_watch``): each
+   (re)connection lists anew, and an object deleted meanwhile is simply absent from the list —
+   Kopf never hears of its deletion, so it stays in Kopf's indices and per-object memories for
+   the life of the process, and no handler learns it went (client-go's informers deliver these
+   as ``DeletedFinalStateUnknown``). That happens after every pause and every ``410 Gone``.
+   :func:`adapted_watch` remembers each stream's objects (uid, namespace, name, labels) and,
+   when a listing ends, delivers a ``DELETED`` event for each one the listing no longer has.
 
 Besides, one logging setting Kopf lacks: :class:`PerEventAtDebug` moves the lines Kopf writes
 at INFO for every watch event of every object ("Handler 'modeltemplates_event' succeeded.",
@@ -184,25 +192,56 @@ def tracking_pauses(daemon_killer: Callable[..., Any]) -> Callable[..., Any]:
     return killer
 
 
+#: Per watch stream ``(resource, namespace)``: its objects, uid -> (namespace, name, labels).
+KNOWN: dict[Any, dict[str, tuple[str | None, str | None, Any]]] = {}
+
+
+def _gone(resource: Any, uid: str, identity: tuple[str | None, str | None, Any]) -> dict:
+    """The ``DELETED`` event of an object a listing no longer has: its last known identity."""
+    namespace, name, labels = identity
+    group_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+    metadata = {"namespace": namespace, "name": name, "uid": uid, "labels": labels or {}}
+    obj = {"apiVersion": group_version, "kind": resource.kind, "metadata": metadata}
+    return {"type": "DELETED", "object": obj}
+
+
 def adapted_watch(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..., AsyncIterator]:
     """Kopf's ``continuous_watch``, whose stream ends (after :data:`GONE_PAUSE`) rather than
-    fails when the API server no longer serves the resource, and which tells :data:`ACTIVITY`
-    when its listing is done and when it ends."""
+    fails when the API server no longer serves the resource, which delivers the deletions a
+    listing reveals (objects it no longer has), and which tells :data:`ACTIVITY` when its
+    listing is done and when it ends."""
     if getattr(continuous_watch, "_adapted", False):
         return continuous_watch
 
     async def watch(*, resource, namespace, **kwargs) -> AsyncIterator:
         stream = (resource, namespace)
+        known = KNOWN.setdefault(stream, {})
+        listed: set[str] | None = set()  # every (re)connection starts with a listing
         try:
             async for event in continuous_watch(resource=resource, namespace=namespace, **kwargs):
                 if event is watching.Bookmark.LISTED:
+                    if listed is not None:
+                        gone = [uid for uid in known if uid not in listed]
+                        if gone:
+                            log.info(
+                                "%s: %d deleted while the watch was closed", resource, len(gone)
+                            )
+                        for uid in gone:
+                            yield _gone(resource, uid, known.pop(uid))
+                    listed = None
                     ACTIVITY.listed(stream)
+                elif isinstance(event, dict):
+                    _remember(known, listed, event)
                 yield event
         except kopf_errors.APINotFoundError:
             ACTIVITY.listed(stream)  # nothing served: nothing stale
             log.debug("%s is no longer served (its CRD deleted?); watching again later", resource)
             await asyncio.sleep(GONE_PAUSE)
-        except BaseException:  # its watcher stopped (CRD deleted, operator exiting) or failed
+        except (asyncio.CancelledError, GeneratorExit):  # its watcher stopped for good
+            ACTIVITY.listed(stream)
+            KNOWN.pop(stream, None)
+            raise
+        except BaseException:  # failed: Kopf's loop connects again, or the operator ends
             ACTIVITY.listed(stream)
             raise
         else:
@@ -212,8 +251,22 @@ def adapted_watch(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..
     return watch
 
 
+def _remember(known: dict, listed: set[str] | None, event: dict) -> None:
+    """Keep ``known`` (and the listing in progress, ``listed``) up to date with ``event``."""
+    metadata = (event.get("object") or {}).get("metadata") or {}
+    uid = metadata.get("uid")
+    if not uid:
+        return  # a BOOKMARK
+    if event.get("type") == "DELETED":
+        known.pop(uid, None)
+        return
+    known[uid] = (metadata.get("namespace"), metadata.get("name"), metadata.get("labels"))
+    if listed is not None:
+        listed.add(uid)
+
+
 def install() -> None:
-    """The four adaptations; idempotent, called once before ``kopf.operator`` runs."""
+    """The adaptations; idempotent, called once before ``kopf.operator`` runs."""
     from kopf._cogs.clients import api
     from kopf._core.engines import daemons
 

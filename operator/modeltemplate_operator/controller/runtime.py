@@ -301,6 +301,7 @@ class Runtime:
 
     def forget(self, key: Key, body: dict[str, Any]) -> None:
         """An owner is gone: drop its pending retry and what the reconciler keeps of it."""
+        log.debug("forgetting %s %s/%s: deleted", *key)
         self.queue.forget(key)
         self.reconciler.forget(body)
         self._seen.forget(key)
