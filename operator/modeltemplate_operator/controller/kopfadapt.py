@@ -57,6 +57,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import types
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -251,6 +252,16 @@ def adapted_watch(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..
     return watch
 
 
+def _shared(value: Any) -> Any:
+    """One copy of a string many objects carry (a namespace, a template's name on each child)."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
+def _labels(metadata: dict) -> dict | None:
+    labels = metadata.get("labels")
+    return {k: _shared(v) for k, v in labels.items()} if isinstance(labels, dict) else None
+
+
 def _remember(known: dict, listed: set[str] | None, event: dict) -> None:
     """Keep ``known`` (and the listing in progress, ``listed``) up to date with ``event``."""
     metadata = (event.get("object") or {}).get("metadata") or {}
@@ -260,7 +271,11 @@ def _remember(known: dict, listed: set[str] | None, event: dict) -> None:
     if event.get("type") == "DELETED":
         known.pop(uid, None)
         return
-    known[uid] = (metadata.get("namespace"), metadata.get("name"), metadata.get("labels"))
+    known[uid] = (
+        _shared(metadata.get("namespace")),
+        _shared(metadata.get("name")),
+        _labels(metadata),
+    )
     if listed is not None:
         listed.add(uid)
 
