@@ -416,3 +416,27 @@ def test_a_listing_cut_short_reveals_nothing(monkeypatch):
         ],
     )
     assert not [e for e in events if isinstance(e, dict) and e["type"] == "DELETED"]
+
+
+def test_a_watcher_stopped_for_good_leaves_nothing_behind(monkeypatch):
+    """Kopf cancels the watcher of a resource whose CRD went: what its stream knew goes too."""
+    from kopf._cogs.clients.watching import Bookmark
+
+    monkeypatch.setattr(kopfadapt, "KNOWN", {})
+    pods = Resource(group="", version="v1", plural="pods", kind="Pod")
+
+    async def listed_then_streaming(**_):
+        yield {"type": None, "object": _pod("a")}
+        yield Bookmark.LISTED
+        await asyncio.Event().wait()  # streaming, nothing happens
+        yield {}
+
+    async def run():
+        stream = kopfadapt.adapted_watch(listed_then_streaming)(resource=pods, namespace=None)
+        watcher = asyncio.create_task(_drain(stream))
+        await _until(lambda: kopfadapt.KNOWN.get((pods, None)))
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        assert (pods, None) not in kopfadapt.KNOWN
+
+    asyncio.run(run())
