@@ -2,11 +2,11 @@
 forwarder, Redis, stand-in models).
 
 A port is chosen by binding to it and then released for the process that will listen there. Two
-things can take it in between, and both happened in parallel test runs:
+things can take it in between:
 
 - the kernel hands out the same port again: ``bind(("127.0.0.1", 0))`` twice in a row may return
-  one port twice (etcd's peer port and kwok's once met). ``free_ports(n)`` holds every socket until
-  all ``n`` are chosen, so they are distinct;
+  one port twice (in a parallel test run, etcd's peer port and kwok's once met and kwok exited).
+  ``free_ports(n)`` holds every socket until all ``n`` are chosen, so they are distinct;
 - an outgoing connection of any process takes it as its local port. Ports are therefore chosen
   below the kernel's ephemeral range (``net.ipv4.ip_local_port_range``), which connections never
   use, starting at a random place of that band so parallel processes rarely probe the same ports.
