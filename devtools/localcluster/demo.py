@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from devtools import endpoints
+from devtools.ports import free_port
 
 from . import async_demo
 from .cluster import (
@@ -76,7 +77,7 @@ def _gateway_port() -> int:
         try:
             s.bind(("127.0.0.1", wanted))
         except OSError:
-            s.bind(("127.0.0.1", 0))
+            return free_port()
         return s.getsockname()[1]
 
 

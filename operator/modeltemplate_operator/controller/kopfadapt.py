@@ -218,38 +218,42 @@ def adapted_watch(continuous_watch: Callable[..., AsyncIterator]) -> Callable[..
         stream = (resource, namespace)
         known = KNOWN.setdefault(stream, {})
         listed: set[str] | None = set()  # every (re)connection starts with a listing
+        ended = False
         try:
             async for event in continuous_watch(resource=resource, namespace=namespace, **kwargs):
                 if event is watching.Bookmark.LISTED:
-                    if listed is not None:
-                        gone = [uid for uid in known if uid not in listed]
-                        if gone:
-                            log.info(
-                                "%s: %d deleted while the watch was closed", resource, len(gone)
-                            )
-                        for uid in gone:
-                            yield _gone(resource, uid, known.pop(uid))
+                    for deleted in _deleted_meanwhile(resource, known, listed):
+                        yield deleted
                     listed = None
                     ACTIVITY.listed(stream)
                 elif isinstance(event, dict):
                     _remember(known, listed, event)
                 yield event
+            ended = True
         except kopf_errors.APINotFoundError:
-            ACTIVITY.listed(stream)  # nothing served: nothing stale
             log.debug("%s is no longer served (its CRD deleted?); watching again later", resource)
-            await asyncio.sleep(GONE_PAUSE)
         except (asyncio.CancelledError, GeneratorExit):  # its watcher stopped for good
-            ACTIVITY.listed(stream)
             KNOWN.pop(stream, None)
             raise
-        except BaseException:  # failed: Kopf's loop connects again, or the operator ends
-            ACTIVITY.listed(stream)
-            raise
-        else:
-            ACTIVITY.stream_ended(stream)
+        finally:
+            if ended:
+                ACTIVITY.stream_ended(stream)
+            else:  # gone (404), stopped or failed: nothing of it to wait for
+                ACTIVITY.listed(stream)
+        if not ended:  # the 404: Kopf's loop connects again after a pause
+            await asyncio.sleep(GONE_PAUSE)
 
     watch._adapted = True  # type: ignore[attr-defined]
     return watch
+
+
+def _deleted_meanwhile(resource: Any, known: dict, listed: set[str] | None) -> list[dict]:
+    """The ``DELETED`` events of the objects ``known`` that a finished listing no longer has
+    (none when no listing was in progress); they are forgotten."""
+    gone = [uid for uid in known if uid not in listed] if listed is not None else []
+    if gone:
+        log.info("%s: %d deleted while the watch was closed", resource, len(gone))
+    return [_gone(resource, uid, known.pop(uid)) for uid in gone]
 
 
 def _shared(value: Any) -> Any:
