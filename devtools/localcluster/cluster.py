@@ -86,12 +86,16 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); look at its state.
+    # A zombie child still answers kill(0); look at its state. A killed process's main thread
+    # turns zombie before its other threads have exited, and those still hold its files and
+    # listening sockets (a killed etcd restarted then could not bind its port): it has ended only
+    # when the zombie is the last thread of its group.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (OSError, IndexError):
         return True
-    return state != "Z"
+    return state != "Z" or threads > 1
 
 
 def _node_schedulable(node: dict) -> bool:
