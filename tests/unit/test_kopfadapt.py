@@ -10,6 +10,7 @@ import pytest
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.structs.references import Resource
+from support.eventually import until
 
 from modeltemplate_operator import decoding
 from modeltemplate_operator.controller import kopfadapt
@@ -238,15 +239,15 @@ def test_after_a_pause_the_activity_waits_for_every_watch_the_pause_closed_to_li
             settings=settings, resource=resource, namespace=None, operator_paused=paused
         )
         consumer = asyncio.create_task(_drain(stream))
-        await _until(lambda: len(lists) == 1)
+        await until(lambda: len(lists) == 1)
         lists[0].set()  # the first listing is done
-        await _until(activity.is_active)
+        await until(activity.is_active)
 
         await conflict.turn_to(True)  # peering pauses the replica: its watch closes
-        await _until(lambda: (resource, None) in activity.stale)
+        await until(lambda: (resource, None) in activity.stale)
         waiter = asyncio.create_task(activity.wait())
         await conflict.turn_to(False)  # resumed: the watch lists again
-        await _until(lambda: len(lists) == 2)
+        await until(lambda: len(lists) == 2)
         await asyncio.sleep(0.05)
         assert not waiter.done() and not activity.is_active()  # the caches are still stale
         lists[1].set()
@@ -308,14 +309,6 @@ async def _listing_watch(*, resource, operator_pause_waiter, **_):
 async def _drain(stream) -> None:
     async for _ in stream:
         pass
-
-
-async def _until(predicate, timeout: float = 2.0) -> None:
-    async def poll():
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 def _pod(name: str) -> dict:
@@ -434,7 +427,7 @@ def test_a_watcher_stopped_for_good_leaves_nothing_behind(monkeypatch):
     async def run():
         stream = kopfadapt.adapted_watch(listed_then_streaming)(resource=pods, namespace=None)
         watcher = asyncio.create_task(_drain(stream))
-        await _until(lambda: kopfadapt.KNOWN.get((pods, None)))
+        await until(lambda: kopfadapt.KNOWN.get((pods, None)))
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         assert (pods, None) not in kopfadapt.KNOWN

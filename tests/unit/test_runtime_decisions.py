@@ -13,6 +13,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from support.eventually import until
 from support.fake_cluster import api_error
 
 from modeltemplate_operator.api import kinds
@@ -362,10 +363,7 @@ def test_a_paused_replica_holds_the_keys_it_has_and_reconciles_them_once_active(
             assert _active_gauge() == 0.0
             await conflict.turn_to(False)
             assert _active_gauge() == 1.0
-            for _ in range(200):
-                if reconciler.reconciled:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: reconciler.reconciled)
             assert reconciler.reconciled == [(T, NS, "vllm")]
         finally:
             runtime.stop()
