@@ -44,12 +44,22 @@ def ready(cluster, namespace: str, name: str) -> dict:
 
 
 def free_gpus(cluster) -> int:
+    """GPUs of the H100 node that no pod staying there holds. Pods being deleted, or in a
+    namespace being deleted (an earlier test's), give theirs back soon: counted as free, so a
+    filler sized by this waits for them rather than leaving room behind it."""
     node = get_json(cluster, "node", H100_NODE)
     total = int(node["status"]["allocatable"][GPU])
     pods = get_json(cluster, "pods", "-A", f"--field-selector=spec.nodeName={H100_NODE}")
+    going = {
+        ns["metadata"]["name"]
+        for ns in get_json(cluster, "namespaces")["items"]
+        if ns["metadata"].get("deletionTimestamp")
+    }
     used = 0
     for pod in pods["items"]:
         if pod["status"].get("phase") in ("Succeeded", "Failed"):
+            continue
+        if pod["metadata"].get("deletionTimestamp") or pod["metadata"]["namespace"] in going:
             continue
         for container in pod["spec"]["containers"]:
             used += int(((container.get("resources") or {}).get("requests") or {}).get(GPU, 0))
@@ -79,7 +89,8 @@ def fill_h100(cluster, namespace: str) -> None:
     apply(cluster, namespace, filler)
     wait_for(
         lambda: get_json(cluster, "pod", "h100-filler", "-n", namespace)["spec"].get("nodeName"),
-        what="the filler pod scheduled",
+        timeout=120,
+        what="the filler pod scheduled (once pods going away have gone)",
     )
     assert free_gpus(cluster) == 0
 

@@ -240,20 +240,10 @@ def test_a_template_change_reaches_its_models_and_its_loss_leaves_them_running(
     )
 
 
-def _rollout_snapshot(cluster, namespace, names, image):
-    """Models whose workload runs ``image`` without being Ready on the template's generation
-    ``generation`` yet. Deployments are read before models: a model read as not arrived was not
-    arrived when its Deployment was read either."""
-    moved = {
-        d["metadata"]["name"]
-        for d in get_json(cluster, "deployments", "-n", namespace)["items"]
-        if d["metadata"]["name"] in names
-        and d["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    }
-    models = {
-        m["metadata"]["name"]: m for m in get_json(cluster, "models", "-n", namespace)["items"]
-    }
-    return moved, models
+def _arrived(model: dict, generation: int) -> bool:
+    """Is the model Ready on its template's ``generation``?"""
+    on_generation = (model.get("status") or {}).get("templateGeneration") == generation
+    return on_generation and ready(model).get("status") == "True"
 
 
 def _family(cluster, namespace, name: str) -> tuple[dict, list[str]]:
@@ -294,33 +284,45 @@ class History:
 
     def _run(self, w, lister, args) -> None:
         with contextlib.suppress(Exception):  # the stream ends with the test
-            for event in w.stream(lister, *args, timeout_seconds=120):
+            for event in w.stream(lister, *args, timeout_seconds=600):  # > the waits below
                 self.objects.append(event["raw_object"])
 
     def stop(self) -> None:
         for w in self._watches:
             w.stop()
 
-    def most_moving_at_once(self, names: list[str], image: str, generation: int) -> int:
-        """Models whose workload runs ``image`` while they are not Ready on ``generation`` yet,
-        at most, over the whole history. The versions are put in the order the API server
-        wrote them: the resourceVersions of one etcd are its revision numbers (opaque to
-        clients in general; this test runs its own etcd)."""
-        moving, arrived, most = set(), set(), 0
-        for obj in sorted(self.objects, key=lambda o: int(o["metadata"]["resourceVersion"])):
+    def _in_write_order(self) -> list[dict]:
+        """The versions in the order the API server wrote them: the resourceVersions of one
+        etcd are its revision numbers (opaque to clients in general; this test runs its own
+        etcd)."""
+        return sorted(self.objects, key=lambda o: int(o["metadata"]["resourceVersion"]))
+
+    def moves(self, names: list[str], image: str, generation: int) -> tuple[list[str], int]:
+        """The models in the order their workloads moved to ``image``, and how many at most ran
+        ``image`` while not Ready on ``generation`` yet, over the whole history."""
+        order, moving, arrived, most = [], set(), set(), 0
+        for obj in self._in_write_order():
             name = obj["metadata"]["name"]
             if name not in names or name in arrived:
                 continue  # arrived: its Deployment's later versions are not a move
             if obj["kind"] == "Deployment":
                 if obj["spec"]["template"]["spec"]["containers"][0]["image"] == image:
                     moving.add(name)
-            elif (obj.get("status") or {}).get("templateGeneration") == generation and ready(
-                obj
-            ).get("status") == "True":
+                    if name not in order:
+                        order.append(name)
+            elif _arrived(obj, generation):
                 moving.discard(name)
                 arrived.add(name)
             most = max(most, len(moving))
-        return most
+        return order, most
+
+    def arrived(self, generation: int) -> set[str]:
+        """The models the watch has seen Ready on ``generation``."""
+        return {
+            o["metadata"]["name"]
+            for o in list(self.objects)
+            if o["kind"] == MODEL.kind and _arrived(o, generation)
+        }
 
     def waited(self) -> bool:
         """Did a model say it waits for its turn?"""
@@ -353,24 +355,18 @@ def test_a_template_change_rolls_to_its_models_one_at_a_time(
         "generation"
     ]
     image = "docker.io/modelops/tiny:2"
-    order: list[str] = []
-
-    def done():
-        moved, models = _rollout_snapshot(cluster, namespace, names, image)
-        order.extend(sorted(moved - set(order)))
-        arrived = {
-            n
-            for n, m in models.items()
-            if m["status"].get("templateGeneration") == generation
-            and ready(m).get("status") == "True"
-        }
-        return arrived == set(names)
-
     try:
-        wait_for(done, timeout=180, interval=0.2, what="every model on the new generation")
+        wait_for(  # both watches caught up: every model arrived, every workload seen moving
+            lambda: (
+                history.arrived(generation) == set(names)
+                and set(history.moves(names, image, generation)[0]) == set(names)
+            ),
+            timeout=180,
+            what="every model on the new generation",
+        )
     finally:
         history.stop()
-    most_in_flight = history.most_moving_at_once(names, image, generation)
+    order, most_in_flight = history.moves(names, image, generation)
     print(f"\nrollout order {order}, at most {most_in_flight} model(s) moving at once")
     assert order == names  # in name order
     assert most_in_flight == 1  # one moved at a time, and the history saw it move
