@@ -91,11 +91,16 @@ def pid_alive(pid: int) -> bool:
     # listening sockets (a killed etcd restarted then could not bind its port): it has ended only
     # when the zombie is the last thread of its group.
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
-        threads = len(os.listdir(f"/proc/{pid}/task"))
+        state, threads = process_state(pid)
     except (OSError, IndexError):
         return True
     return state != "Z" or threads > 1
+
+
+def process_state(pid: int) -> tuple[str, int]:
+    """The state letter of a process's main thread (``R``, ``S``, ``Z``…) and its threads."""
+    state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    return state, len(os.listdir(f"/proc/{pid}/task"))
 
 
 def _node_schedulable(node: dict) -> bool:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from devtools.localcluster.cluster import pid_alive
+from devtools.localcluster.cluster import pid_alive, process_state
 
 pytestmark = pytest.mark.unit
 
@@ -25,10 +25,6 @@ ctypes.CDLL(None).syscall({SYS_EXIT}, 0)
 """
 
 
-def _state(pid: int) -> str:
-    return open(f"/proc/{pid}/stat").read().split(") ", 1)[1][0]
-
-
 @pytest.mark.skipif(SYS_EXIT is None, reason=f"exit(2)'s number unknown on {platform.machine()}")
 def test_a_zombie_main_thread_with_threads_left_is_still_alive():
     """Between a kill and the end of its last thread, a process shows a zombie main thread while
@@ -36,9 +32,9 @@ def test_a_zombie_main_thread_with_threads_left_is_still_alive():
     proc = subprocess.Popen([sys.executable, "-c", MAIN_THREAD_ENDS_FIRST])
     try:
         deadline = time.monotonic() + 10
-        while _state(proc.pid) != "Z" and time.monotonic() < deadline:
+        while process_state(proc.pid)[0] != "Z" and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _state(proc.pid) == "Z"  # the main thread has ended, one thread sleeps on
+        assert process_state(proc.pid)[0] == "Z"  # the main thread has ended, one thread sleeps on
         assert pid_alive(proc.pid)
         proc.send_signal(signal.SIGKILL)
         deadline = time.monotonic() + 10
